@@ -1,0 +1,557 @@
+//! Settings: the `SETTINGS` table (what `--about` publishes), merging `--config` files and
+//! `TAP_WITHINGS_*` environment variables into a raw JSON map, and validating that map into a
+//! [`Config`]. Pure: files are read by the caller, the environment and `now` are arguments.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// The JSON type of a setting, as published in `--about`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    DateTime,
+    Array,
+}
+
+/// One setting of the tap.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub secret: bool,
+    pub required: bool,
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+}
+
+const fn setting(
+    name: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    description: &'static str,
+) -> Setting {
+    Setting { name, kind, secret: false, required: false, default, description }
+}
+
+/// The default API root (the EU/public cloud).
+pub const DEFAULT_API_URL: &str = "https://wbsapi.withings.net";
+/// The default `start_date`: the first Withings devices shipped in 2009.
+pub const DEFAULT_START_DATE: &str = "2009-01-01T00:00:00Z";
+
+/// Every setting the tap accepts, in `--about` order.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        required: true,
+        ..setting("client_id", Kind::String, None, "Client ID of your Withings developer app.")
+    },
+    Setting {
+        secret: true,
+        required: true,
+        ..setting("client_secret", Kind::String, None, "Client secret of your Withings developer app.")
+    },
+    Setting {
+        secret: true,
+        ..setting(
+            "refresh_token",
+            Kind::String,
+            None,
+            "Refresh token from `tap-withings auth`. Withings rotates it on every refresh: the newest one is kept in `token_store`, which wins over this value once it is newer.",
+        )
+    },
+    setting(
+        "token_store",
+        Kind::String,
+        Some("$XDG_STATE_HOME/tap-withings/tokens.json (else ~/.local/state/tap-withings/tokens.json)"),
+        "Path of the token store, where every rotated token is written (mode 0600) before it is used. Keep it between runs.",
+    ),
+    setting(
+        "start_date",
+        Kind::DateTime,
+        Some(DEFAULT_START_DATE),
+        "Earliest data to extract on a first sync (RFC 3339 or YYYY-MM-DD, UTC).",
+    ),
+    setting(
+        "end_date",
+        Kind::DateTime,
+        None,
+        "Latest data to extract (RFC 3339 or YYYY-MM-DD). Default: now.",
+    ),
+    setting(
+        "api_url",
+        Kind::String,
+        Some(DEFAULT_API_URL),
+        "Withings API root; the token endpoint is `{api_url}/v2/oauth2`. Must be https unless it is a loopback address.",
+    ),
+    setting(
+        "max_requests_per_minute",
+        Kind::Integer,
+        Some("120"),
+        "Request budget of the whole run (all streams and users together); Withings allows 120 per app.",
+    ),
+    setting(
+        "include_objectives",
+        Kind::Boolean,
+        Some("false"),
+        "Also extract getmeas category 2 (user objectives) into `measures`.",
+    ),
+    setting(
+        "flattening_enabled",
+        Kind::Boolean,
+        Some("true"),
+        "Flatten nested objects into `parent__child` columns (Meltano SDK semantics).",
+    ),
+    setting(
+        "flattening_max_depth",
+        Kind::Integer,
+        Some("10"),
+        "How many levels of nesting to flatten.",
+    ),
+    setting(
+        "max_retries",
+        Kind::Integer,
+        Some("8"),
+        "Retries of one request after a transient failure (601, 522, 5xx, HTML, truncated body, timeout).",
+    ),
+    setting(
+        "max_retry_seconds",
+        Kind::Integer,
+        Some("900"),
+        "Longest total time spent retrying one request before the run fails.",
+    ),
+    setting(
+        "request_timeout_seconds",
+        Kind::Integer,
+        Some("60"),
+        "Timeout of one HTTP request.",
+    ),
+    setting(
+        "repeat_guard_seconds",
+        Kind::Number,
+        Some("10"),
+        "Minimum time between two identical requests (Withings answers 601 to a repeat within 10 s).",
+    ),
+];
+
+/// Looks a setting up by name.
+pub fn find_setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// Validated settings for a run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub refresh_token: Option<Secret>,
+    pub token_store: PathBuf,
+    pub start_date: DateTime<Utc>,
+    pub end_date: Option<DateTime<Utc>>,
+    pub api_url: String,
+    pub max_requests_per_minute: u32,
+    pub include_objectives: bool,
+    pub flattening_enabled: bool,
+    pub flattening_max_depth: usize,
+    pub max_retries: u32,
+    pub max_retry_seconds: u64,
+    pub request_timeout_seconds: u64,
+    pub repeat_guard_seconds: f64,
+}
+
+/// Where a setting came from, for error messages.
+fn origin(sources: &BTreeMap<String, String>, name: &str) -> String {
+    sources.get(name).cloned().unwrap_or_else(|| "config".to_string())
+}
+
+/// Settings merged from config files and the environment, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawConfig {
+    pub values: Map<String, Value>,
+    /// Setting name → where it came from (file name or `TAP_WITHINGS_X`).
+    pub sources: BTreeMap<String, String>,
+}
+
+impl RawConfig {
+    /// Adds one parsed config file; later files override earlier ones.
+    pub fn add_file(&mut self, name: &str, text: &str) -> Result<()> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::input(format!("cannot parse config file {name}: {e}")))?;
+        let Value::Object(map) = value else {
+            return Err(Error::input(format!("config file {name} must hold a JSON object")));
+        };
+        for (key, value) in map {
+            if find_setting(&key).is_none() {
+                return Err(Error::input(format!(
+                    "config file {name}: unknown setting `{key}` (see `tap-withings --about`)"
+                )));
+            }
+            if value.is_null() {
+                continue;
+            }
+            self.sources.insert(key.clone(), format!("config file {name}"));
+            self.values.insert(key, value);
+        }
+        Ok(())
+    }
+
+    /// Fills settings that no file set from `TAP_WITHINGS_<SETTING>` variables (Meltano SDK
+    /// convention). Names with a double underscore (`TAP_WITHINGS__SELECT`) are Meltano's own.
+    pub fn add_env(&mut self, env: &BTreeMap<String, String>) -> Result<()> {
+        for setting in SETTINGS {
+            if self.values.contains_key(setting.name) {
+                continue;
+            }
+            let var = format!("TAP_WITHINGS_{}", setting.name.to_ascii_uppercase());
+            let Some(text) = env.get(&var) else { continue };
+            if text.is_empty() {
+                continue;
+            }
+            let value = parse_env_value(setting, text)
+                .map_err(|why| Error::input(format!("environment variable {var}: {why}")))?;
+            self.sources.insert(setting.name.to_string(), format!("environment variable {var}"));
+            self.values.insert(setting.name.to_string(), value);
+        }
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    fn string(&self, name: &str) -> Result<Option<String>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(self.wrong_type(name, "a string")),
+        }
+    }
+
+    fn integer(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64> {
+        let value = match self.get(name) {
+            None => default,
+            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| self.wrong_type(name, "an integer"))?,
+            Some(Value::String(s)) => {
+                s.trim().parse().map_err(|_| self.wrong_type(name, "an integer"))?
+            }
+            Some(_) => return Err(self.wrong_type(name, "an integer")),
+        };
+        if value < min || value > max {
+            return Err(Error::input(format!(
+                "{}: setting `{name}` must be between {min} and {max}, got {value}",
+                origin(&self.sources, name)
+            )));
+        }
+        Ok(value)
+    }
+
+    fn number(&self, name: &str, default: f64, min: f64, max: f64) -> Result<f64> {
+        let value = match self.get(name) {
+            None => default,
+            Some(Value::Number(n)) => n.as_f64().ok_or_else(|| self.wrong_type(name, "a number"))?,
+            Some(Value::String(s)) => s.trim().parse().map_err(|_| self.wrong_type(name, "a number"))?,
+            Some(_) => return Err(self.wrong_type(name, "a number")),
+        };
+        if !(min..=max).contains(&value) {
+            return Err(Error::input(format!(
+                "{}: setting `{name}` must be between {min} and {max}, got {value}",
+                origin(&self.sources, name)
+            )));
+        }
+        Ok(value)
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) => {
+                parse_bool(s).ok_or_else(|| self.wrong_type(name, "true or false"))
+            }
+            Some(_) => Err(self.wrong_type(name, "true or false")),
+        }
+    }
+
+    fn wrong_type(&self, name: &str, expected: &str) -> Error {
+        Error::input(format!(
+            "{}: setting `{name}` must be {expected}",
+            origin(&self.sources, name)
+        ))
+    }
+
+    fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some(text) => parse_date_time(&text).map(Some).ok_or_else(|| {
+                Error::input(format!(
+                    "{}: setting `{name}` must be an RFC 3339 date-time or YYYY-MM-DD, got {text:?}",
+                    origin(&self.sources, name)
+                ))
+            }),
+        }
+    }
+
+    /// Validates everything a sync (or `--test`) needs. `now` bounds the dates.
+    pub fn validate(&self, env: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Config> {
+        let missing: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|s| s.required && self.get(s.name).is_none_or(|v| v.as_str() == Some("")))
+            .map(|s| s.name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::input(format!(
+                "missing required setting{} {} (in a --config file or TAP_WITHINGS_* variables)",
+                if missing.len() > 1 { "s" } else { "" },
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let client_id = self.string("client_id")?.unwrap_or_default();
+        let client_secret = Secret::new(self.string("client_secret")?.unwrap_or_default());
+        let start_date = match self.date("start_date")? {
+            Some(d) => d,
+            None => parse_date_time(DEFAULT_START_DATE).unwrap_or_default(),
+        };
+        if start_date > now {
+            return Err(Error::input(format!(
+                "{}: setting `start_date` ({}) is in the future",
+                origin(&self.sources, "start_date"),
+                start_date.to_rfc3339()
+            )));
+        }
+        let end_date = self.date("end_date")?;
+        if let Some(end) = end_date {
+            if end < start_date {
+                return Err(Error::input(format!(
+                    "{}: setting `end_date` ({}) is before `start_date` ({})",
+                    origin(&self.sources, "end_date"),
+                    end.to_rfc3339(),
+                    start_date.to_rfc3339()
+                )));
+            }
+        }
+        let api_url = self
+            .string("api_url")?
+            .unwrap_or_else(|| DEFAULT_API_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        check_api_url(&api_url)
+            .map_err(|why| Error::input(format!("{}: setting `api_url` {why}", origin(&self.sources, "api_url"))))?;
+        let token_store = match self.string("token_store")? {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => default_token_store(env),
+        };
+        Ok(Config {
+            client_id,
+            client_secret,
+            refresh_token: self.string("refresh_token")?.filter(|t| !t.is_empty()).map(Secret::new),
+            token_store,
+            start_date,
+            end_date,
+            api_url,
+            max_requests_per_minute: self.integer("max_requests_per_minute", 120, 1, 100_000)? as u32,
+            include_objectives: self.boolean("include_objectives", false)?,
+            flattening_enabled: self.boolean("flattening_enabled", true)?,
+            flattening_max_depth: self.integer("flattening_max_depth", 10, 0, 100)? as usize,
+            max_retries: self.integer("max_retries", 8, 0, 100)? as u32,
+            max_retry_seconds: self.integer("max_retry_seconds", 900, 0, 86_400)? as u64,
+            request_timeout_seconds: self.integer("request_timeout_seconds", 60, 1, 3_600)? as u64,
+            repeat_guard_seconds: self.number("repeat_guard_seconds", 10.0, 0.0, 3_600.0)?,
+        })
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_env_value(setting: &Setting, text: &str) -> std::result::Result<Value, String> {
+    Ok(match setting.kind {
+        Kind::String | Kind::DateTime => Value::String(text.to_string()),
+        Kind::Integer => Value::from(text.trim().parse::<i64>().map_err(|_| "must be an integer")?),
+        Kind::Number => {
+            let n: f64 = text.trim().parse().map_err(|_| "must be a number")?;
+            serde_json::Number::from_f64(n).map(Value::Number).ok_or("must be a finite number")?
+        }
+        Kind::Boolean => Value::Bool(parse_bool(text).ok_or("must be true or false")?),
+        Kind::Array => serde_json::from_str(text).map_err(|e| format!("must be a JSON array: {e}"))?,
+    })
+}
+
+/// Parses RFC 3339 or a bare `YYYY-MM-DD` (midnight UTC).
+pub fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0)?))
+}
+
+/// `api_url` must be http(s) with a host, and https unless the host is a loopback address.
+fn check_api_url(url: &str) -> std::result::Result<(), String> {
+    let (scheme, rest) = url.split_once("://").ok_or("must be an absolute http(s) URL")?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    let host = if let Some(stripped) = host_port.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or("")
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    match scheme {
+        "https" => Ok(()),
+        "http" if is_loopback(host) => Ok(()),
+        "http" => Err("must use https (plain http is only allowed for loopback addresses)".into()),
+        _ => Err("must be an http(s) URL".into()),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The default token store: `$XDG_STATE_HOME/tap-withings/tokens.json`, else
+/// `$HOME/.local/state/tap-withings/tokens.json`, else `./tap-withings-tokens.json`.
+pub fn default_token_store(env: &BTreeMap<String, String>) -> PathBuf {
+    if let Some(dir) = env.get("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("tap-withings").join("tokens.json");
+    }
+    if let Some(home) = env.get("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/tap-withings/tokens.json");
+    }
+    PathBuf::from("tap-withings-tokens.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn now() -> DateTime<Utc> {
+        parse_date_time("2026-11-25T12:00:00Z").unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn raw(text: &str) -> RawConfig {
+        let mut raw = RawConfig::default();
+        raw.add_file("c.json", text).unwrap();
+        raw
+    }
+
+    const MINIMAL: &str = r#"{"client_id": "id", "client_secret": "s", "refresh_token": "r"}"#;
+
+    #[test]
+    fn defaults_fill_every_optional_setting() {
+        let cfg = raw(MINIMAL).validate(&env(&[("HOME", "/home/u")]), now()).unwrap();
+        assert_eq!(cfg.api_url, DEFAULT_API_URL);
+        assert_eq!(cfg.max_requests_per_minute, 120);
+        assert_eq!(cfg.start_date, parse_date_time("2009-01-01").unwrap());
+        assert_eq!(cfg.token_store, PathBuf::from("/home/u/.local/state/tap-withings/tokens.json"));
+        assert!(cfg.flattening_enabled);
+        assert_eq!(cfg.repeat_guard_seconds, 10.0);
+    }
+
+    #[test]
+    fn env_fills_what_files_leave_out_and_ignores_meltano_internals() {
+        let mut r = raw(r#"{"client_id": "from-file"}"#);
+        r.add_env(&env(&[
+            ("TAP_WITHINGS_CLIENT_ID", "from-env"),
+            ("TAP_WITHINGS_CLIENT_SECRET", "sec"),
+            ("TAP_WITHINGS_MAX_REQUESTS_PER_MINUTE", "60"),
+            ("TAP_WITHINGS_FLATTENING_ENABLED", "false"),
+            ("TAP_WITHINGS__SELECT", "[\"x\"]"),
+        ]))
+        .unwrap();
+        let cfg = r.validate(&env(&[]), now()).unwrap();
+        assert_eq!(cfg.client_id, "from-file");
+        assert_eq!(cfg.client_secret.expose(), "sec");
+        assert_eq!(cfg.max_requests_per_minute, 60);
+        assert!(!cfg.flattening_enabled);
+    }
+
+    #[test]
+    fn later_files_override_earlier_ones() {
+        let mut r = raw(MINIMAL);
+        r.add_file("b.json", r#"{"client_id": "second"}"#).unwrap();
+        assert_eq!(r.validate(&env(&[]), now()).unwrap().client_id, "second");
+    }
+
+    #[test]
+    fn bad_settings_give_one_line_errors_naming_the_setting() {
+        let cases = [
+            (r#"{"client_id": "id"}"#, "missing required setting `client_secret`"),
+            (r#"{"client_id": "i", "client_secret": "s", "start_date": "2999-01-01"}"#, "is in the future"),
+            (r#"{"client_id": "i", "client_secret": "s", "start_date": "yesterday"}"#, "`start_date` must be an RFC 3339"),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "start_date": "2020-01-02", "end_date": "2020-01-01"}"#,
+                "`end_date` (2020-01-01T00:00:00+00:00) is before",
+            ),
+            (r#"{"client_id": "i", "client_secret": "s", "max_requests_per_minute": "lots"}"#, "must be an integer"),
+            (r#"{"client_id": "i", "client_secret": "s", "max_requests_per_minute": 0}"#, "between 1 and"),
+            (r#"{"client_id": "i", "client_secret": "s", "api_url": "http://example.com"}"#, "must use https"),
+            (r#"{"client_id": 5, "client_secret": "s"}"#, "`client_id` must be a string"),
+        ];
+        for (text, expected) in cases {
+            let err = raw(text).validate(&env(&[]), now()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn unknown_settings_and_garbage_files_are_rejected() {
+        let mut r = RawConfig::default();
+        let err = r.add_file("c.json", r#"{"client_idd": "x"}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown setting `client_idd`"), "{err}");
+        let err = r.add_file("c.json", "{nope").unwrap_err().to_string();
+        assert!(err.starts_with("cannot parse config file c.json"), "{err}");
+        let err = r.add_file("c.json", "[1]").unwrap_err().to_string();
+        assert!(err.contains("must hold a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn loopback_http_is_allowed_for_the_simulator() {
+        for url in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9", "https://x.example"] {
+            assert_eq!(check_api_url(url), Ok(()), "{url}");
+        }
+        for url in ["ftp://x", "http://10.0.0.1", "wbsapi.withings.net", "https://"] {
+            assert!(check_api_url(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn token_store_default_follows_xdg() {
+        assert_eq!(
+            default_token_store(&env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")])),
+            PathBuf::from("/s/tap-withings/tokens.json")
+        );
+        assert_eq!(default_token_store(&env(&[])), PathBuf::from("tap-withings-tokens.json"));
+    }
+
+    #[test]
+    fn settings_table_has_unique_names_and_secrets_marked() {
+        let mut names: Vec<_> = SETTINGS.iter().map(|s| s.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SETTINGS.len());
+        for name in ["client_secret", "refresh_token"] {
+            assert!(find_setting(name).unwrap().secret);
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! Schema-driven output: an [`OutputPlan`] compiled from a stream's schema, its selected
+//! properties and the flattening settings projects each record onto the schema (unknown
+//! fields dropped), coerces values to the declared types (numeric strings, `false` for a
+//! number, epoch seconds for a date-time) and writes the RECORD JSON directly, flattening
+//! nested objects into `parent__child` columns. The same plan gives the SCHEMA it matches,
+//! so every record validates against the schema sent for it. Pure.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::timefmt;
+
+/// The value kind a property declares.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Integer,
+    Number,
+    String,
+    DateTime,
+    Date,
+    Boolean,
+    /// An object whose properties are known.
+    Object(Vec<Field>),
+    /// An array whose items have this kind.
+    Array(Box<Kind>, bool),
+    /// Anything JSON (free-form objects, unions).
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Field {
+    name: String,
+    /// `"name":` pre-encoded for the output.
+    json_key: Vec<u8>,
+    kind: Kind,
+    nullable: bool,
+    /// Flattened columns replacing this object property (empty when not flattened).
+    flat: Vec<Field>,
+}
+
+/// Why a record could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConformError {
+    #[error("key property `{0}` is missing or null")]
+    MissingKey(String),
+}
+
+/// Flattening settings (Meltano SDK names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flattening {
+    pub enabled: bool,
+    pub max_depth: usize,
+}
+
+/// A compiled projection of one stream's records onto its (selected, flattened) schema.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    fields: Vec<Field>,
+    schema: Value,
+    keys: Vec<String>,
+}
+
+/// Problems in a schema or a flattening that would make output ambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+fn type_names(schema: &Value) -> Vec<&str> {
+    match &schema["type"] {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn kind_of(schema: &Value) -> (Kind, bool) {
+    let types = type_names(schema);
+    let nullable = types.contains(&"null") || types.is_empty();
+    let concrete: Vec<&str> = types.iter().copied().filter(|t| *t != "null").collect();
+    let kind = match concrete.as_slice() {
+        ["integer"] => Kind::Integer,
+        ["number"] | ["integer", "number"] | ["number", "integer"] => Kind::Number,
+        ["boolean"] => Kind::Boolean,
+        ["string"] => match schema["format"].as_str() {
+            Some("date-time") => Kind::DateTime,
+            Some("date") => Kind::Date,
+            _ => Kind::String,
+        },
+        ["object"] => match schema["properties"].as_object() {
+            Some(props) => Kind::Object(props.iter().map(|(n, s)| field(n, s)).collect()),
+            None => Kind::Any,
+        },
+        ["array"] => {
+            let (item, item_nullable) = kind_of(&schema["items"]);
+            Kind::Array(Box::new(item), item_nullable)
+        }
+        _ => Kind::Any,
+    };
+    (kind, nullable)
+}
+
+fn field(name: &str, schema: &Value) -> Field {
+    let (kind, nullable) = kind_of(schema);
+    Field { name: name.to_string(), json_key: json_key(name), kind, nullable, flat: Vec::new() }
+}
+
+fn json_key(name: &str) -> Vec<u8> {
+    let mut key = serde_json::to_vec(name).unwrap_or_default();
+    key.push(b':');
+    key
+}
+
+/// Flattens object properties with known properties into `parent__child` fields, up to
+/// `max_depth` levels (SDK semantics: depth 1 flattens one level), and returns the flattened
+/// schema properties alongside.
+fn flatten_fields(
+    prefix: &str,
+    props: &Map<String, Value>,
+    depth: usize,
+    flattening: Flattening,
+    out_props: &mut Map<String, Value>,
+) -> Vec<Field> {
+    let mut fields = Vec::new();
+    for (name, schema) in props {
+        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}__{name}") };
+        let mut f = field(name, schema);
+        let inner = schema["properties"].as_object();
+        if let (Kind::Object(_), Some(inner), true) = (&f.kind, inner, flattening.enabled && depth < flattening.max_depth) {
+            let mut sub = flatten_fields(&full, inner, depth + 1, flattening, out_props);
+            for s in &mut sub {
+                s.nullable = true;
+            }
+            f.flat = sub;
+        } else {
+            let mut s = schema.clone();
+            if !prefix.is_empty() {
+                s = with_null(s);
+            }
+            out_props.insert(full.clone(), s);
+            f.name = name.clone();
+            f.json_key = json_key(&full);
+        }
+        fields.push(f);
+    }
+    fields
+}
+
+/// A flattened child of a nullable parent is itself nullable.
+fn with_null(mut schema: Value) -> Value {
+    match schema.get_mut("type") {
+        Some(Value::String(t)) if t != "null" => {
+            let t = t.clone();
+            schema["type"] = Value::from(vec![t, "null".to_string()]);
+        }
+        Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => types.push("null".into()),
+        _ => {}
+    }
+    schema
+}
+
+impl OutputPlan {
+    /// Compiles a plan from a stream schema, the selected top-level properties (None: all)
+    /// and the flattening settings. Key properties are always kept.
+    pub fn new(
+        schema: &Value,
+        keys: &[&str],
+        selected: Option<&BTreeSet<String>>,
+        flattening: Flattening,
+    ) -> Result<Self, PlanError> {
+        let props = schema["properties"]
+            .as_object()
+            .ok_or_else(|| PlanError("schema has no properties".into()))?;
+        let kept: Map<String, Value> = props
+            .iter()
+            .filter(|(name, _)| keys.contains(&name.as_str()) || selected.is_none_or(|s| s.contains(*name)))
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let mut out_props = Map::new();
+        let fields = flatten_fields("", &kept, 0, flattening, &mut out_props);
+        let mut seen = BTreeSet::new();
+        collect_columns(&fields, "", &mut seen)?;
+        let mut out_schema = schema.clone();
+        out_schema["properties"] = Value::Object(out_props);
+        Ok(OutputPlan { fields, schema: out_schema, keys: keys.iter().map(|k| k.to_string()).collect() })
+    }
+
+    /// The schema records written by this plan conform to (the SCHEMA message's `schema`).
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Writes `record` as conformed JSON into `out` (appending). Values that cannot be
+    /// coerced to their declared type become null and their property names are pushed to
+    /// `coerced`. Fails only when a key property is missing.
+    pub fn write(&self, record: &Map<String, Value>, out: &mut Vec<u8>, coerced: &mut Vec<String>) -> Result<(), ConformError> {
+        for key in &self.keys {
+            if record.get(key).is_none_or(Value::is_null) {
+                return Err(ConformError::MissingKey(key.clone()));
+            }
+        }
+        let start = out.len();
+        out.push(b'{');
+        let mut first = true;
+        if let Err(e) = write_fields(&self.fields, Some(record), out, &mut first, coerced, &self.keys, true) {
+            out.truncate(start);
+            return Err(e);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The value a property would be written with (e.g. a replication key's RFC 3339 text).
+    pub fn conform_value(&self, property: &str, value: &Value) -> Value {
+        self.fields
+            .iter()
+            .find(|f| f.name == property)
+            .map_or(Value::Null, |f| finish(&f.kind, coerce(&f.kind, value).unwrap_or(Value::Null)))
+    }
+}
+
+fn collect_columns(fields: &[Field], _prefix: &str, seen: &mut BTreeSet<Vec<u8>>) -> Result<(), PlanError> {
+    for f in fields {
+        if f.flat.is_empty() {
+            if !seen.insert(f.json_key.clone()) {
+                return Err(PlanError(format!(
+                    "flattening makes two columns named {}",
+                    String::from_utf8_lossy(&f.json_key[..f.json_key.len() - 1])
+                )));
+            }
+        } else {
+            collect_columns(&f.flat, "", seen)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_fields(
+    fields: &[Field],
+    record: Option<&Map<String, Value>>,
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    coerced: &mut Vec<String>,
+    keys: &[String],
+    top: bool,
+) -> Result<(), ConformError> {
+    for f in fields {
+        let raw = record.and_then(|r| r.get(&f.name));
+        if !f.flat.is_empty() {
+            let inner = raw.and_then(Value::as_object);
+            if raw.is_some_and(|v| !v.is_null() && !v.is_object()) {
+                coerced.push(f.name.clone());
+            }
+            write_fields(&f.flat, inner, out, first, coerced, keys, false)?;
+            continue;
+        }
+        let value = match raw {
+            None | Some(Value::Null) => Value::Null,
+            Some(v) => match coerce(&f.kind, v) {
+                Some(c) => c,
+                None => {
+                    coerced.push(f.name.clone());
+                    Value::Null
+                }
+            },
+        };
+        if value.is_null() && top && keys.contains(&f.name) {
+            return Err(ConformError::MissingKey(f.name.clone()));
+        }
+        if !*first {
+            out.push(b',');
+        }
+        *first = false;
+        out.extend_from_slice(&f.json_key);
+        write_value(&f.kind, &value, out);
+    }
+    Ok(())
+}
+
+fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>) {
+    if let (Kind::DateTime, Value::Number(n)) = (kind, value) {
+        // coerce() leaves in-range epochs as numbers for DateTime: format them here
+        // without an intermediate String.
+        if let Some(secs) = n.as_i64() {
+            out.push(b'"');
+            timefmt::write_rfc3339(out, secs);
+            out.push(b'"');
+            return;
+        }
+    }
+    // Writing a Value into a Vec<u8> cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// Turns a coerced DateTime epoch into its RFC 3339 text (for values that are not written
+/// through `write_value`).
+fn finish(kind: &Kind, value: Value) -> Value {
+    match (kind, &value) {
+        (Kind::DateTime, Value::Number(n)) => n.as_i64().and_then(timefmt::rfc3339).map_or(Value::Null, Value::String),
+        _ => value,
+    }
+}
+
+/// Coerces a non-null reply value to a kind; None when impossible (the caller writes null).
+/// DateTime epochs stay numbers (written as RFC 3339 by `write_value`).
+fn coerce(kind: &Kind, v: &Value) -> Option<Value> {
+    if v.is_null() {
+        return Some(Value::Null);
+    }
+    match kind {
+        Kind::Any => Some(v.clone()),
+        Kind::Integer => match v {
+            Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
+            Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| Value::from(f as i64)),
+            Value::String(s) => s.trim().parse::<i64>().ok().map(Value::from),
+            _ => None,
+        },
+        Kind::Number => match v {
+            Value::Number(_) => Some(v.clone()),
+            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from),
+            _ => None,
+        },
+        Kind::String => match v {
+            Value::String(_) => Some(v.clone()),
+            Value::Number(n) => Some(Value::String(n.to_string())),
+            Value::Bool(b) => Some(Value::String(b.to_string())),
+            _ => Some(Value::String(v.to_string())),
+        },
+        Kind::Boolean => match v {
+            Value::Bool(_) => Some(v.clone()),
+            Value::Number(n) => match n.as_i64() {
+                Some(0) => Some(Value::Bool(false)),
+                Some(1) => Some(Value::Bool(true)),
+                _ => None,
+            },
+            Value::String(s) => match s.trim() {
+                "true" | "1" => Some(Value::Bool(true)),
+                "false" | "0" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            _ => None,
+        },
+        Kind::DateTime => {
+            let secs = match v {
+                Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)),
+                Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| timefmt::parse_rfc3339(s)),
+                _ => None,
+            }?;
+            (timefmt::rfc3339(secs).is_some()).then(|| Value::from(secs))
+        }
+        Kind::Date => match v {
+            Value::String(s) if timefmt::parse_ymd(s).is_some() => Some(v.clone()),
+            _ => None,
+        },
+        Kind::Object(fields) => {
+            let obj = v.as_object()?;
+            let mut out = Map::new();
+            for f in fields {
+                let value = obj.get(&f.name).map_or(Some(Value::Null), |x| coerce(&f.kind, x)).unwrap_or(Value::Null);
+                out.insert(f.name.clone(), finish(&f.kind, value));
+            }
+            Some(Value::Object(out))
+        }
+        Kind::Array(item, item_nullable) => {
+            let items = v.as_array()?;
+            let mut out = Vec::with_capacity(items.len());
+            for x in items {
+                match coerce(item, x) {
+                    Some(Value::Null) | None if !item_nullable => {}
+                    Some(c) => out.push(finish(item, c)),
+                    None => out.push(Value::Null),
+                }
+            }
+            Some(Value::Array(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+    use serde_json::json;
+
+    const ON: Flattening = Flattening { enabled: true, max_depth: 10 };
+    const OFF: Flattening = Flattening { enabled: false, max_depth: 0 };
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "id": {"type": "integer"},
+            "n": {"type": ["number", "null"]},
+            "i": {"type": ["integer", "null"]},
+            "s": {"type": ["string", "null"]},
+            "b": {"type": ["boolean", "null"]},
+            "t": {"type": ["string", "null"], "format": "date-time"},
+            "d": {"type": ["string", "null"], "format": "date"},
+            "free": {"type": ["object", "null"]},
+            "arr": {"type": ["array", "null"], "items": {"type": "integer"}},
+            "data": {"type": ["object", "null"], "properties": {
+                "x": {"type": ["integer", "null"]},
+                "deep": {"type": ["object", "null"], "properties": {"y": {"type": ["string", "null"]}}}
+            }}
+        }})
+    }
+
+    fn write(plan: &OutputPlan, record: Value) -> (Value, Vec<String>) {
+        let mut out = Vec::new();
+        let mut coerced = Vec::new();
+        plan.write(record.as_object().unwrap(), &mut out, &mut coerced).unwrap();
+        (serde_json::from_slice(&out).unwrap(), coerced)
+    }
+
+    #[test]
+    fn records_are_projected_coerced_and_flattened() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
+        let (row, coerced) = write(
+            &plan,
+            json!({"id": "7", "n": "1.5", "i": false, "s": 12, "b": 1, "t": 1700000000, "d": "2024-02-29",
+                   "free": {"a": 1}, "arr": [1, "2", "x"], "data": {"x": 3.0, "deep": {"y": "z"}}, "unknown": 1}),
+        );
+        assert_eq!(
+            row,
+            json!({"id": 7, "n": 1.5, "i": null, "s": "12", "b": true, "t": "2023-11-14T22:13:20Z", "d": "2024-02-29",
+                   "free": {"a": 1}, "arr": [1, 2], "data__x": 3, "data__deep__y": "z"})
+        );
+        assert_eq!(coerced, vec!["i"]);
+    }
+
+    #[test]
+    fn the_plan_schema_matches_what_it_writes() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
+        let props = plan.schema()["properties"].as_object().unwrap();
+        let names: Vec<_> = props.keys().cloned().collect();
+        assert_eq!(names, ["id", "n", "i", "s", "b", "t", "d", "free", "arr", "data__x", "data__deep__y"]);
+        assert_eq!(props["data__x"]["type"], json!(["integer", "null"]));
+    }
+
+    #[test]
+    fn max_depth_keeps_deeper_objects_nested() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, Flattening { enabled: true, max_depth: 1 }).unwrap();
+        let (row, _) = write(&plan, json!({"id": 1, "data": {"x": 1, "deep": {"y": "z", "extra": 1}}}));
+        assert_eq!(row["data__deep"], json!({"y": "z"}));
+        assert!(plan.schema()["properties"]["data__deep"]["properties"]["y"].is_object());
+    }
+
+    #[test]
+    fn without_flattening_objects_are_conformed_in_place() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, OFF).unwrap();
+        let (row, _) = write(&plan, json!({"id": 1, "data": {"x": "4", "deep": null, "junk": 2}}));
+        assert_eq!(row["data"], json!({"x": 4, "deep": null}));
+        assert_eq!(row["t"], Value::Null);
+    }
+
+    #[test]
+    fn deselected_properties_are_dropped_but_keys_kept() {
+        let selected: BTreeSet<String> = ["n".to_string()].into();
+        let plan = OutputPlan::new(&schema(), &["id"], Some(&selected), ON).unwrap();
+        let (row, _) = write(&plan, json!({"id": 1, "n": 2, "s": "x"}));
+        assert_eq!(row, json!({"id": 1, "n": 2}));
+    }
+
+    #[test]
+    fn a_missing_key_is_an_error_and_writes_nothing() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
+        let mut out = b"prefix".to_vec();
+        let err = plan.write(json!({"n": 1}).as_object().unwrap(), &mut out, &mut Vec::new()).unwrap_err();
+        assert_eq!(err, ConformError::MissingKey("id".into()));
+        let err = plan.write(json!({"id": "x"}).as_object().unwrap(), &mut out, &mut Vec::new()).unwrap_err();
+        assert_eq!(err, ConformError::MissingKey("id".into()));
+        assert_eq!(out, b"prefix");
+    }
+
+    #[test]
+    fn colliding_flattened_names_are_refused() {
+        let s = json!({"type": "object", "properties": {
+            "a__b": {"type": "integer"}, "a": {"type": "object", "properties": {"b": {"type": "integer"}}}}});
+        assert!(OutputPlan::new(&s, &[], None, ON).unwrap_err().0.contains("a__b"));
+        assert!(OutputPlan::new(&s, &[], None, OFF).is_ok());
+    }
+
+    #[test]
+    fn coercion_table() {
+        let cases = [
+            (Kind::Integer, json!(3.0), Some(json!(3))),
+            (Kind::Integer, json!(3.5), None),
+            (Kind::Integer, json!(" 12 "), Some(json!(12))),
+            (Kind::Integer, json!(true), None),
+            (Kind::Number, json!("x"), None),
+            (Kind::Number, json!(2), Some(json!(2))),
+            (Kind::Boolean, json!("false"), Some(json!(false))),
+            (Kind::Boolean, json!(2), None),
+            (Kind::DateTime, json!("1700000000"), Some(json!(1700000000))),
+            (Kind::DateTime, json!("2023-11-14T22:13:20+01:00"), Some(json!(1699996400))),
+            (Kind::DateTime, json!(1e300), None),
+            (Kind::Date, json!("2024-13-01"), None),
+            (Kind::String, json!({"a": 1}), Some(json!("{\"a\":1}"))),
+        ];
+        for (kind, input, expected) in cases {
+            assert_eq!(coerce(&kind, &input), expected, "{kind:?} {input}");
+        }
+    }
+
+    #[test]
+    fn conform_value_formats_replication_keys() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
+        assert_eq!(plan.conform_value("t", &json!(0)), json!("1970-01-01T00:00:00Z"));
+        assert_eq!(plan.conform_value("nope", &json!(0)), Value::Null);
+    }
+}

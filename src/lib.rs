@@ -1,0 +1,157 @@
+//! tap-withings: a Singer tap for the Withings health-data API.
+//!
+//! [`run`] is the whole program given its world (flags, environment, stdout); `main.rs` only
+//! sets up logging and turns an error into one stderr line and an exit code.
+
+pub mod about;
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod conform;
+pub mod error;
+pub mod plan;
+pub mod secret;
+pub mod singer;
+pub mod streams;
+pub mod sync;
+pub mod timefmt;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use tracing::info;
+
+use crate::api::client::ApiClient;
+use crate::auth::session::Session;
+use crate::cli::{AboutFormat, Cli};
+use crate::config::{Config, RawConfig};
+use crate::conform::Flattening;
+use crate::error::{Error, Result};
+use crate::singer::catalog::{build_catalog, Selection};
+use crate::singer::message::MessageWriter;
+use crate::singer::state::State;
+use crate::sync::{sync_user, Output, SyncCtx};
+
+fn read_file(kind: &str, path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::input(format!("cannot read {kind} file {}: {e}", path.display())))
+}
+
+/// Merges `--config` files (or `ENV`) and the environment.
+pub fn load_raw_config(cli: &Cli, env: &BTreeMap<String, String>) -> Result<RawConfig> {
+    let mut raw = RawConfig::default();
+    for name in &cli.config {
+        if name == "ENV" {
+            continue;
+        }
+        let text = read_file("config", Path::new(name))?;
+        raw.add_file(name, &text)?;
+    }
+    raw.add_env(env)?;
+    Ok(raw)
+}
+
+fn write_json_line<W: Write>(out: &mut W, value: &Value) -> Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(|e| Error::io("cannot write to stdout", e))?;
+    writeln!(out).and_then(|_| out.flush()).map_err(|e| Error::io("cannot write to stdout", e))
+}
+
+/// Runs the tap: `--about`, `--discover`, `--test` or a sync.
+pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout: W) -> Result<()> {
+    if cli.about {
+        return match cli.format {
+            AboutFormat::Json => write_json_line(&mut stdout, &about::about_json()),
+            AboutFormat::Markdown => {
+                stdout.write_all(about::about_markdown().as_bytes()).map_err(|e| Error::io("cannot write to stdout", e))
+            }
+        };
+    }
+    if cli.discover {
+        // Discovery needs no credentials and ignores --catalog/--state (Meltano passes them).
+        return write_json_line(&mut stdout, &build_catalog());
+    }
+    let now = chrono::Utc::now();
+    let cfg = load_raw_config(cli, env)?.validate(env, now)?;
+    let client = ApiClient::new(&cfg)?;
+    let session = Session::open(&cfg)?;
+    if cli.test {
+        return connection_test(&client, &session).await;
+    }
+    let state = match &cli.state {
+        Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?).map_err(Error::Input)?,
+        None => State::default(),
+    };
+    let selection = match cli.catalog.as_ref().or(cli.properties.as_ref()) {
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = read_file("catalog", path)?;
+            let value: Value =
+                serde_json::from_str(&text).map_err(|e| Error::input(format!("cannot parse catalog file {name}: {e}")))?;
+            Selection::from_catalog(&name, &value).map_err(Error::Input)?
+        }
+        None => Selection::all(),
+    };
+    sync(&cfg, &client, &session, state, &selection, stdout, now.timestamp()).await
+}
+
+async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
+    let body = session
+        .call(client, "/v2/user", &[("action", "getdevice".to_string())])
+        .await
+        .map_err(|e| Error::Api(format!("connection test failed: {e:?}")))?;
+    let userid = session.userid().await.unwrap_or_default();
+    let devices = body.get("devices").and_then(Value::as_array).map_or(0, Vec::len);
+    info!(userid, devices, "Connection test succeeded.");
+    eprintln!("tap-withings: connection test succeeded (user {userid}, {devices} device(s))");
+    Ok(())
+}
+
+async fn sync<W: Write>(
+    cfg: &Config,
+    client: &ApiClient,
+    session: &Session,
+    state: State,
+    selection: &Selection,
+    stdout: W,
+    now: i64,
+) -> Result<()> {
+    let started = Instant::now();
+    let flattening = Flattening { enabled: cfg.flattening_enabled, max_depth: cfg.flattening_max_depth };
+    let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
+    let ctx = SyncCtx {
+        client,
+        session,
+        start: cfg.start_date.timestamp(),
+        end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
+        include_objectives: cfg.include_objectives,
+    };
+    let result = sync_user(&ctx, &mut out).await;
+    let counts = out.counts().clone();
+    // The final STATE is true for what was written, whether or not the sync failed.
+    let finished = out.finish();
+    for (stream, c) in &counts {
+        info!(
+            target: "tap_withings::metrics",
+            "METRIC: {}",
+            json!({"type": "counter", "metric": "record_count", "value": c.records, "tags": {"stream": stream}})
+        );
+    }
+    let stats = client.stats();
+    info!(
+        target: "tap_withings::metrics",
+        "METRIC: {}",
+        json!({"type": "timer", "metric": "sync_duration", "value": started.elapsed().as_secs_f64(), "tags": {"status": if result.is_ok() { "succeeded" } else { "failed" }}})
+    );
+    info!(
+        requests = stats.requests,
+        retries = stats.retries,
+        retry_reasons = ?stats.retry_reasons,
+        seconds = started.elapsed().as_secs_f64(),
+        "Sync summary."
+    );
+    result?;
+    finished.map(|_| ())
+}

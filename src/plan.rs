@@ -1,0 +1,158 @@
+//! Paging and window decisions that distrust the API. Pure.
+//!
+//! - Offset paging: pages are requested until one comes back **empty**, whatever `more` says
+//!   (`more` is 0/1 from getmeas, a boolean from v2 modules, missing from getsummary, and
+//!   sometimes false on a full page that was followed by more data). The next offset is the
+//!   previous offset plus the rows received, and a page that repeats the previous one stops
+//!   the loop instead of looping forever.
+//! - Windows: intraday activity and sleep get return only the first 24 h of a longer range,
+//!   and their enddate is inclusive in one module and exclusive in the other, so ranges are
+//!   cut into windows of at most 24 h that overlap by a minute; records are de-duplicated by
+//!   key across the overlap.
+
+use std::collections::HashSet;
+
+/// The longest window the API answers in full (seconds).
+pub const MAX_WINDOW: i64 = 86_400;
+/// Overlap between consecutive windows (seconds).
+pub const WINDOW_OVERLAP: i64 = 60;
+
+/// What to do after a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Ask for the page at this offset.
+    Offset(u64),
+    /// The chain is complete (an empty page arrived).
+    Done,
+    /// The page repeated the previous one: the API is not advancing; stop.
+    Repeated,
+}
+
+/// Offset paging state for one chain of pages.
+#[derive(Debug, Clone, Default)]
+pub struct Pager {
+    offset: u64,
+    previous: Option<u64>,
+    pages: u64,
+}
+
+impl Pager {
+    /// A chain starting at offset 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The offset of the next request.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Pages received so far.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Records a page of `rows` rows whose content hashes to `fingerprint`.
+    pub fn advance(&mut self, rows: usize, fingerprint: u64) -> Next {
+        self.pages += 1;
+        if rows == 0 {
+            return Next::Done;
+        }
+        if self.previous == Some(fingerprint) {
+            return Next::Repeated;
+        }
+        self.previous = Some(fingerprint);
+        self.offset += rows as u64;
+        Next::Offset(self.offset)
+    }
+}
+
+/// De-duplicates records by key across neighbouring pages or windows with bounded memory:
+/// it remembers the keys of the current and the previous page only.
+#[derive(Debug, Default)]
+pub struct RecentKeys {
+    current: HashSet<String>,
+    previous: HashSet<String>,
+}
+
+impl RecentKeys {
+    /// Starts a new page: the current keys become the previous ones.
+    pub fn next_page(&mut self) {
+        self.previous = std::mem::take(&mut self.current);
+    }
+
+    /// True the first time a key is seen in the current or previous page.
+    pub fn insert(&mut self, key: String) -> bool {
+        if self.previous.contains(&key) {
+            return false;
+        }
+        self.current.insert(key)
+    }
+}
+
+/// Cuts `[start, end]` into windows of at most [`MAX_WINDOW`] seconds, each starting
+/// [`WINDOW_OVERLAP`] seconds before the previous one ended.
+pub fn windows(start: i64, end: i64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut s = start;
+    while s < end {
+        let e = (s + MAX_WINDOW).min(end);
+        out.push((s, e));
+        if e >= end {
+            break;
+        }
+        s = e - WINDOW_OVERLAP;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn full_page_with_more_false_still_fetches_next_offset() {
+        let mut p = Pager::new();
+        assert_eq!(p.advance(200, 1), Next::Offset(200));
+        assert_eq!(p.advance(200, 2), Next::Offset(400));
+        assert_eq!(p.advance(13, 3), Next::Offset(413));
+        assert_eq!(p.advance(0, 4), Next::Done);
+        assert_eq!(p.pages(), 4);
+    }
+
+    #[test]
+    fn a_repeated_page_stops_the_loop() {
+        let mut p = Pager::new();
+        assert_eq!(p.advance(5, 9), Next::Offset(5));
+        assert_eq!(p.advance(5, 9), Next::Repeated);
+    }
+
+    #[test]
+    fn recent_keys_forget_older_pages() {
+        let mut k = RecentKeys::default();
+        assert!(k.insert("a".into()));
+        assert!(!k.insert("a".into()));
+        k.next_page();
+        assert!(!k.insert("a".into()));
+        assert!(k.insert("b".into()));
+        k.next_page();
+        k.next_page();
+        assert!(k.insert("a".into()));
+    }
+
+    #[test]
+    fn windows_cover_the_range_overlapping_and_never_exceed_a_day() {
+        assert_eq!(windows(0, 0), vec![]);
+        assert_eq!(windows(0, 100), vec![(0, 100)]);
+        assert_eq!(windows(0, MAX_WINDOW), vec![(0, MAX_WINDOW)]);
+        let w = windows(1_000, 1_000 + 10 * MAX_WINDOW + 5);
+        assert_eq!(w.len(), 11);
+        assert_eq!(w[0], (1_000, 1_000 + MAX_WINDOW));
+        for pair in w.windows(2) {
+            assert_eq!(pair[1].0, pair[0].1 - WINDOW_OVERLAP);
+            assert!(pair[1].1 - pair[1].0 <= MAX_WINDOW);
+        }
+        assert_eq!(w.last().unwrap().1, 1_000 + 10 * MAX_WINDOW + 5);
+    }
+}

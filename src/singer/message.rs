@@ -1,0 +1,120 @@
+//! Singer messages and [`MessageWriter`], the only writer to stdout: SCHEMA, RECORD and STATE
+//! lines, buffered, flushed after each STATE and at the end (never per record).
+
+use std::io::{self, BufWriter, Write};
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// Writes Singer messages as JSON lines.
+pub struct MessageWriter<W: Write> {
+    out: BufWriter<W>,
+    line: Vec<u8>,
+}
+
+fn write_error(err: io::Error) -> Error {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        Error::Io("stdout was closed by the target (broken pipe); stopping".into())
+    } else {
+        Error::io("cannot write to stdout", err)
+    }
+}
+
+impl<W: Write> MessageWriter<W> {
+    /// Wraps an output (stdout in the binary, a `Vec<u8>` in tests).
+    pub fn new(out: W) -> Self {
+        MessageWriter { out: BufWriter::with_capacity(256 * 1024, out), line: Vec::with_capacity(4096) }
+    }
+
+    /// A SCHEMA message (before the stream's first RECORD).
+    pub fn schema(&mut self, stream: &str, schema: &Value, keys: &[&str], bookmark_properties: &[&str]) -> Result<()> {
+        let mut msg = json!({
+            "type": "SCHEMA",
+            "stream": stream,
+            "schema": schema,
+            "key_properties": keys,
+        });
+        if !bookmark_properties.is_empty() {
+            msg["bookmark_properties"] = json!(bookmark_properties);
+        }
+        self.value_line(&msg)
+    }
+
+    /// A RECORD message whose `record` is already serialized JSON (see `OutputPlan`).
+    pub fn record(&mut self, stream: &str, record_json: &[u8], time_extracted: &str) -> Result<()> {
+        self.line.clear();
+        self.line.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
+        serde_json::to_writer(&mut self.line, stream).map_err(|e| Error::io("cannot encode record", e))?;
+        self.line.extend_from_slice(b",\"record\":");
+        self.line.extend_from_slice(record_json);
+        self.line.extend_from_slice(b",\"time_extracted\":\"");
+        self.line.extend_from_slice(time_extracted.as_bytes());
+        self.line.extend_from_slice(b"\"}\n");
+        self.out.write_all(&self.line).map_err(write_error)
+    }
+
+    /// A STATE message, flushed at once so a killed run leaves it behind.
+    pub fn state(&mut self, value: &Value) -> Result<()> {
+        self.value_line(&json!({"type": "STATE", "value": value}))?;
+        self.flush()
+    }
+
+    /// Flushes buffered lines.
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(write_error)
+    }
+
+    fn value_line(&mut self, msg: &Value) -> Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, msg).map_err(|e| Error::io("cannot encode message", e))?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line).map_err(write_error)
+    }
+
+    /// Gives back the inner writer (tests).
+    pub fn into_inner(self) -> Result<W> {
+        self.out.into_inner().map_err(|e| write_error(e.into_error()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn messages_are_one_json_object_per_line() {
+        let mut w = MessageWriter::new(Vec::new());
+        w.schema("s", &json!({"type": "object"}), &["id"], &["modified"]).unwrap();
+        w.record("s", br#"{"id":1}"#, "2024-01-01T00:00:00Z").unwrap();
+        w.state(&json!({"bookmarks": {}})).unwrap();
+        let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                json!({"type": "SCHEMA", "stream": "s", "schema": {"type": "object"}, "key_properties": ["id"], "bookmark_properties": ["modified"]}),
+                json!({"type": "RECORD", "stream": "s", "record": {"id": 1}, "time_extracted": "2024-01-01T00:00:00Z"}),
+                json!({"type": "STATE", "value": {"bookmarks": {}}}),
+            ]
+        );
+    }
+
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    #[test]
+    fn a_closed_stdout_is_a_clean_error() {
+        let mut w = MessageWriter::new(Closed);
+        let err = w.state(&json!({})).unwrap_err();
+        assert!(err.to_string().contains("broken pipe"), "{err}");
+    }
+}

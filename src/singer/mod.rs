@@ -1,0 +1,5 @@
+//! The Singer protocol: messages and their writer, the catalog with selection, and state.
+
+pub mod catalog;
+pub mod message;
+pub mod state;

@@ -1,0 +1,161 @@
+//! Singer state in the Meltano SDK's partitioned shape:
+//! `{"bookmarks": {"<stream>": {"partitions": [{"context": {"userid": N},
+//! "replication_key": "...", "replication_key_value": "..."}]}}}`. Bookmarks of streams and
+//! fields this version does not know are kept as they are. Pure.
+
+use serde_json::{json, Map, Value};
+
+/// The run's state document.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct State {
+    bookmarks: Map<String, Value>,
+}
+
+impl State {
+    /// Parses a state document; `name` is used in error messages. Meltano's wrapper
+    /// (`{"singer_state": {...}}`) is accepted too. An empty object is an empty state.
+    pub fn parse(name: &str, text: &str) -> Result<Self, String> {
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("cannot parse state file {name}: {e}"))?;
+        let value = match value {
+            Value::Object(mut o) if o.contains_key("singer_state") => o.remove("singer_state").unwrap_or_default(),
+            v => v,
+        };
+        let Value::Object(top) = value else {
+            return Err(format!("state file {name} must hold a JSON object"));
+        };
+        let bookmarks = match top.get("bookmarks") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(b)) => b.clone(),
+            Some(_) => return Err(format!("state file {name}: `bookmarks` must be an object")),
+        };
+        for (stream, entry) in &bookmarks {
+            let Some(entry) = entry.as_object() else {
+                return Err(format!("state file {name}: bookmark of `{stream}` must be an object"));
+            };
+            match entry.get("partitions") {
+                None => {}
+                Some(Value::Array(parts)) => {
+                    for p in parts {
+                        if !p.is_object() || !p.get("context").is_some_and(Value::is_object) {
+                            return Err(format!("state file {name}: a partition of `{stream}` has no `context` object"));
+                        }
+                    }
+                }
+                Some(_) => return Err(format!("state file {name}: `{stream}.partitions` must be a list")),
+            }
+        }
+        Ok(State { bookmarks })
+    }
+
+    fn partition(&self, stream: &str, userid: i64) -> Option<&Map<String, Value>> {
+        self.bookmarks
+            .get(stream)?
+            .get("partitions")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|p| same_user(p, userid))
+    }
+
+    /// The stored replication key value of a user's partition.
+    pub fn bookmark(&self, stream: &str, userid: i64) -> Option<&Value> {
+        self.partition(stream, userid)?.get("replication_key_value").filter(|v| !v.is_null())
+    }
+
+    /// Another field of a user's partition (e.g. how far windows were scanned).
+    pub fn partition_field(&self, stream: &str, userid: i64, field: &str) -> Option<&Value> {
+        self.partition(stream, userid)?.get(field).filter(|v| !v.is_null())
+    }
+
+    /// Sets a user's bookmark (creating the partition) and any extra partition fields.
+    pub fn set_bookmark(&mut self, stream: &str, userid: i64, key: &str, value: Value, extra: &[(&str, Value)]) {
+        let entry = self.bookmarks.entry(stream.to_string()).or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        let parts = entry
+            .as_object_mut()
+            .map(|o| o.entry("partitions").or_insert_with(|| json!([])));
+        let Some(parts) = parts else { return };
+        if !parts.is_array() {
+            *parts = json!([]);
+        }
+        let Some(list) = parts.as_array_mut() else { return };
+        let idx = match list.iter().position(|p| p.as_object().is_some_and(|p| same_user(p, userid))) {
+            Some(i) => i,
+            None => {
+                list.push(json!({"context": {"userid": userid}}));
+                list.len() - 1
+            }
+        };
+        if let Some(p) = list[idx].as_object_mut() {
+            p.insert("replication_key".into(), Value::from(key));
+            p.insert("replication_key_value".into(), value);
+            for (field, v) in extra {
+                p.insert((*field).into(), v.clone());
+            }
+        }
+    }
+
+    /// The state document to emit.
+    pub fn to_value(&self) -> Value {
+        json!({"bookmarks": self.bookmarks})
+    }
+}
+
+fn same_user(partition: &Map<String, Value>, userid: i64) -> bool {
+    match partition.get("context").and_then(|c| c.get("userid")) {
+        Some(Value::Number(n)) => n.as_i64() == Some(userid),
+        Some(Value::String(s)) => s.parse::<i64>().ok() == Some(userid),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    #[test]
+    fn bookmarks_are_per_stream_and_user() {
+        let mut s = State::default();
+        s.set_bookmark("measures", 1, "modified", json!("2024-01-01T00:00:00Z"), &[]);
+        s.set_bookmark("measures", 2, "modified", json!("2024-02-01T00:00:00Z"), &[]);
+        s.set_bookmark("measures", 1, "modified", json!("2024-03-01T00:00:00Z"), &[("scanned_until", json!(5))]);
+        assert_eq!(s.bookmark("measures", 1), Some(&json!("2024-03-01T00:00:00Z")));
+        assert_eq!(s.bookmark("measures", 2), Some(&json!("2024-02-01T00:00:00Z")));
+        assert_eq!(s.partition_field("measures", 1, "scanned_until"), Some(&json!(5)));
+        assert_eq!(s.bookmark("activity", 1), None);
+        assert_eq!(
+            s.to_value()["bookmarks"]["measures"]["partitions"][0],
+            json!({"context": {"userid": 1}, "replication_key": "modified", "replication_key_value": "2024-03-01T00:00:00Z", "scanned_until": 5})
+        );
+    }
+
+    #[test]
+    fn parsing_round_trips_and_keeps_unknown_streams() {
+        let text = r#"{"bookmarks": {"old_stream": {"x": 1}, "measures": {"partitions": [{"context": {"userid": "7"}, "replication_key_value": "v"}]}}}"#;
+        let s = State::parse("s.json", text).unwrap();
+        assert_eq!(s.bookmark("measures", 7), Some(&json!("v")));
+        assert_eq!(s.to_value()["bookmarks"]["old_stream"], json!({"x": 1}));
+        let wrapped = State::parse("s.json", r#"{"singer_state": {"bookmarks": {}}}"#).unwrap();
+        assert_eq!(wrapped, State::default());
+        assert_eq!(State::parse("s.json", "{}").unwrap(), State::default());
+    }
+
+    #[test]
+    fn malformed_state_is_refused_with_the_file_name() {
+        let cases = [
+            ("nope", "cannot parse state file s.json"),
+            ("[]", "must hold a JSON object"),
+            (r#"{"bookmarks": 3}"#, "`bookmarks` must be an object"),
+            (r#"{"bookmarks": {"measures": 3}}"#, "bookmark of `measures` must be an object"),
+            (r#"{"bookmarks": {"measures": {"partitions": {}}}}"#, "must be a list"),
+            (r#"{"bookmarks": {"measures": {"partitions": [{}]}}}"#, "has no `context` object"),
+        ];
+        for (text, expected) in cases {
+            let err = State::parse("s.json", text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+}
