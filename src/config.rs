@@ -67,6 +67,15 @@ pub const SETTINGS: &[Setting] = &[
             "Refresh token from `tap-withings auth`. Withings rotates it on every refresh: the newest one is kept in `token_store`, which wins over this value once it is newer.",
         )
     },
+    Setting {
+        secret: true,
+        ..setting(
+            "users",
+            Kind::Array,
+            None,
+            "Several users in one run: a list of `{\"refresh_token\": ..., \"token_store\": ...}` (token_store optional, default the main one). Users already in the token store are synced too.",
+        )
+    },
     setting(
         "token_store",
         Kind::String,
@@ -96,6 +105,18 @@ pub const SETTINGS: &[Setting] = &[
         Kind::Integer,
         Some("120"),
         "Request budget of the whole run (all streams and users together); Withings allows 120 per app.",
+    ),
+    setting(
+        "redirect_uri",
+        Kind::String,
+        None,
+        "Callback URL registered for your Withings app, used by `tap-withings auth`. A loopback URL (http://127.0.0.1:PORT/...) is received by the tap itself; otherwise paste the redirect URL.",
+    ),
+    setting(
+        "scopes",
+        Kind::String,
+        Some("user.info,user.metrics,user.activity,user.sleepevents"),
+        "Comma-separated OAuth scopes asked for by `tap-withings auth`.",
     ),
     setting(
         "include_objectives",
@@ -152,7 +173,11 @@ pub struct Config {
     pub client_id: String,
     pub client_secret: Secret,
     pub refresh_token: Option<Secret>,
+    /// Extra users (the `users` setting).
+    pub users: Vec<UserSetting>,
     pub token_store: PathBuf,
+    pub redirect_uri: Option<String>,
+    pub scopes: Vec<String>,
     pub start_date: DateTime<Utc>,
     pub end_date: Option<DateTime<Utc>>,
     pub api_url: String,
@@ -164,6 +189,13 @@ pub struct Config {
     pub max_retry_seconds: u64,
     pub request_timeout_seconds: u64,
     pub repeat_guard_seconds: f64,
+}
+
+/// One entry of the `users` setting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSetting {
+    pub refresh_token: Option<Secret>,
+    pub token_store: Option<PathBuf>,
 }
 
 /// Where a setting came from, for error messages.
@@ -286,6 +318,49 @@ impl RawConfig {
         ))
     }
 
+    fn users(&self) -> Result<Vec<UserSetting>> {
+        let list = match self.get("users") {
+            None => return Ok(Vec::new()),
+            Some(Value::Array(list)) => list,
+            Some(Value::String(text)) => {
+                return match serde_json::from_str::<Value>(text) {
+                    Ok(v @ Value::Array(_)) => {
+                        let mut copy = self.clone();
+                        copy.values.insert("users".into(), v);
+                        copy.users()
+                    }
+                    _ => Err(self.wrong_type("users", "a list of {refresh_token, token_store} objects")),
+                };
+            }
+            Some(_) => return Err(self.wrong_type("users", "a list of {refresh_token, token_store} objects")),
+        };
+        let place = origin(&self.sources, "users");
+        list.iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let obj = entry
+                    .as_object()
+                    .ok_or_else(|| Error::input(format!("{place}: `users[{i}]` must be an object")))?;
+                for key in obj.keys() {
+                    if key != "refresh_token" && key != "token_store" {
+                        return Err(Error::input(format!("{place}: `users[{i}]` has unknown field `{key}`")));
+                    }
+                }
+                let text = |k: &str| match obj.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                    Some(_) => Err(Error::input(format!("{place}: `users[{i}].{k}` must be a non-empty string"))),
+                };
+                let refresh_token = text("refresh_token")?.map(Secret::new);
+                let token_store = text("token_store")?.map(PathBuf::from);
+                if refresh_token.is_none() && token_store.is_none() {
+                    return Err(Error::input(format!("{place}: `users[{i}]` needs a refresh_token or a token_store")));
+                }
+                Ok(UserSetting { refresh_token, token_store })
+            })
+            .collect()
+    }
+
     fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         match self.string(name)? {
             None => Ok(None),
@@ -347,9 +422,21 @@ impl RawConfig {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => default_token_store(env),
         };
+        let users = self.users()?;
+        let scopes: Vec<String> = self
+            .string("scopes")?
+            .unwrap_or_else(|| "user.info,user.metrics,user.activity,user.sleepevents".into())
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
         Ok(Config {
             client_id,
             client_secret,
+            users,
+            redirect_uri: self.string("redirect_uri")?.filter(|s| !s.is_empty()),
+            scopes,
             refresh_token: self.string("refresh_token")?.filter(|t| !t.is_empty()).map(Secret::new),
             token_store,
             start_date,
@@ -523,6 +610,33 @@ mod tests {
         assert!(err.starts_with("cannot parse config file c.json"), "{err}");
         let err = r.add_file("c.json", "[1]").unwrap_err().to_string();
         assert!(err.contains("must hold a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn users_are_a_list_of_tokens_or_stores() {
+        let cfg = raw(r#"{"client_id": "i", "client_secret": "s", "users": [{"refresh_token": "a"}, {"token_store": "/t.json"}]}"#)
+            .validate(&env(&[]), now())
+            .unwrap();
+        assert_eq!(cfg.users.len(), 2);
+        assert_eq!(cfg.users[1].token_store, Some(PathBuf::from("/t.json")));
+        let mut r = RawConfig::default();
+        r.add_env(&env(&[("TAP_WITHINGS_USERS", r#"[{"refresh_token": "x"}]"#), ("TAP_WITHINGS_CLIENT_ID", "i"), ("TAP_WITHINGS_CLIENT_SECRET", "s")]))
+            .unwrap();
+        assert_eq!(r.validate(&env(&[]), now()).unwrap().users.len(), 1);
+        for (text, expected) in [
+            (r#"{"client_id": "i", "client_secret": "s", "users": [{}]}"#, "needs a refresh_token or a token_store"),
+            (r#"{"client_id": "i", "client_secret": "s", "users": [{"refresh": "x"}]}"#, "unknown field `refresh`"),
+            (r#"{"client_id": "i", "client_secret": "s", "users": 3}"#, "`users` must be a list"),
+        ] {
+            let err = raw(text).validate(&env(&[]), now()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn scopes_default_to_all_four() {
+        let cfg = raw(MINIMAL).validate(&env(&[]), now()).unwrap();
+        assert_eq!(cfg.scopes, ["user.info", "user.metrics", "user.activity", "user.sleepevents"]);
     }
 
     #[test]

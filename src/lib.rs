@@ -25,10 +25,12 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tracing::info;
 
+use crate::api::cancel::Cancel;
 use crate::api::client::ApiClient;
-use crate::auth::session::Session;
+use crate::auth::session::{Session, SessionError};
 use crate::cli::{AboutFormat, Cli};
 use crate::config::{Config, RawConfig};
+
 use crate::conform::Flattening;
 use crate::error::{Error, Result};
 use crate::singer::catalog::{build_catalog, Selection};
@@ -60,7 +62,7 @@ fn write_json_line<W: Write>(out: &mut W, value: &Value) -> Result<()> {
 }
 
 /// Runs the tap: `--about`, `--discover`, `--test` or a sync.
-pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout: W) -> Result<()> {
+pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout: W, cancel: Cancel) -> Result<()> {
     if cli.about {
         return match cli.format {
             AboutFormat::Json => write_json_line(&mut stdout, &about::about_json()),
@@ -75,10 +77,13 @@ pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout
     }
     let now = chrono::Utc::now();
     let cfg = load_raw_config(cli, env)?.validate(env, now)?;
-    let client = ApiClient::new(&cfg)?;
-    let session = Session::open(&cfg)?;
+    let client = ApiClient::new(&cfg, cancel)?;
+    let sessions = Session::open_all(&cfg)?;
     if cli.test {
-        return connection_test(&client, &session).await;
+        for session in &sessions {
+            connection_test(&client, session).await?;
+        }
+        return Ok(());
     }
     let state = match &cli.state {
         Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?).map_err(Error::Input)?,
@@ -94,14 +99,21 @@ pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout
         }
         None => Selection::all(),
     };
-    sync(&cfg, &client, &session, state, &selection, stdout, now.timestamp()).await
+    sync(&cfg, &client, &sessions, state, &selection, stdout, now.timestamp()).await
 }
 
 async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
     let body = session
         .call(client, "/v2/user", &[("action", "getdevice".to_string())])
         .await
-        .map_err(|e| Error::Api(format!("connection test failed: {e:?}")))?;
+        .map_err(|e| match e {
+            SessionError::Auth(m) => Error::Auth(format!("connection test failed: {m}")),
+            SessionError::Unauthorized { status, message } => {
+                Error::Api(format!("connection test failed: not allowed (status {status}: {message})"))
+            }
+            SessionError::Failed(m) => Error::Api(format!("connection test failed: {m}")),
+            SessionError::Cancelled => Error::Interrupted,
+        })?;
     let userid = session.userid().await.unwrap_or_default();
     let devices = body.get("devices").and_then(Value::as_array).map_or(0, Vec::len);
     info!(userid, devices, "Connection test succeeded.");
@@ -112,7 +124,7 @@ async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
 async fn sync<W: Write>(
     cfg: &Config,
     client: &ApiClient,
-    session: &Session,
+    sessions: &[Session],
     state: State,
     selection: &Selection,
     stdout: W,
@@ -121,14 +133,47 @@ async fn sync<W: Write>(
     let started = Instant::now();
     let flattening = Flattening { enabled: cfg.flattening_enabled, max_depth: cfg.flattening_max_depth };
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
-    let ctx = SyncCtx {
-        client,
-        session,
-        start: cfg.start_date.timestamp(),
-        end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
-        include_objectives: cfg.include_objectives,
+    let mut done = std::collections::BTreeSet::new();
+    let mut failures: Vec<(String, Error)> = Vec::new();
+    let mut fatal = None;
+    for session in sessions {
+        let ctx = SyncCtx {
+            client,
+            session,
+            start: cfg.start_date.timestamp(),
+            end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
+            include_objectives: cfg.include_objectives,
+        };
+        if let Some(id) = session.userid().await {
+            if !done.insert(id) {
+                continue;
+            }
+        }
+        match sync_user(&ctx, &mut out, &mut done).await {
+            Ok(_) => {}
+            // Output failures (stdout closed) end the run; a user's failure does not stop the others.
+            Err(e @ (Error::Io(_) | Error::Interrupted)) => {
+                fatal = Some(e);
+                break;
+            }
+            Err(e) => {
+                let who = session.userid().await.map_or_else(|| "a user not yet identified".to_string(), |u| format!("user {u}"));
+                tracing::error!("{who}: {e}");
+                failures.push((who, e));
+            }
+        }
+    }
+    let result = match (fatal, failures.len()) {
+        (Some(e), _) => Err(e),
+        (None, 0) => Ok(()),
+        (None, 1) => Err(failures.remove(0).1),
+        (None, n) => {
+            let code_error = failures.iter().any(|(_, e)| matches!(e, Error::Auth(_)));
+            let names: Vec<String> = failures.iter().map(|(w, _)| w.clone()).collect();
+            let msg = format!("sync failed for {n} users: {} (details above)", names.join(", "));
+            Err(if code_error { Error::Auth(msg) } else { Error::Api(msg) })
+        }
     };
-    let result = sync_user(&ctx, &mut out).await;
     let counts = out.counts().clone();
     // The final STATE is true for what was written, whether or not the sync failed.
     let finished = out.finish();

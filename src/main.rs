@@ -4,7 +4,29 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tap_withings::api::cancel::Cancel;
 use tap_withings::cli::Cli;
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,7 +41,14 @@ fn main() -> ExitCode {
         }
     };
     let stdout = std::io::stdout().lock();
-    match runtime.block_on(tap_withings::run(&cli, &env, stdout)) {
+    let cancel = Cancel::default();
+    let on_signal = cancel.clone();
+    runtime.spawn(async move {
+        wait_for_signal().await;
+        tracing::warn!("Signal received: stopping after writing the last complete state.");
+        on_signal.cancel();
+    });
+    match runtime.block_on(tap_withings::run(&cli, &env, stdout, cancel)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tap-withings: {e}");

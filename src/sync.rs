@@ -214,9 +214,15 @@ fn record_key(def: &StreamDef, record: &Record) -> String {
     key
 }
 
-/// Syncs every selected stream of the session's user. Returns the userid.
-pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>) -> Result<i64> {
+/// Syncs every selected stream of the session's user, unless `done` already has the user
+/// (two configured tokens of one account). Returns the userid.
+pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, done: &mut std::collections::BTreeSet<i64>) -> Result<i64> {
+    let known = ctx.session.userid().await;
     let (_, userid) = ctx.session.access(ctx.client).await.map_err(|e| session_error(None, e))?;
+    if known.is_none() && !done.insert(userid) {
+        warn!(userid, "Two configured tokens belong to the same user; syncing it once.");
+        return Ok(userid);
+    }
     let sources = [
         Source::Getmeas,
         Source::Getactivity,
@@ -278,6 +284,7 @@ fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
         SessionError::Auth(m) => Error::Auth(format!("{place}{m}")),
         SessionError::Unauthorized { status, message } => Error::Api(format!("{place}not allowed (status {status}: {message})")),
         SessionError::Failed(m) => Error::Api(format!("{place}{m}")),
+        SessionError::Cancelled => Error::Interrupted,
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
+use super::cancel::Cancel;
 use super::envelope::{classify, ApiFailure, Endpoint, Outcome};
 use super::rate_limit::Pacer;
 use super::retry::RetryPolicy;
@@ -27,6 +28,8 @@ pub enum CallError {
     Failed(ApiFailure),
     /// Transient failures outlasted the retry budget.
     Exhausted { reason: String, attempts: u32 },
+    /// The run was cancelled (SIGTERM/SIGINT) before the call completed.
+    Cancelled,
 }
 
 /// Counters for the end-of-run summary.
@@ -47,6 +50,7 @@ pub struct ApiClient {
     stats: Mutex<ClientStats>,
     epoch: Instant,
     rng: Mutex<u64>,
+    cancel: Cancel,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,7 +61,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ApiClient {
     /// A client for the configured API root and budget.
-    pub fn new(cfg: &Config) -> Result<Self> {
+    pub fn new(cfg: &Config, cancel: Cancel) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.request_timeout_seconds))
             .connect_timeout(Duration::from_secs(cfg.request_timeout_seconds.min(30)))
@@ -81,6 +85,7 @@ impl ApiClient {
             stats: Mutex::new(ClientStats::default()),
             epoch: Instant::now(),
             rng: Mutex::new(u64::from_le_bytes(seed) | 1),
+            cancel,
         })
     }
 
@@ -116,15 +121,17 @@ impl ApiClient {
 
     /// Waits for a budget slot and for the repeat guard of this exact request, then marks it
     /// sent. Returns how long ago the identical request was last sent (infinity if never).
-    async fn admit(&self, fp: u64) {
+    async fn admit(&self, fp: u64) -> bool {
         let wait = lock(&self.pacer).acquire(self.now());
-        sleep(wait).await;
+        if !self.cancel.sleep(wait).await {
+            return false;
+        }
         let guard = self.policy.repeat_guard;
         let last = lock(&self.sent).get(&fp).copied();
         if let Some(last) = last {
             let since = self.now() - last;
-            if since < guard {
-                sleep(guard - since).await;
+            if since < guard && !self.cancel.sleep(guard - since).await {
+                return false;
             }
         }
         let now = self.now();
@@ -133,6 +140,7 @@ impl ApiClient {
             sent.retain(|_, t| now - *t < guard);
         }
         sent.insert(fp, now);
+        true
     }
 
     async fn send_once(&self, path: &str, params: &[(&str, String)], bearer: Option<&Secret>, endpoint: Endpoint) -> Outcome {
@@ -183,10 +191,15 @@ impl ApiClient {
         let started = self.now();
         let mut attempt = 0u32;
         loop {
-            self.admit(fp).await;
+            if !self.admit(fp).await {
+                return Err(CallError::Cancelled);
+            }
             debug!(path, action = action_of(params), params = %loggable(params), "Request.");
             let sent_at = self.now();
-            let outcome = self.send_once(path, params, bearer, endpoint).await;
+            let outcome = tokio::select! {
+                outcome = self.send_once(path, params, bearer, endpoint) => outcome,
+                _ = self.cancel.cancelled() => return Err(CallError::Cancelled),
+            };
             let (asked, reason) = match outcome {
                 Outcome::Ok(body) => return Ok(body),
                 Outcome::Refresh(_) => return Err(CallError::Refresh),
@@ -209,14 +222,10 @@ impl ApiClient {
                 *stats.retry_reasons.entry(reason_family(&reason)).or_default() += 1;
             }
             warn!(path, action = action_of(params), reason, attempt, wait_seconds = wait, "Retrying.");
-            sleep(wait).await;
+            if !self.cancel.sleep(wait).await {
+                return Err(CallError::Cancelled);
+            }
         }
-    }
-}
-
-async fn sleep(secs: f64) {
-    if secs > 0.0 && secs.is_finite() {
-        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     }
 }
 

@@ -16,6 +16,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
+/// Serialises read-modify-write cycles of token stores within the process.
+static STORE_LOCK: Mutex<()> = Mutex::const_new(());
+
 /// Refresh this long before the access token expires.
 const EXPIRY_MARGIN: i64 = 300;
 
@@ -45,6 +48,8 @@ pub enum SessionError {
     Unauthorized { status: i64, message: String },
     /// Any other failure.
     Failed(String),
+    /// The run was cancelled.
+    Cancelled,
 }
 
 fn now_epoch() -> i64 {
@@ -55,20 +60,63 @@ impl Session {
     /// Chooses the tokens to start from: the stored chain that grew from the configured
     /// refresh token (or the only stored user when none is configured), else the config's.
     pub fn open(cfg: &Config) -> Result<Self> {
-        let file = token_store::load(&cfg.token_store)?;
-        let tokens = choose_tokens(&file, cfg.refresh_token.as_ref()).ok_or_else(|| {
+        Self::open_with(cfg, cfg.refresh_token.as_ref(), &cfg.token_store)
+    }
+
+    /// As [`Session::open`] for a given refresh token and token store.
+    pub fn open_with(cfg: &Config, refresh_token: Option<&Secret>, store: &std::path::Path) -> Result<Self> {
+        let file = token_store::load(store)?;
+        let tokens = choose_tokens(&file, refresh_token).ok_or_else(|| {
             Error::Auth(format!(
                 "no refresh token: set `refresh_token` or run `tap-withings auth` (token store {} has {} user(s))",
-                cfg.token_store.display(),
+                store.display(),
                 file.users.len()
             ))
         })?;
-        Ok(Session {
+        Ok(Self::with_tokens(cfg, store, tokens))
+    }
+
+    fn with_tokens(cfg: &Config, store: &std::path::Path, tokens: Tokens) -> Self {
+        Session {
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
-            store: cfg.token_store.clone(),
+            store: store.to_path_buf(),
             tokens: Mutex::new(tokens),
-        })
+        }
+    }
+
+    /// Every user of the run: the configured refresh token, each `users` entry, and every
+    /// other user already in the main token store. Users known by id are listed once.
+    pub fn open_all(cfg: &Config) -> Result<Vec<Self>> {
+        let mut sessions = Vec::new();
+        let mut known: std::collections::BTreeSet<i64> = Default::default();
+        fn push(s: Session, known: &mut std::collections::BTreeSet<i64>, sessions: &mut Vec<Session>) {
+            // Nothing else holds the lock of a session that was just created.
+            let id = s.tokens.try_lock().ok().and_then(|t| t.userid);
+            if id.is_none_or(|id| known.insert(id)) {
+                sessions.push(s);
+            }
+        }
+        if cfg.refresh_token.is_some() {
+            push(Self::open(cfg)?, &mut known, &mut sessions);
+        }
+        for user in &cfg.users {
+            let store = user.token_store.as_deref().unwrap_or(&cfg.token_store);
+            push(Self::open_with(cfg, user.refresh_token.as_ref(), store)?, &mut known, &mut sessions);
+        }
+        let file = token_store::load(&cfg.token_store)?;
+        for stored in file.users.values() {
+            if !known.contains(&stored.userid) {
+                push(Self::with_tokens(cfg, &cfg.token_store, tokens_from_store(stored)), &mut known, &mut sessions);
+            }
+        }
+        if sessions.is_empty() {
+            return Err(Error::Auth(format!(
+                "no user to sync: set `refresh_token` (or `users`), or run `tap-withings auth` (token store {} is empty)",
+                cfg.token_store.display()
+            )));
+        }
+        Ok(sessions)
     }
 
     /// The user's id, once known (from the store or the first token reply).
@@ -115,6 +163,7 @@ impl Session {
             )),
             CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
             CallError::Refresh => SessionError::Auth("token refresh was refused".into()),
+            CallError::Cancelled => SessionError::Cancelled,
             CallError::Exhausted { reason, attempts } => {
                 SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
             }
@@ -130,6 +179,8 @@ impl Session {
             seeded_from: tokens.seeded_from.clone(),
         };
         // The rotated refresh token must be on disk before the new access token is used.
+        // Users of one run may share a store: one writer at a time.
+        let _guard = STORE_LOCK.lock().await;
         let mut file = token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
         file.version = 1;
         file.users.insert(reply.userid.to_string(), stored);
@@ -174,18 +225,23 @@ fn describe(e: CallError) -> SessionError {
         }
         CallError::Failed(f) => SessionError::Failed(format!("Withings status {}: {}", f.status, f.message)),
         CallError::Refresh => SessionError::Auth("access token refused".into()),
+        CallError::Cancelled => SessionError::Cancelled,
         CallError::Exhausted { reason, attempts } => SessionError::Failed(format!("gave up after {attempts} attempts: {reason}")),
     }
 }
 
-fn choose_tokens(file: &TokenFile, configured: Option<&Secret>) -> Option<Tokens> {
-    let from_store = |u: &StoredUser| Tokens {
+fn tokens_from_store(u: &StoredUser) -> Tokens {
+    Tokens {
         userid: Some(u.userid),
         access: (!u.access_token.is_empty()).then(|| Secret::new(u.access_token.clone())),
         expires_at: u.expires_at,
         refresh: Secret::new(u.refresh_token.clone()),
         seeded_from: u.seeded_from.clone(),
-    };
+    }
+}
+
+fn choose_tokens(file: &TokenFile, configured: Option<&Secret>) -> Option<Tokens> {
+    let from_store = tokens_from_store;
     match configured {
         Some(rt) => {
             let fp = fingerprint(rt.expose());

@@ -1,0 +1,70 @@
+//! Cooperative cancellation for SIGTERM/SIGINT: the signal handler trips it; the client stops
+//! sending, wakes from any backoff sleep, and the sync writes its final STATE and stops.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// A cloneable cancellation flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    inner: Arc<(AtomicBool, Notify)>,
+}
+
+impl Cancel {
+    /// Trips the flag and wakes every waiter.
+    pub fn cancel(&self) {
+        self.inner.0.store(true, Ordering::SeqCst);
+        self.inner.1.notify_waiters();
+    }
+
+    /// Has the run been cancelled?
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until cancelled.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.inner.1.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Sleeps `secs`, returning false early if cancelled.
+    pub async fn sleep(&self, secs: f64) -> bool {
+        if self.is_cancelled() {
+            return false;
+        }
+        if !(secs > 0.0 && secs.is_finite()) {
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => true,
+            _ = self.cancelled() => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancelling_wakes_a_sleeper_at_once() {
+        let c = Cancel::default();
+        let c2 = c.clone();
+        let started = std::time::Instant::now();
+        let sleeper = tokio::spawn(async move { c2.sleep(30.0).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.cancel();
+        assert!(!sleeper.await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!c.sleep(0.0).await);
+    }
+}
