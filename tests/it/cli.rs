@@ -10,8 +10,14 @@ fn about_json_lists_capabilities_and_secret_settings() {
     assert_eq!(run.code, 0);
     let about: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(about["name"], "tap-withings");
-    assert_eq!(about["settings"]["properties"]["client_secret"]["secret"], true);
-    assert!(about["capabilities"].as_array().unwrap().contains(&json!("discover")));
+    assert_eq!(
+        about["settings"]["properties"]["client_secret"]["secret"],
+        true
+    );
+    assert!(about["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("discover")));
 }
 
 #[test]
@@ -25,7 +31,10 @@ fn about_markdown_is_a_settings_table() {
 fn version_prints_the_package_version() {
     let run = tap(&["--version"]);
     assert_eq!(run.code, 0);
-    assert_eq!(run.stdout.trim(), format!("tap-withings {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        run.stdout.trim(),
+        format!("tap-withings {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -41,14 +50,27 @@ fn bad_config_exits_one_with_a_single_line_naming_the_problem() {
     let garbage = dir.path().join("g.json");
     std::fs::write(&garbage, "{not json").unwrap();
     let cases = [
-        (vec!["--config".to_string(), missing.display().to_string()], "missing required setting `client_secret`"),
-        (vec!["--config".to_string(), garbage.display().to_string()], "cannot parse config file"),
-        (vec!["--config".to_string(), "/nonexistent/c.json".to_string()], "cannot read config file /nonexistent/c.json"),
+        (
+            vec!["--config".to_string(), missing.display().to_string()],
+            "missing required setting `client_secret`",
+        ),
+        (
+            vec!["--config".to_string(), garbage.display().to_string()],
+            "cannot parse config file",
+        ),
+        (
+            vec!["--config".to_string(), "/nonexistent/c.json".to_string()],
+            "cannot read config file /nonexistent/c.json",
+        ),
     ];
     for (args, expected) in cases {
         let run = tap(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(run.code, 1, "{args:?}");
-        let err_lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("tap-withings:")).collect();
+        let err_lines: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("tap-withings:"))
+            .collect();
         assert_eq!(err_lines.len(), 1, "{}", run.stderr);
         assert!(err_lines[0].contains(expected), "{}", err_lines[0]);
         assert!(!run.stderr.contains("panicked"));
@@ -58,20 +80,37 @@ fn bad_config_exits_one_with_a_single_line_naming_the_problem() {
 
 #[test]
 fn config_env_reads_tap_withings_variables() {
-    let run = tap_env(&["--config", "ENV", "--test"], &[("TAP_WITHINGS_CLIENT_ID", "x")]);
+    let run = tap_env(
+        &["--config", "ENV", "--test"],
+        &[("TAP_WITHINGS_CLIENT_ID", "x")],
+    );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("missing required setting `client_secret`"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("missing required setting `client_secret`"),
+        "{}",
+        run.stderr
+    );
 }
 
 fn settings_table(text: &str) -> Vec<String> {
-    text.lines().skip_while(|l| !l.starts_with("| Setting |")).take_while(|l| l.starts_with('|')).map(str::to_string).collect()
+    text.lines()
+        .skip_while(|l| !l.starts_with("| Setting |"))
+        .take_while(|l| l.starts_with('|'))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn the_readme_settings_table_is_the_about_markdown_table() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let about = tap(&["--about", "--format", "markdown"]).stdout;
     let expected = settings_table(&about);
     assert!(expected.len() > 5);
-    assert_eq!(settings_table(&readme), expected, "regenerate the README table from `tap-withings --about --format markdown`");
+    assert_eq!(
+        settings_table(&readme),
+        expected,
+        "regenerate the README table from `tap-withings --about --format markdown`"
+    );
 }

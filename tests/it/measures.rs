@@ -12,13 +12,29 @@ type Key = (i64, i64, i64);
 /// (grpid, type, position or -1) → (raw value, unit) of the truth's groups of `categories`.
 fn truth_measures(world: &World, categories: &[i64]) -> BTreeMap<Key, (i64, i64)> {
     let mut out = BTreeMap::new();
-    for g in world.sim.truth("getmeas", world.userid()).as_array().unwrap() {
+    for g in world
+        .sim
+        .truth("getmeas", world.userid())
+        .as_array()
+        .unwrap()
+    {
         if !categories.contains(&g["category"].as_i64().unwrap()) {
             continue;
         }
         for m in g["measures"].as_array().unwrap() {
-            let key = (g["grpid"].as_i64().unwrap(), m["type"].as_i64().unwrap(), m["position"].as_i64().unwrap_or(-1));
-            assert!(out.insert(key, (m["value"].as_i64().unwrap(), m["unit"].as_i64().unwrap())).is_none(), "truth key {key:?} unique");
+            let key = (
+                g["grpid"].as_i64().unwrap(),
+                m["type"].as_i64().unwrap(),
+                m["position"].as_i64().unwrap_or(-1),
+            );
+            assert!(
+                out.insert(
+                    key,
+                    (m["value"].as_i64().unwrap(), m["unit"].as_i64().unwrap())
+                )
+                .is_none(),
+                "truth key {key:?} unique"
+            );
         }
     }
     out
@@ -32,18 +48,40 @@ fn emitted(records: &[Value]) -> BTreeMap<Key, (i64, i64)> {
             let unit = r["unit"].as_i64().unwrap();
             let value = r["value"].as_f64().unwrap();
             let expected = raw as f64 * 10f64.powi(unit as i32);
-            assert!((value - expected).abs() <= expected.abs() * 1e-12, "{value} vs {raw}e{unit}");
-            ((r["grpid"].as_i64().unwrap(), r["type"].as_i64().unwrap(), r["position"].as_i64().unwrap()), (raw, unit))
+            assert!(
+                (value - expected).abs() <= expected.abs() * 1e-12,
+                "{value} vs {raw}e{unit}"
+            );
+            (
+                (
+                    r["grpid"].as_i64().unwrap(),
+                    r["type"].as_i64().unwrap(),
+                    r["position"].as_i64().unwrap(),
+                ),
+                (raw, unit),
+            )
         })
         .collect()
 }
 
 fn max_modified(world: &World) -> i64 {
-    world.sim.truth("getmeas", world.userid()).as_array().unwrap().iter().filter(|g| g["category"] == 1).filter_map(|g| g["modified"].as_i64()).max().unwrap()
+    world
+        .sim
+        .truth("getmeas", world.userid())
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["category"] == 1)
+        .filter_map(|g| g["modified"].as_i64())
+        .max()
+        .unwrap()
 }
 
 fn rfc3339(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[test]
@@ -52,22 +90,51 @@ fn full_sync_of_measures_equals_ground_truth() {
     let run = world.sync(&["measures"], None);
     let records = run.records("measures");
     assert_eq!(emitted(&records), truth_measures(&world, &[1]));
-    assert!(records.iter().any(|r| r["type"] == 173 && r["position"] != -1), "segmental measures keep their position");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["type"] == 173 && r["position"] != -1),
+        "segmental measures keep their position"
+    );
     let state = run.last_state();
     let partition = &state["bookmarks"]["measures"]["partitions"][0];
     assert_eq!(partition["context"], json!({"userid": world.userid()}));
     assert_eq!(partition["replication_key"], "modified");
-    assert_eq!(partition["replication_key_value"], rfc3339(max_modified(&world)));
+    assert_eq!(
+        partition["replication_key_value"],
+        rfc3339(max_modified(&world))
+    );
 }
 
 #[test]
 fn a_second_run_after_changes_emits_exactly_the_new_and_changed_measures() {
     let world = World::new(sim_config(1, 20));
     let first = world.sync(&["measures"], None);
-    let before: BTreeMap<i64, Value> =
-        world.sim.truth("getmeas", world.userid()).as_array().unwrap().iter().map(|g| (g["grpid"].as_i64().unwrap(), g.clone())).collect();
-    world.sim.mutate(Mutation::Add { module: "getmeas".into(), userid: world.userid(), count: 3, at: None }).unwrap();
-    world.sim.mutate(Mutation::Modify { module: "getmeas".into(), userid: world.userid(), count: 2 }).unwrap();
+    let before: BTreeMap<i64, Value> = world
+        .sim
+        .truth("getmeas", world.userid())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["grpid"].as_i64().unwrap(), g.clone()))
+        .collect();
+    world
+        .sim
+        .mutate(Mutation::Add {
+            module: "getmeas".into(),
+            userid: world.userid(),
+            count: 3,
+            at: None,
+        })
+        .unwrap();
+    world
+        .sim
+        .mutate(Mutation::Modify {
+            module: "getmeas".into(),
+            userid: world.userid(),
+            count: 2,
+        })
+        .unwrap();
     let changed: Vec<i64> = world
         .sim
         .truth("getmeas", world.userid())
@@ -79,10 +146,13 @@ fn a_second_run_after_changes_emits_exactly_the_new_and_changed_measures() {
         .collect();
     assert_eq!(changed.len(), 5);
     let second = world.sync(&["measures"], Some(&first.last_state()));
-    let expected: BTreeMap<Key, (i64, i64)> =
-        truth_measures(&world, &[1]).into_iter().filter(|((g, _, _), _)| changed.contains(g)).collect();
+    let expected: BTreeMap<Key, (i64, i64)> = truth_measures(&world, &[1])
+        .into_iter()
+        .filter(|((g, _, _), _)| changed.contains(g))
+        .collect();
     assert_eq!(emitted(&second.records("measures")), expected);
-    let bookmark = &second.last_state()["bookmarks"]["measures"]["partitions"][0]["replication_key_value"];
+    let bookmark =
+        &second.last_state()["bookmarks"]["measures"]["partitions"][0]["replication_key_value"];
     assert_eq!(bookmark, &json!(rfc3339(max_modified(&world))));
     // A third run with nothing new emits nothing.
     let third = world.sync(&["measures"], Some(&second.last_state()));
@@ -92,15 +162,35 @@ fn a_second_run_after_changes_emits_exactly_the_new_and_changed_measures() {
 #[test]
 fn a_lying_more_on_full_pages_loses_nothing() {
     let mut cfg = sim_config(1, 40);
-    cfg.faults = Faults { lying_more: true, repeat_guard_secs: 0.0, ..Faults::default() };
+    cfg.faults = Faults {
+        lying_more: true,
+        repeat_guard_secs: 0.0,
+        ..Faults::default()
+    };
     cfg.page_getmeas = 50;
     let world = World::new(cfg);
     let truth = truth_measures(&world, &[1]);
     let run = world.sync(&["measures"], None);
     assert_eq!(emitted(&run.records("measures")), truth);
-    let groups = world.sim.truth("getmeas", world.userid()).as_array().unwrap().iter().filter(|g| g["category"] == 1).count();
-    let pages = world.sim.requests().iter().filter(|r| r.action == "getmeas").count();
-    assert_eq!(pages, groups.div_ceil(50) + 1, "one request per page plus the empty page that ends the chain");
+    let groups = world
+        .sim
+        .truth("getmeas", world.userid())
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["category"] == 1)
+        .count();
+    let pages = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action == "getmeas")
+        .count();
+    assert_eq!(
+        pages,
+        groups.div_ceil(50) + 1,
+        "one request per page plus the empty page that ends the chain"
+    );
 }
 
 #[test]
@@ -108,6 +198,9 @@ fn objectives_are_extracted_when_asked() {
     let world = World::with_settings(sim_config(1, 20), json!({"include_objectives": true}));
     let run = world.sync(&["measures"], None);
     let truth = truth_measures(&world, &[1, 2]);
-    assert!(truth.len() > truth_measures(&world, &[1]).len(), "the simulator has objectives");
+    assert!(
+        truth.len() > truth_measures(&world, &[1]).len(),
+        "the simulator has objectives"
+    );
     assert_eq!(emitted(&run.records("measures")), truth);
 }

@@ -17,16 +17,34 @@ use withings_sim::{Faults, Sim, SimConfig};
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum Msg {
     #[serde(rename = "SCHEMA")]
-    Schema { stream: String, schema: Value, key_properties: Vec<String>, #[serde(default)] bookmark_properties: Vec<String> },
+    Schema {
+        stream: String,
+        schema: Value,
+        key_properties: Vec<String>,
+        #[serde(default)]
+        bookmark_properties: Vec<String>,
+    },
     #[serde(rename = "RECORD")]
-    Record { stream: String, record: Value, time_extracted: String },
+    Record {
+        stream: String,
+        record: Value,
+        time_extracted: String,
+    },
     #[serde(rename = "STATE")]
     State { value: Value },
 }
 
 /// Simulator settings for fast tests: no repeat guard unless a test asks for it.
 pub fn sim_config(users: u32, days: u32) -> SimConfig {
-    SimConfig { users, days, faults: Faults { repeat_guard_secs: 0.0, ..Faults::default() }, ..SimConfig::default() }
+    SimConfig {
+        users,
+        days,
+        faults: Faults {
+            repeat_guard_secs: 0.0,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    }
 }
 
 /// A simulator and a temp dir with a tap config for its first user.
@@ -61,7 +79,11 @@ impl World {
         }
         let path = dir.path().join("config.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        World { sim, dir, config: path }
+        World {
+            sim,
+            dir,
+            config: path,
+        }
     }
 
     pub fn userid(&self) -> u64 {
@@ -87,7 +109,12 @@ impl World {
     /// Runs a sync of `streams` (with an optional state value) and checks its output.
     pub fn sync(&self, streams: &[&str], state: Option<&Value>) -> Run {
         let catalog = self.catalog(streams);
-        let mut args = vec!["--config".to_string(), self.config.display().to_string(), "--catalog".into(), catalog.display().to_string()];
+        let mut args = vec![
+            "--config".to_string(),
+            self.config.display().to_string(),
+            "--catalog".into(),
+            catalog.display().to_string(),
+        ];
         if let Some(state) = state {
             let path = self.path("state.json");
             std::fs::write(&path, serde_json::to_vec(state).unwrap()).unwrap();
@@ -142,15 +169,26 @@ pub fn tap_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = cmd.output().expect("tap runs");
     let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let messages = if ["--discover", "--about", "--version", "--help", "auth"].iter().any(|a| args.contains(a)) {
+    let messages = if ["--discover", "--about", "--version", "--help", "auth"]
+        .iter()
+        .any(|a| args.contains(a))
+    {
         Vec::new()
     } else {
         stdout
             .lines()
-            .map(|l| serde_json::from_str::<Msg>(l).unwrap_or_else(|e| panic!("not a Singer message ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str::<Msg>(l)
+                    .unwrap_or_else(|e| panic!("not a Singer message ({e}): {l}"))
+            })
             .collect()
     };
-    Run { code: out.status.code().unwrap_or(-1), stdout, stderr, messages }
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        messages,
+    }
 }
 
 /// The discovered catalog.
@@ -166,7 +204,9 @@ impl Run {
         self.messages
             .iter()
             .filter_map(|m| match m {
-                Msg::Record { stream: s, record, .. } if s == stream => Some(record.clone()),
+                Msg::Record {
+                    stream: s, record, ..
+                } if s == stream => Some(record.clone()),
                 _ => None,
             })
             .collect()
@@ -187,28 +227,63 @@ impl Run {
     /// Conformance: SCHEMA before RECORDs, every record valid against its stream's schema,
     /// key properties non-null and unique, a final STATE.
     pub fn check(&self) {
-        let mut validators: BTreeMap<String, (jsonschema::Validator, Vec<String>)> = BTreeMap::new();
+        let mut validators: BTreeMap<String, (jsonschema::Validator, Vec<String>)> =
+            BTreeMap::new();
         let mut keys_seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for m in &self.messages {
             match m {
-                Msg::Schema { stream, schema, key_properties, .. } => {
-                    let v = jsonschema::options().should_validate_formats(true).build(schema).expect("schema compiles");
+                Msg::Schema {
+                    stream,
+                    schema,
+                    key_properties,
+                    ..
+                } => {
+                    let v = jsonschema::options()
+                        .should_validate_formats(true)
+                        .build(schema)
+                        .expect("schema compiles");
                     validators.insert(stream.clone(), (v, key_properties.clone()));
                 }
-                Msg::Record { stream, record, time_extracted } => {
-                    let (v, keys) = validators.get(stream).unwrap_or_else(|| panic!("RECORD of {stream} before its SCHEMA"));
-                    let errors: Vec<String> = v.iter_errors(record).map(|e| format!("{e} at {}", e.instance_path())).collect();
-                    assert!(errors.is_empty(), "{stream} record invalid: {errors:?}\n{record}");
+                Msg::Record {
+                    stream,
+                    record,
+                    time_extracted,
+                } => {
+                    let (v, keys) = validators
+                        .get(stream)
+                        .unwrap_or_else(|| panic!("RECORD of {stream} before its SCHEMA"));
+                    let errors: Vec<String> = v
+                        .iter_errors(record)
+                        .map(|e| format!("{e} at {}", e.instance_path()))
+                        .collect();
+                    assert!(
+                        errors.is_empty(),
+                        "{stream} record invalid: {errors:?}\n{record}"
+                    );
                     let key: Vec<&Value> = keys.iter().map(|k| &record[k]).collect();
-                    assert!(key.iter().all(|v| !v.is_null()), "{stream}: null key {key:?}");
+                    assert!(
+                        key.iter().all(|v| !v.is_null()),
+                        "{stream}: null key {key:?}"
+                    );
                     let key = serde_json::to_string(&key).unwrap();
-                    assert!(keys_seen.entry(stream.clone()).or_default().insert(key.clone()), "{stream}: duplicate key {key}");
+                    assert!(
+                        keys_seen
+                            .entry(stream.clone())
+                            .or_default()
+                            .insert(key.clone()),
+                        "{stream}: duplicate key {key}"
+                    );
                     assert!(chrono::DateTime::parse_from_rfc3339(time_extracted).is_ok());
                 }
-                Msg::State { value } => assert!(value["bookmarks"].is_object(), "STATE without bookmarks"),
+                Msg::State { value } => {
+                    assert!(value["bookmarks"].is_object(), "STATE without bookmarks")
+                }
             }
         }
-        assert!(matches!(self.messages.last(), Some(Msg::State { .. })), "the run ends with a STATE");
+        assert!(
+            matches!(self.messages.last(), Some(Msg::State { .. })),
+            "the run ends with a STATE"
+        );
     }
 }
 
