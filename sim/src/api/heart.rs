@@ -1,0 +1,69 @@
+//! `POST /v2/heart` and `/v2/stetho`: list (optional epochs, inclusive, timestamp descending,
+//! 100 per page) and get (one signal by `signalid`).
+
+use super::activity::paged;
+use super::params::{ApiError, Params};
+use super::{Body, Opts};
+use crate::data::model::UserData;
+use crate::data::render;
+use serde_json::Value;
+
+fn in_range(ts: i64, start: Option<i64>, end: Option<i64>) -> bool {
+    start.map_or(true, |s| ts >= s) && end.map_or(true, |e| ts <= e)
+}
+
+pub fn heart_list(user: &UserData, p: &Params, opts: &Opts) -> Result<Body, ApiError> {
+    let (start, end) = (p.int("startdate")?, p.int("enddate")?);
+    let offset = p.offset()?;
+    let rows: Vec<Value> = user
+        .ecgs
+        .iter()
+        .rev()
+        .filter(|e| in_range(e.timestamp, start, end))
+        .map(|e| render::ecg(e, user))
+        .collect();
+    Ok(Body::Value(paged(
+        "series",
+        rows,
+        offset,
+        opts.page_heart_list,
+        opts.lying_more,
+    )))
+}
+
+pub fn heart_get(user: &UserData, p: &Params) -> Result<Body, ApiError> {
+    let id = p.required_int("signalid")?;
+    user.ecgs
+        .iter()
+        .find(|e| e.signalid == id)
+        .map(|e| Body::Value(render::ecg_body(e, user)))
+        .ok_or_else(|| ApiError::invalid("signalid"))
+}
+
+pub fn stetho_list(user: &UserData, p: &Params, opts: &Opts) -> Result<Body, ApiError> {
+    let (start, end) = (p.int("startdate")?, p.int("enddate")?);
+    let offset = p.offset()?;
+    let rows: Vec<Value> = user
+        .stethos
+        .iter()
+        .rev()
+        .filter(|s| in_range(s.timestamp, start, end))
+        .map(|s| render::stetho(s, user))
+        .collect();
+    Ok(Body::Value(paged(
+        "series",
+        rows,
+        offset,
+        opts.page_stetho_list,
+        opts.lying_more,
+    )))
+}
+
+pub fn stetho_get(user: &UserData, p: &Params) -> Result<Body, ApiError> {
+    let id = p.required_int("signalid")?;
+    user.stethos
+        .iter()
+        .find(|s| s.signalid == id)
+        .map(|s| Body::Value(render::stetho_body(s, user)))
+        .ok_or_else(|| ApiError::invalid("signalid"))
+}

@@ -1,0 +1,109 @@
+//! Simulator configuration: data shape, OAuth client, page sizes and faults.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `Sim::start` needs. `SimConfig::default()` gives one user, 30 days of data ending
+/// today 00:00 UTC, seed 42, the real page sizes and no faults.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// PRNG seed: the same seed (and the same other settings) gives the same data.
+    pub seed: u64,
+    /// Number of users (ids 1000001, 1000002, ...).
+    pub users: u32,
+    /// Days of data before `anchor`.
+    pub days: u32,
+    /// Approximate number of getmeas measures per user (default: about 16 per day).
+    pub measures_per_user: Option<u64>,
+    /// End of the generated data (epoch seconds); default today 00:00 UTC.
+    pub anchor: Option<i64>,
+    /// Interface to bind; must be a loopback address.
+    pub host: String,
+    /// Port to bind (0: any free port).
+    pub port: u16,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Lifetime of access tokens (`expires_in`).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of authorization codes.
+    pub code_ttl_secs: u64,
+    pub page_getmeas: usize,
+    pub page_getactivity: usize,
+    pub page_getworkouts: usize,
+    pub page_getsummary: usize,
+    pub page_heart_list: usize,
+    pub page_stetho_list: usize,
+    /// Intraday samples per day (irregular spacing).
+    pub intraday_samples_per_day: u32,
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 42,
+            users: 1,
+            days: 30,
+            measures_per_user: None,
+            anchor: None,
+            host: "127.0.0.1".to_string(),
+            port: 0,
+            client_id: "sim-client-id".to_string(),
+            client_secret: "sim-client-secret".to_string(),
+            access_token_ttl_secs: 10_800,
+            code_ttl_secs: 30,
+            page_getmeas: 200,
+            page_getactivity: 200,
+            page_getworkouts: 300,
+            page_getsummary: 300,
+            page_heart_list: 100,
+            page_stetho_list: 100,
+            intraday_samples_per_day: 96,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Fault switches. All off by default except the 10 s repeat guard of the real API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// At most N API requests (token endpoint included) in any rolling 60 s, all users together.
+    pub rate_limit_per_minute: Option<u32>,
+    /// An identical request (path, params, bearer token) within this many seconds gets 601
+    /// (0 disables).
+    pub repeat_guard_secs: f64,
+    /// Full pages say there is no more (`more` false/0, `offset` 0).
+    pub lying_more: bool,
+    /// Every Nth API request: HTTP 502 with an HTML body.
+    pub html_5xx_every: Option<u32>,
+    /// Every Nth API request: envelope status 522.
+    pub status_522_every: Option<u32>,
+    /// Every Nth API request: the JSON body is cut short.
+    pub truncated_every: Option<u32>,
+    /// Delay before each API reply.
+    pub delay_ms: u64,
+    /// Access tokens expire (401) after N data calls.
+    pub access_token_max_calls: Option<u32>,
+    /// userid as a string in token replies, an integer field as `false`, a one-day
+    /// `activities` as an object.
+    pub shape_quirks: bool,
+    /// Extra unknown fields on every object.
+    pub unknown_fields: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rate_limit_per_minute: None,
+            repeat_guard_secs: 10.0,
+            lying_more: false,
+            html_5xx_every: None,
+            status_522_every: None,
+            truncated_every: None,
+            delay_ms: 0,
+            access_token_max_calls: None,
+            shape_quirks: false,
+            unknown_fields: false,
+        }
+    }
+}
