@@ -6,7 +6,14 @@ use serde_json::{json, Map, Value};
 use crate::config::{Kind, Setting, SETTINGS};
 
 /// Capabilities in the Meltano SDK's vocabulary.
-pub const CAPABILITIES: &[&str] = &["catalog", "discover", "state", "about", "test", "schema-flattening"];
+pub const CAPABILITIES: &[&str] = &[
+    "catalog",
+    "discover",
+    "state",
+    "about",
+    "test",
+    "schema-flattening",
+];
 
 fn setting_schema(s: &Setting) -> Value {
     let mut p = Map::new();
@@ -25,8 +32,14 @@ fn setting_schema(s: &Setting) -> Value {
     p.insert("description".into(), json!(s.description));
     if let Some(d) = s.default.filter(|d| !d.starts_with('$')) {
         let value = match s.kind {
-            Kind::Integer => d.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(d)),
-            Kind::Number => d.parse::<f64>().map(Value::from).unwrap_or_else(|_| json!(d)),
+            Kind::Integer => d
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| json!(d)),
+            Kind::Number => d
+                .parse::<f64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| json!(d)),
             Kind::Boolean => json!(d == "true"),
             _ => json!(d),
         };
@@ -41,8 +54,15 @@ fn setting_schema(s: &Setting) -> Value {
 
 /// The `--about --format json` document.
 pub fn about_json() -> Value {
-    let properties: Map<String, Value> = SETTINGS.iter().map(|s| (s.name.to_string(), setting_schema(s))).collect();
-    let required: Vec<&str> = SETTINGS.iter().filter(|s| s.required).map(|s| s.name).collect();
+    let properties: Map<String, Value> = SETTINGS
+        .iter()
+        .map(|s| (s.name.to_string(), setting_schema(s)))
+        .collect();
+    let required: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.required)
+        .map(|s| s.name)
+        .collect();
     json!({
         "name": "tap-withings",
         "description": env!("CARGO_PKG_DESCRIPTION"),
@@ -54,7 +74,11 @@ pub fn about_json() -> Value {
 
 /// The `--about --format markdown` document.
 pub fn about_markdown() -> String {
-    let mut md = format!("# `tap-withings`\n\n{}\n\nVersion {}.\n\n## Capabilities\n\n", env!("CARGO_PKG_DESCRIPTION"), env!("CARGO_PKG_VERSION"));
+    let mut md = format!(
+        "# `tap-withings`\n\n{}\n\nVersion {}.\n\n## Capabilities\n\n",
+        env!("CARGO_PKG_DESCRIPTION"),
+        env!("CARGO_PKG_VERSION")
+    );
     for c in CAPABILITIES {
         md.push_str(&format!("* `{c}`\n"));
     }
@@ -83,10 +107,26 @@ mod tests {
         let a = about_json();
         assert_eq!(a["name"], "tap-withings");
         assert_eq!(a["settings"]["properties"]["client_secret"]["secret"], true);
-        assert_eq!(a["settings"]["properties"]["max_requests_per_minute"]["default"], 120);
-        assert_eq!(a["settings"]["properties"]["token_store"].get("default"), None);
-        assert_eq!(a["settings"]["required"], json!(["client_id", "client_secret"]));
-        for c in ["catalog", "discover", "state", "about", "test", "schema-flattening"] {
+        assert_eq!(
+            a["settings"]["properties"]["max_requests_per_minute"]["default"],
+            120
+        );
+        assert_eq!(
+            a["settings"]["properties"]["token_store"].get("default"),
+            None
+        );
+        assert_eq!(
+            a["settings"]["required"],
+            json!(["client_id", "client_secret"])
+        );
+        for c in [
+            "catalog",
+            "discover",
+            "state",
+            "about",
+            "test",
+            "schema-flattening",
+        ] {
             assert!(a["capabilities"].as_array().unwrap().contains(&json!(c)));
         }
     }

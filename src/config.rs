@@ -39,7 +39,14 @@ const fn setting(
     default: Option<&'static str>,
     description: &'static str,
 ) -> Setting {
-    Setting { name, kind, secret: false, required: false, default, description }
+    Setting {
+        name,
+        kind,
+        secret: false,
+        required: false,
+        default,
+        description,
+    }
 }
 
 /// The default API root (the EU/public cloud).
@@ -200,7 +207,10 @@ pub struct UserSetting {
 
 /// Where a setting came from, for error messages.
 fn origin(sources: &BTreeMap<String, String>, name: &str) -> String {
-    sources.get(name).cloned().unwrap_or_else(|| "config".to_string())
+    sources
+        .get(name)
+        .cloned()
+        .unwrap_or_else(|| "config".to_string())
 }
 
 /// Settings merged from config files and the environment, before validation.
@@ -217,7 +227,9 @@ impl RawConfig {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Error::input(format!("cannot parse config file {name}: {e}")))?;
         let Value::Object(map) = value else {
-            return Err(Error::input(format!("config file {name} must hold a JSON object")));
+            return Err(Error::input(format!(
+                "config file {name} must hold a JSON object"
+            )));
         };
         for (key, value) in map {
             if find_setting(&key).is_none() {
@@ -228,7 +240,8 @@ impl RawConfig {
             if value.is_null() {
                 continue;
             }
-            self.sources.insert(key.clone(), format!("config file {name}"));
+            self.sources
+                .insert(key.clone(), format!("config file {name}"));
             self.values.insert(key, value);
         }
         Ok(())
@@ -248,7 +261,10 @@ impl RawConfig {
             }
             let value = parse_env_value(setting, text)
                 .map_err(|why| Error::input(format!("environment variable {var}: {why}")))?;
-            self.sources.insert(setting.name.to_string(), format!("environment variable {var}"));
+            self.sources.insert(
+                setting.name.to_string(),
+                format!("environment variable {var}"),
+            );
             self.values.insert(setting.name.to_string(), value);
         }
         Ok(())
@@ -269,10 +285,13 @@ impl RawConfig {
     fn integer(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64> {
         let value = match self.get(name) {
             None => default,
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| self.wrong_type(name, "an integer"))?,
-            Some(Value::String(s)) => {
-                s.trim().parse().map_err(|_| self.wrong_type(name, "an integer"))?
-            }
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| self.wrong_type(name, "an integer"))?,
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map_err(|_| self.wrong_type(name, "an integer"))?,
             Some(_) => return Err(self.wrong_type(name, "an integer")),
         };
         if value < min || value > max {
@@ -287,8 +306,13 @@ impl RawConfig {
     fn number(&self, name: &str, default: f64, min: f64, max: f64) -> Result<f64> {
         let value = match self.get(name) {
             None => default,
-            Some(Value::Number(n)) => n.as_f64().ok_or_else(|| self.wrong_type(name, "a number"))?,
-            Some(Value::String(s)) => s.trim().parse().map_err(|_| self.wrong_type(name, "a number"))?,
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .ok_or_else(|| self.wrong_type(name, "a number"))?,
+            Some(Value::String(s)) => s
+                .trim()
+                .parse()
+                .map_err(|_| self.wrong_type(name, "a number"))?,
             Some(_) => return Err(self.wrong_type(name, "a number")),
         };
         if !(min..=max).contains(&value) {
@@ -319,44 +343,59 @@ impl RawConfig {
     }
 
     fn users(&self) -> Result<Vec<UserSetting>> {
-        let list = match self.get("users") {
-            None => return Ok(Vec::new()),
-            Some(Value::Array(list)) => list,
-            Some(Value::String(text)) => {
-                return match serde_json::from_str::<Value>(text) {
-                    Ok(v @ Value::Array(_)) => {
-                        let mut copy = self.clone();
-                        copy.values.insert("users".into(), v);
-                        copy.users()
-                    }
-                    _ => Err(self.wrong_type("users", "a list of {refresh_token, token_store} objects")),
-                };
-            }
-            Some(_) => return Err(self.wrong_type("users", "a list of {refresh_token, token_store} objects")),
-        };
+        let list =
+            match self.get("users") {
+                None => return Ok(Vec::new()),
+                Some(Value::Array(list)) => list,
+                Some(Value::String(text)) => {
+                    return match serde_json::from_str::<Value>(text) {
+                        Ok(v @ Value::Array(_)) => {
+                            let mut copy = self.clone();
+                            copy.values.insert("users".into(), v);
+                            copy.users()
+                        }
+                        _ => Err(self
+                            .wrong_type("users", "a list of {refresh_token, token_store} objects")),
+                    };
+                }
+                Some(_) => {
+                    return Err(
+                        self.wrong_type("users", "a list of {refresh_token, token_store} objects")
+                    )
+                }
+            };
         let place = origin(&self.sources, "users");
         list.iter()
             .enumerate()
             .map(|(i, entry)| {
-                let obj = entry
-                    .as_object()
-                    .ok_or_else(|| Error::input(format!("{place}: `users[{i}]` must be an object")))?;
+                let obj = entry.as_object().ok_or_else(|| {
+                    Error::input(format!("{place}: `users[{i}]` must be an object"))
+                })?;
                 for key in obj.keys() {
                     if key != "refresh_token" && key != "token_store" {
-                        return Err(Error::input(format!("{place}: `users[{i}]` has unknown field `{key}`")));
+                        return Err(Error::input(format!(
+                            "{place}: `users[{i}]` has unknown field `{key}`"
+                        )));
                     }
                 }
                 let text = |k: &str| match obj.get(k) {
                     None | Some(Value::Null) => Ok(None),
                     Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-                    Some(_) => Err(Error::input(format!("{place}: `users[{i}].{k}` must be a non-empty string"))),
+                    Some(_) => Err(Error::input(format!(
+                        "{place}: `users[{i}].{k}` must be a non-empty string"
+                    ))),
                 };
                 let refresh_token = text("refresh_token")?.map(Secret::new);
                 let token_store = text("token_store")?.map(PathBuf::from);
                 if refresh_token.is_none() && token_store.is_none() {
-                    return Err(Error::input(format!("{place}: `users[{i}]` needs a refresh_token or a token_store")));
+                    return Err(Error::input(format!(
+                        "{place}: `users[{i}]` needs a refresh_token or a token_store"
+                    )));
                 }
-                Ok(UserSetting { refresh_token, token_store })
+                Ok(UserSetting {
+                    refresh_token,
+                    token_store,
+                })
             })
             .collect()
     }
@@ -384,7 +423,11 @@ impl RawConfig {
             return Err(Error::input(format!(
                 "missing required setting{} {} (in a --config file or TAP_WITHINGS_* variables)",
                 if missing.len() > 1 { "s" } else { "" },
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let client_id = self.string("client_id")?.unwrap_or_default();
@@ -416,8 +459,12 @@ impl RawConfig {
             .unwrap_or_else(|| DEFAULT_API_URL.to_string())
             .trim_end_matches('/')
             .to_string();
-        check_api_url(&api_url)
-            .map_err(|why| Error::input(format!("{}: setting `api_url` {why}", origin(&self.sources, "api_url"))))?;
+        check_api_url(&api_url).map_err(|why| {
+            Error::input(format!(
+                "{}: setting `api_url` {why}",
+                origin(&self.sources, "api_url")
+            ))
+        })?;
         let token_store = match self.string("token_store")? {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => default_token_store(env),
@@ -437,12 +484,16 @@ impl RawConfig {
             users,
             redirect_uri: self.string("redirect_uri")?.filter(|s| !s.is_empty()),
             scopes,
-            refresh_token: self.string("refresh_token")?.filter(|t| !t.is_empty()).map(Secret::new),
+            refresh_token: self
+                .string("refresh_token")?
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
             token_store,
             start_date,
             end_date,
             api_url,
-            max_requests_per_minute: self.integer("max_requests_per_minute", 120, 1, 100_000)? as u32,
+            max_requests_per_minute: self.integer("max_requests_per_minute", 120, 1, 100_000)?
+                as u32,
             include_objectives: self.boolean("include_objectives", false)?,
             flattening_enabled: self.boolean("flattening_enabled", true)?,
             flattening_max_depth: self.integer("flattening_max_depth", 10, 0, 100)? as usize,
@@ -465,13 +516,21 @@ fn parse_bool(s: &str) -> Option<bool> {
 fn parse_env_value(setting: &Setting, text: &str) -> std::result::Result<Value, String> {
     Ok(match setting.kind {
         Kind::String | Kind::DateTime => Value::String(text.to_string()),
-        Kind::Integer => Value::from(text.trim().parse::<i64>().map_err(|_| "must be an integer")?),
+        Kind::Integer => Value::from(
+            text.trim()
+                .parse::<i64>()
+                .map_err(|_| "must be an integer")?,
+        ),
         Kind::Number => {
             let n: f64 = text.trim().parse().map_err(|_| "must be a number")?;
-            serde_json::Number::from_f64(n).map(Value::Number).ok_or("must be a finite number")?
+            serde_json::Number::from_f64(n)
+                .map(Value::Number)
+                .ok_or("must be a finite number")?
         }
         Kind::Boolean => Value::Bool(parse_bool(text).ok_or("must be true or false")?),
-        Kind::Array => serde_json::from_str(text).map_err(|e| format!("must be a JSON array: {e}"))?,
+        Kind::Array => {
+            serde_json::from_str(text).map_err(|e| format!("must be a JSON array: {e}"))?
+        }
     })
 }
 
@@ -487,7 +546,9 @@ pub fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
 
 /// `api_url` must be http(s) with a host, and https unless the host is a loopback address.
 fn check_api_url(url: &str) -> std::result::Result<(), String> {
-    let (scheme, rest) = url.split_once("://").ok_or("must be an absolute http(s) URL")?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("must be an absolute http(s) URL")?;
     let host_port = rest.split('/').next().unwrap_or("");
     let host = if let Some(stripped) = host_port.strip_prefix('[') {
         stripped.split(']').next().unwrap_or("")
@@ -507,7 +568,9 @@ fn check_api_url(url: &str) -> std::result::Result<(), String> {
 
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The default token store: `$XDG_STATE_HOME/tap-withings/tokens.json`, else
@@ -532,7 +595,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn raw(text: &str) -> RawConfig {
@@ -545,11 +611,16 @@ mod tests {
 
     #[test]
     fn defaults_fill_every_optional_setting() {
-        let cfg = raw(MINIMAL).validate(&env(&[("HOME", "/home/u")]), now()).unwrap();
+        let cfg = raw(MINIMAL)
+            .validate(&env(&[("HOME", "/home/u")]), now())
+            .unwrap();
         assert_eq!(cfg.api_url, DEFAULT_API_URL);
         assert_eq!(cfg.max_requests_per_minute, 120);
         assert_eq!(cfg.start_date, parse_date_time("2009-01-01").unwrap());
-        assert_eq!(cfg.token_store, PathBuf::from("/home/u/.local/state/tap-withings/tokens.json"));
+        assert_eq!(
+            cfg.token_store,
+            PathBuf::from("/home/u/.local/state/tap-withings/tokens.json")
+        );
         assert!(cfg.flattening_enabled);
         assert_eq!(cfg.repeat_guard_seconds, 10.0);
     }
@@ -582,20 +653,44 @@ mod tests {
     #[test]
     fn bad_settings_give_one_line_errors_naming_the_setting() {
         let cases = [
-            (r#"{"client_id": "id"}"#, "missing required setting `client_secret`"),
-            (r#"{"client_id": "i", "client_secret": "s", "start_date": "2999-01-01"}"#, "is in the future"),
-            (r#"{"client_id": "i", "client_secret": "s", "start_date": "yesterday"}"#, "`start_date` must be an RFC 3339"),
+            (
+                r#"{"client_id": "id"}"#,
+                "missing required setting `client_secret`",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "start_date": "2999-01-01"}"#,
+                "is in the future",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "start_date": "yesterday"}"#,
+                "`start_date` must be an RFC 3339",
+            ),
             (
                 r#"{"client_id": "i", "client_secret": "s", "start_date": "2020-01-02", "end_date": "2020-01-01"}"#,
                 "`end_date` (2020-01-01T00:00:00+00:00) is before",
             ),
-            (r#"{"client_id": "i", "client_secret": "s", "max_requests_per_minute": "lots"}"#, "must be an integer"),
-            (r#"{"client_id": "i", "client_secret": "s", "max_requests_per_minute": 0}"#, "between 1 and"),
-            (r#"{"client_id": "i", "client_secret": "s", "api_url": "http://example.com"}"#, "must use https"),
-            (r#"{"client_id": 5, "client_secret": "s"}"#, "`client_id` must be a string"),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "max_requests_per_minute": "lots"}"#,
+                "must be an integer",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "max_requests_per_minute": 0}"#,
+                "between 1 and",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "api_url": "http://example.com"}"#,
+                "must use https",
+            ),
+            (
+                r#"{"client_id": 5, "client_secret": "s"}"#,
+                "`client_id` must be a string",
+            ),
         ];
         for (text, expected) in cases {
-            let err = raw(text).validate(&env(&[]), now()).unwrap_err().to_string();
+            let err = raw(text)
+                .validate(&env(&[]), now())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{text}: {err}");
             assert!(!err.contains('\n'));
         }
@@ -604,7 +699,10 @@ mod tests {
     #[test]
     fn unknown_settings_and_garbage_files_are_rejected() {
         let mut r = RawConfig::default();
-        let err = r.add_file("c.json", r#"{"client_idd": "x"}"#).unwrap_err().to_string();
+        let err = r
+            .add_file("c.json", r#"{"client_idd": "x"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown setting `client_idd`"), "{err}");
         let err = r.add_file("c.json", "{nope").unwrap_err().to_string();
         assert!(err.starts_with("cannot parse config file c.json"), "{err}");
@@ -620,15 +718,31 @@ mod tests {
         assert_eq!(cfg.users.len(), 2);
         assert_eq!(cfg.users[1].token_store, Some(PathBuf::from("/t.json")));
         let mut r = RawConfig::default();
-        r.add_env(&env(&[("TAP_WITHINGS_USERS", r#"[{"refresh_token": "x"}]"#), ("TAP_WITHINGS_CLIENT_ID", "i"), ("TAP_WITHINGS_CLIENT_SECRET", "s")]))
-            .unwrap();
+        r.add_env(&env(&[
+            ("TAP_WITHINGS_USERS", r#"[{"refresh_token": "x"}]"#),
+            ("TAP_WITHINGS_CLIENT_ID", "i"),
+            ("TAP_WITHINGS_CLIENT_SECRET", "s"),
+        ]))
+        .unwrap();
         assert_eq!(r.validate(&env(&[]), now()).unwrap().users.len(), 1);
         for (text, expected) in [
-            (r#"{"client_id": "i", "client_secret": "s", "users": [{}]}"#, "needs a refresh_token or a token_store"),
-            (r#"{"client_id": "i", "client_secret": "s", "users": [{"refresh": "x"}]}"#, "unknown field `refresh`"),
-            (r#"{"client_id": "i", "client_secret": "s", "users": 3}"#, "`users` must be a list"),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "users": [{}]}"#,
+                "needs a refresh_token or a token_store",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "users": [{"refresh": "x"}]}"#,
+                "unknown field `refresh`",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "users": 3}"#,
+                "`users` must be a list",
+            ),
         ] {
-            let err = raw(text).validate(&env(&[]), now()).unwrap_err().to_string();
+            let err = raw(text)
+                .validate(&env(&[]), now())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{err}");
         }
     }
@@ -636,15 +750,33 @@ mod tests {
     #[test]
     fn scopes_default_to_all_four() {
         let cfg = raw(MINIMAL).validate(&env(&[]), now()).unwrap();
-        assert_eq!(cfg.scopes, ["user.info", "user.metrics", "user.activity", "user.sleepevents"]);
+        assert_eq!(
+            cfg.scopes,
+            [
+                "user.info",
+                "user.metrics",
+                "user.activity",
+                "user.sleepevents"
+            ]
+        );
     }
 
     #[test]
     fn loopback_http_is_allowed_for_the_simulator() {
-        for url in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9", "https://x.example"] {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+            "https://x.example",
+        ] {
             assert_eq!(check_api_url(url), Ok(()), "{url}");
         }
-        for url in ["ftp://x", "http://10.0.0.1", "wbsapi.withings.net", "https://"] {
+        for url in [
+            "ftp://x",
+            "http://10.0.0.1",
+            "wbsapi.withings.net",
+            "https://",
+        ] {
             assert!(check_api_url(url).is_err(), "{url}");
         }
     }
@@ -655,7 +787,10 @@ mod tests {
             default_token_store(&env(&[("XDG_STATE_HOME", "/s"), ("HOME", "/h")])),
             PathBuf::from("/s/tap-withings/tokens.json")
         );
-        assert_eq!(default_token_store(&env(&[])), PathBuf::from("tap-withings-tokens.json"));
+        assert_eq!(
+            default_token_store(&env(&[])),
+            PathBuf::from("tap-withings-tokens.json")
+        );
     }
 
     #[test]

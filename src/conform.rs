@@ -102,7 +102,13 @@ fn kind_of(schema: &Value) -> (Kind, bool) {
 
 fn field(name: &str, schema: &Value) -> Field {
     let (kind, nullable) = kind_of(schema);
-    Field { name: name.to_string(), json_key: json_key(name), kind, nullable, flat: Vec::new() }
+    Field {
+        name: name.to_string(),
+        json_key: json_key(name),
+        kind,
+        nullable,
+        flat: Vec::new(),
+    }
 }
 
 fn json_key(name: &str) -> Vec<u8> {
@@ -123,10 +129,18 @@ fn flatten_fields(
 ) -> Vec<Field> {
     let mut fields = Vec::new();
     for (name, schema) in props {
-        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}__{name}") };
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}__{name}")
+        };
         let mut f = field(name, schema);
         let inner = schema["properties"].as_object();
-        if let (Kind::Object(_), Some(inner), true) = (&f.kind, inner, flattening.enabled && depth < flattening.max_depth) {
+        if let (Kind::Object(_), Some(inner), true) = (
+            &f.kind,
+            inner,
+            flattening.enabled && depth < flattening.max_depth,
+        ) {
             let mut sub = flatten_fields(&full, inner, depth + 1, flattening, out_props);
             for s in &mut sub {
                 s.nullable = true;
@@ -153,7 +167,9 @@ fn with_null(mut schema: Value) -> Value {
             let t = t.clone();
             schema["type"] = Value::from(vec![t, "null".to_string()]);
         }
-        Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => types.push("null".into()),
+        Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => {
+            types.push("null".into())
+        }
         _ => {}
     }
     schema
@@ -173,7 +189,9 @@ impl OutputPlan {
             .ok_or_else(|| PlanError("schema has no properties".into()))?;
         let kept: Map<String, Value> = props
             .iter()
-            .filter(|(name, _)| keys.contains(&name.as_str()) || selected.is_none_or(|s| s.contains(*name)))
+            .filter(|(name, _)| {
+                keys.contains(&name.as_str()) || selected.is_none_or(|s| s.contains(*name))
+            })
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         let mut out_props = Map::new();
@@ -182,7 +200,11 @@ impl OutputPlan {
         collect_columns(&fields, "", &mut seen)?;
         let mut out_schema = schema.clone();
         out_schema["properties"] = Value::Object(out_props);
-        Ok(OutputPlan { fields, schema: out_schema, keys: keys.iter().map(|k| k.to_string()).collect() })
+        Ok(OutputPlan {
+            fields,
+            schema: out_schema,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        })
     }
 
     /// The schema records written by this plan conform to (the SCHEMA message's `schema`).
@@ -193,7 +215,12 @@ impl OutputPlan {
     /// Writes `record` as conformed JSON into `out` (appending). Values that cannot be
     /// coerced to their declared type become null and their property names are pushed to
     /// `coerced`. Fails only when a key property is missing.
-    pub fn write(&self, record: &Map<String, Value>, out: &mut Vec<u8>, coerced: &mut Vec<String>) -> Result<(), ConformError> {
+    pub fn write(
+        &self,
+        record: &Map<String, Value>,
+        out: &mut Vec<u8>,
+        coerced: &mut Vec<String>,
+    ) -> Result<(), ConformError> {
         for key in &self.keys {
             if record.get(key).is_none_or(Value::is_null) {
                 return Err(ConformError::MissingKey(key.clone()));
@@ -202,7 +229,15 @@ impl OutputPlan {
         let start = out.len();
         out.push(b'{');
         let mut first = true;
-        if let Err(e) = write_fields(&self.fields, Some(record), out, &mut first, coerced, &self.keys, true) {
+        if let Err(e) = write_fields(
+            &self.fields,
+            Some(record),
+            out,
+            &mut first,
+            coerced,
+            &self.keys,
+            true,
+        ) {
             out.truncate(start);
             return Err(e);
         }
@@ -215,11 +250,17 @@ impl OutputPlan {
         self.fields
             .iter()
             .find(|f| f.name == property)
-            .map_or(Value::Null, |f| finish(&f.kind, coerce(&f.kind, value).unwrap_or(Value::Null)))
+            .map_or(Value::Null, |f| {
+                finish(&f.kind, coerce(&f.kind, value).unwrap_or(Value::Null))
+            })
     }
 }
 
-fn collect_columns(fields: &[Field], _prefix: &str, seen: &mut BTreeSet<Vec<u8>>) -> Result<(), PlanError> {
+fn collect_columns(
+    fields: &[Field],
+    _prefix: &str,
+    seen: &mut BTreeSet<Vec<u8>>,
+) -> Result<(), PlanError> {
     for f in fields {
         if f.flat.is_empty() {
             if !seen.insert(f.json_key.clone()) {
@@ -296,7 +337,10 @@ fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>) {
 /// through `write_value`).
 fn finish(kind: &Kind, value: Value) -> Value {
     match (kind, &value) {
-        (Kind::DateTime, Value::Number(n)) => n.as_i64().and_then(timefmt::rfc3339).map_or(Value::Null, Value::String),
+        (Kind::DateTime, Value::Number(n)) => n
+            .as_i64()
+            .and_then(timefmt::rfc3339)
+            .map_or(Value::Null, Value::String),
         _ => value,
     }
 }
@@ -311,13 +355,21 @@ fn coerce(kind: &Kind, v: &Value) -> Option<Value> {
         Kind::Any => Some(v.clone()),
         Kind::Integer => match v {
             Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
-            Value::Number(n) => n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| Value::from(f as i64)),
+            Value::Number(n) => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                .map(|f| Value::from(f as i64)),
             Value::String(s) => s.trim().parse::<i64>().ok().map(Value::from),
             _ => None,
         },
         Kind::Number => match v {
             Value::Number(_) => Some(v.clone()),
-            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(Value::from),
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(Value::from),
             _ => None,
         },
         Kind::String => match v {
@@ -342,8 +394,16 @@ fn coerce(kind: &Kind, v: &Value) -> Option<Value> {
         },
         Kind::DateTime => {
             let secs = match v {
-                Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64)),
-                Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| timefmt::parse_rfc3339(s)),
+                Value::Number(n) => n.as_i64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite())
+                        .map(|f| f.floor() as i64)
+                }),
+                Value::String(s) => s
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .or_else(|| timefmt::parse_rfc3339(s)),
                 _ => None,
             }?;
             (timefmt::rfc3339(secs).is_some()).then(|| Value::from(secs))
@@ -356,7 +416,10 @@ fn coerce(kind: &Kind, v: &Value) -> Option<Value> {
             let obj = v.as_object()?;
             let mut out = Map::new();
             for f in fields {
-                let value = obj.get(&f.name).map_or(Some(Value::Null), |x| coerce(&f.kind, x)).unwrap_or(Value::Null);
+                let value = obj
+                    .get(&f.name)
+                    .map_or(Some(Value::Null), |x| coerce(&f.kind, x))
+                    .unwrap_or(Value::Null);
                 out.insert(f.name.clone(), finish(&f.kind, value));
             }
             Some(Value::Object(out))
@@ -382,8 +445,14 @@ mod tests {
     use pretty_assertions::assert_eq;
     use serde_json::json;
 
-    const ON: Flattening = Flattening { enabled: true, max_depth: 10 };
-    const OFF: Flattening = Flattening { enabled: false, max_depth: 0 };
+    const ON: Flattening = Flattening {
+        enabled: true,
+        max_depth: 10,
+    };
+    const OFF: Flattening = Flattening {
+        enabled: false,
+        max_depth: 0,
+    };
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {
@@ -406,7 +475,8 @@ mod tests {
     fn write(plan: &OutputPlan, record: Value) -> (Value, Vec<String>) {
         let mut out = Vec::new();
         let mut coerced = Vec::new();
-        plan.write(record.as_object().unwrap(), &mut out, &mut coerced).unwrap();
+        plan.write(record.as_object().unwrap(), &mut out, &mut coerced)
+            .unwrap();
         (serde_json::from_slice(&out).unwrap(), coerced)
     }
 
@@ -431,14 +501,41 @@ mod tests {
         let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
         let props = plan.schema()["properties"].as_object().unwrap();
         let names: Vec<_> = props.keys().cloned().collect();
-        assert_eq!(names, ["id", "n", "i", "s", "b", "t", "d", "free", "arr", "data__x", "data__deep__y"]);
+        assert_eq!(
+            names,
+            [
+                "id",
+                "n",
+                "i",
+                "s",
+                "b",
+                "t",
+                "d",
+                "free",
+                "arr",
+                "data__x",
+                "data__deep__y"
+            ]
+        );
         assert_eq!(props["data__x"]["type"], json!(["integer", "null"]));
     }
 
     #[test]
     fn max_depth_keeps_deeper_objects_nested() {
-        let plan = OutputPlan::new(&schema(), &["id"], None, Flattening { enabled: true, max_depth: 1 }).unwrap();
-        let (row, _) = write(&plan, json!({"id": 1, "data": {"x": 1, "deep": {"y": "z", "extra": 1}}}));
+        let plan = OutputPlan::new(
+            &schema(),
+            &["id"],
+            None,
+            Flattening {
+                enabled: true,
+                max_depth: 1,
+            },
+        )
+        .unwrap();
+        let (row, _) = write(
+            &plan,
+            json!({"id": 1, "data": {"x": 1, "deep": {"y": "z", "extra": 1}}}),
+        );
         assert_eq!(row["data__deep"], json!({"y": "z"}));
         assert!(plan.schema()["properties"]["data__deep"]["properties"]["y"].is_object());
     }
@@ -446,7 +543,10 @@ mod tests {
     #[test]
     fn without_flattening_objects_are_conformed_in_place() {
         let plan = OutputPlan::new(&schema(), &["id"], None, OFF).unwrap();
-        let (row, _) = write(&plan, json!({"id": 1, "data": {"x": "4", "deep": null, "junk": 2}}));
+        let (row, _) = write(
+            &plan,
+            json!({"id": 1, "data": {"x": "4", "deep": null, "junk": 2}}),
+        );
         assert_eq!(row["data"], json!({"x": 4, "deep": null}));
         assert_eq!(row["t"], Value::Null);
     }
@@ -463,9 +563,21 @@ mod tests {
     fn a_missing_key_is_an_error_and_writes_nothing() {
         let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
         let mut out = b"prefix".to_vec();
-        let err = plan.write(json!({"n": 1}).as_object().unwrap(), &mut out, &mut Vec::new()).unwrap_err();
+        let err = plan
+            .write(
+                json!({"n": 1}).as_object().unwrap(),
+                &mut out,
+                &mut Vec::new(),
+            )
+            .unwrap_err();
         assert_eq!(err, ConformError::MissingKey("id".into()));
-        let err = plan.write(json!({"id": "x"}).as_object().unwrap(), &mut out, &mut Vec::new()).unwrap_err();
+        let err = plan
+            .write(
+                json!({"id": "x"}).as_object().unwrap(),
+                &mut out,
+                &mut Vec::new(),
+            )
+            .unwrap_err();
         assert_eq!(err, ConformError::MissingKey("id".into()));
         assert_eq!(out, b"prefix");
     }
@@ -474,7 +586,10 @@ mod tests {
     fn colliding_flattened_names_are_refused() {
         let s = json!({"type": "object", "properties": {
             "a__b": {"type": "integer"}, "a": {"type": "object", "properties": {"b": {"type": "integer"}}}}});
-        assert!(OutputPlan::new(&s, &[], None, ON).unwrap_err().0.contains("a__b"));
+        assert!(OutputPlan::new(&s, &[], None, ON)
+            .unwrap_err()
+            .0
+            .contains("a__b"));
         assert!(OutputPlan::new(&s, &[], None, OFF).is_ok());
     }
 
@@ -490,7 +605,11 @@ mod tests {
             (Kind::Boolean, json!("false"), Some(json!(false))),
             (Kind::Boolean, json!(2), None),
             (Kind::DateTime, json!("1700000000"), Some(json!(1700000000))),
-            (Kind::DateTime, json!("2023-11-14T22:13:20+01:00"), Some(json!(1699996400))),
+            (
+                Kind::DateTime,
+                json!("2023-11-14T22:13:20+01:00"),
+                Some(json!(1699996400)),
+            ),
             (Kind::DateTime, json!(1e300), None),
             (Kind::Date, json!("2024-13-01"), None),
             (Kind::String, json!({"a": 1}), Some(json!("{\"a\":1}"))),
@@ -503,7 +622,10 @@ mod tests {
     #[test]
     fn conform_value_formats_replication_keys() {
         let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
-        assert_eq!(plan.conform_value("t", &json!(0)), json!("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            plan.conform_value("t", &json!(0)),
+            json!("1970-01-01T00:00:00Z")
+        );
         assert_eq!(plan.conform_value("nope", &json!(0)), Value::Null);
     }
 }

@@ -39,7 +39,8 @@ use crate::singer::state::State;
 use crate::sync::{sync_user, Output, SyncCtx};
 
 fn read_file(kind: &str, path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::input(format!("cannot read {kind} file {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::input(format!("cannot read {kind} file {}: {e}", path.display())))
 }
 
 /// Merges `--config` files (or `ENV`) and the environment.
@@ -57,18 +58,26 @@ pub fn load_raw_config(cli: &Cli, env: &BTreeMap<String, String>) -> Result<RawC
 }
 
 fn write_json_line<W: Write>(out: &mut W, value: &Value) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value).map_err(|e| Error::io("cannot write to stdout", e))?;
-    writeln!(out).and_then(|_| out.flush()).map_err(|e| Error::io("cannot write to stdout", e))
+    serde_json::to_writer_pretty(&mut *out, value)
+        .map_err(|e| Error::io("cannot write to stdout", e))?;
+    writeln!(out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("cannot write to stdout", e))
 }
 
 /// Runs the tap: `--about`, `--discover`, `--test` or a sync.
-pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout: W, cancel: Cancel) -> Result<()> {
+pub async fn run<W: Write>(
+    cli: &Cli,
+    env: &BTreeMap<String, String>,
+    mut stdout: W,
+    cancel: Cancel,
+) -> Result<()> {
     if cli.about {
         return match cli.format {
             AboutFormat::Json => write_json_line(&mut stdout, &about::about_json()),
-            AboutFormat::Markdown => {
-                stdout.write_all(about::about_markdown().as_bytes()).map_err(|e| Error::io("cannot write to stdout", e))
-            }
+            AboutFormat::Markdown => stdout
+                .write_all(about::about_markdown().as_bytes())
+                .map_err(|e| Error::io("cannot write to stdout", e)),
         };
     }
     if cli.discover {
@@ -86,20 +95,30 @@ pub async fn run<W: Write>(cli: &Cli, env: &BTreeMap<String, String>, mut stdout
         return Ok(());
     }
     let state = match &cli.state {
-        Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?).map_err(Error::Input)?,
+        Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?)
+            .map_err(Error::Input)?,
         None => State::default(),
     };
     let selection = match cli.catalog.as_ref().or(cli.properties.as_ref()) {
         Some(path) => {
             let name = path.display().to_string();
             let text = read_file("catalog", path)?;
-            let value: Value =
-                serde_json::from_str(&text).map_err(|e| Error::input(format!("cannot parse catalog file {name}: {e}")))?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| Error::input(format!("cannot parse catalog file {name}: {e}")))?;
             Selection::from_catalog(&name, &value).map_err(Error::Input)?
         }
         None => Selection::all(),
     };
-    sync(&cfg, &client, &sessions, state, &selection, stdout, now.timestamp()).await
+    sync(
+        &cfg,
+        &client,
+        &sessions,
+        state,
+        &selection,
+        stdout,
+        now.timestamp(),
+    )
+    .await
 }
 
 async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
@@ -108,14 +127,17 @@ async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
         .await
         .map_err(|e| match e {
             SessionError::Auth(m) => Error::Auth(format!("connection test failed: {m}")),
-            SessionError::Unauthorized { status, message } => {
-                Error::Api(format!("connection test failed: not allowed (status {status}: {message})"))
-            }
+            SessionError::Unauthorized { status, message } => Error::Api(format!(
+                "connection test failed: not allowed (status {status}: {message})"
+            )),
             SessionError::Failed(m) => Error::Api(format!("connection test failed: {m}")),
             SessionError::Cancelled => Error::Interrupted,
         })?;
     let userid = session.userid().await.unwrap_or_default();
-    let devices = body.get("devices").and_then(Value::as_array).map_or(0, Vec::len);
+    let devices = body
+        .get("devices")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     info!(userid, devices, "Connection test succeeded.");
     eprintln!("tap-withings: connection test succeeded (user {userid}, {devices} device(s))");
     Ok(())
@@ -131,7 +153,10 @@ async fn sync<W: Write>(
     now: i64,
 ) -> Result<()> {
     let started = Instant::now();
-    let flattening = Flattening { enabled: cfg.flattening_enabled, max_depth: cfg.flattening_max_depth };
+    let flattening = Flattening {
+        enabled: cfg.flattening_enabled,
+        max_depth: cfg.flattening_max_depth,
+    };
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
     let mut done = std::collections::BTreeSet::new();
     let mut failures: Vec<(String, Error)> = Vec::new();
@@ -157,7 +182,10 @@ async fn sync<W: Write>(
                 break;
             }
             Err(e) => {
-                let who = session.userid().await.map_or_else(|| "a user not yet identified".to_string(), |u| format!("user {u}"));
+                let who = session.userid().await.map_or_else(
+                    || "a user not yet identified".to_string(),
+                    |u| format!("user {u}"),
+                );
                 tracing::error!("{who}: {e}");
                 failures.push((who, e));
             }
@@ -170,8 +198,15 @@ async fn sync<W: Write>(
         (None, n) => {
             let code_error = failures.iter().any(|(_, e)| matches!(e, Error::Auth(_)));
             let names: Vec<String> = failures.iter().map(|(w, _)| w.clone()).collect();
-            let msg = format!("sync failed for {n} users: {} (details above)", names.join(", "));
-            Err(if code_error { Error::Auth(msg) } else { Error::Api(msg) })
+            let msg = format!(
+                "sync failed for {n} users: {} (details above)",
+                names.join(", ")
+            );
+            Err(if code_error {
+                Error::Auth(msg)
+            } else {
+                Error::Api(msg)
+            })
         }
     };
     let counts = out.counts().clone();

@@ -44,11 +44,21 @@ pub struct Output<W: Write> {
 
 impl<W: Write> Output<W> {
     /// Compiles an output plan for every selected stream.
-    pub fn new(writer: MessageWriter<W>, state: State, selection: &Selection, flattening: Flattening) -> Result<Self> {
+    pub fn new(
+        writer: MessageWriter<W>,
+        state: State,
+        selection: &Selection,
+        flattening: Flattening,
+    ) -> Result<Self> {
         let mut plans = BTreeMap::new();
         for def in STREAMS.iter().filter(|d| selection.is_selected(d.name)) {
-            let plan = OutputPlan::new(&def.schema(), def.keys, selection.properties(def.name), flattening)
-                .map_err(|e| Error::input(format!("stream {}: {e}", def.name)))?;
+            let plan = OutputPlan::new(
+                &def.schema(),
+                def.keys,
+                selection.properties(def.name),
+                flattening,
+            )
+            .map_err(|e| Error::input(format!("stream {}: {e}", def.name)))?;
             plans.insert(def.name, plan);
         }
         Ok(Output {
@@ -79,14 +89,22 @@ impl<W: Write> Output<W> {
     }
 
     /// Writes the records of a selected stream (SCHEMA first if not yet sent).
-    pub fn emit(&mut self, def: &'static StreamDef, records: &[Record], time_extracted: &str) -> Result<()> {
-        let Some(plan) = self.plans.get(def.name) else { return Ok(()) };
+    pub fn emit(
+        &mut self,
+        def: &'static StreamDef,
+        records: &[Record],
+        time_extracted: &str,
+    ) -> Result<()> {
+        let Some(plan) = self.plans.get(def.name) else {
+            return Ok(());
+        };
         if records.is_empty() {
             return Ok(());
         }
         if self.schema_sent.insert(def.name) {
             let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
-            self.writer.schema(def.name, plan.schema(), def.keys, &bookmark)?;
+            self.writer
+                .schema(def.name, plan.schema(), def.keys, &bookmark)?;
         }
         let mut coerced = Vec::new();
         let mut written = 0u64;
@@ -109,7 +127,10 @@ impl<W: Write> Output<W> {
         }
         for key in &skipped {
             self.warn_once(format!("{}#{key}", def.name), || {
-                format!("stream {}: skipped a record without its key property `{key}`", def.name)
+                format!(
+                    "stream {}: skipped a record without its key property `{key}`",
+                    def.name
+                )
             });
         }
         let c = self.counts.entry(def.name).or_default();
@@ -129,12 +150,17 @@ impl<W: Write> Output<W> {
 
     /// Moves a user's bookmark forward (never back) and writes STATE.
     pub fn advance(&mut self, def: &StreamDef, userid: i64, epoch: i64) -> Result<()> {
-        let Some(key) = def.replication_key() else { return Ok(()) };
+        let Some(key) = def.replication_key() else {
+            return Ok(());
+        };
         if self.bookmark(def.name, userid).is_some_and(|b| b >= epoch) {
             return Ok(());
         }
-        let Some(text) = timefmt::rfc3339(epoch) else { return Ok(()) };
-        self.state.set_bookmark(def.name, userid, key, Value::String(text), &[]);
+        let Some(text) = timefmt::rfc3339(epoch) else {
+            return Ok(());
+        };
+        self.state
+            .set_bookmark(def.name, userid, key, Value::String(text), &[]);
         self.writer.state(&self.state.to_value())
     }
 
@@ -216,11 +242,22 @@ fn record_key(def: &StreamDef, record: &Record) -> String {
 
 /// Syncs every selected stream of the session's user, unless `done` already has the user
 /// (two configured tokens of one account). Returns the userid.
-pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, done: &mut std::collections::BTreeSet<i64>) -> Result<i64> {
+pub async fn sync_user<W: Write>(
+    ctx: &SyncCtx<'_>,
+    out: &mut Output<W>,
+    done: &mut std::collections::BTreeSet<i64>,
+) -> Result<i64> {
     let known = ctx.session.userid().await;
-    let (_, userid) = ctx.session.access(ctx.client).await.map_err(|e| session_error(None, e))?;
+    let (_, userid) = ctx
+        .session
+        .access(ctx.client)
+        .await
+        .map_err(|e| session_error(None, e))?;
     if known.is_none() && !done.insert(userid) {
-        warn!(userid, "Two configured tokens belong to the same user; syncing it once.");
+        warn!(
+            userid,
+            "Two configured tokens belong to the same user; syncing it once."
+        );
         return Ok(userid);
     }
     let sources = [
@@ -237,7 +274,9 @@ pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, done: &
     for source in sources {
         let wanted: Vec<&str> = STREAMS
             .iter()
-            .filter(|d| d.source == source || (source == Source::HeartList && d.source == Source::HeartGet))
+            .filter(|d| {
+                d.source == source || (source == Source::HeartList && d.source == Source::HeartGet)
+            })
             .map(|d| d.name)
             .filter(|n| out.is_selected(n))
             .collect();
@@ -247,16 +286,26 @@ pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, done: &
         info!(userid, streams = ?wanted, "Syncing.");
         let result = match source {
             Source::Getmeas => sync_measures(ctx, out, userid).await,
-            Source::Getactivity => {
-                sync_changes(ctx, out, userid, &CHANGES_ACTIVITY).await
-            }
+            Source::Getactivity => sync_changes(ctx, out, userid, &CHANGES_ACTIVITY).await,
             Source::Getworkouts => sync_changes(ctx, out, userid, &CHANGES_WORKOUTS).await,
             Source::Getsummary => sync_changes(ctx, out, userid, &CHANGES_SUMMARIES).await,
             Source::Getintradayactivity => sync_windows(ctx, out, userid, &WINDOWS_INTRADAY).await,
             Source::SleepGet => sync_windows(ctx, out, userid, &WINDOWS_SLEEP).await,
             Source::HeartList => sync_ecg(ctx, out, userid).await,
-            Source::Getdevice => sync_single(ctx, out, userid, "devices", "getdevice", user::devices_records).await,
-            Source::Getgoals => sync_single(ctx, out, userid, "goals", "getgoals", user::goals_records).await,
+            Source::Getdevice => {
+                sync_single(
+                    ctx,
+                    out,
+                    userid,
+                    "devices",
+                    "getdevice",
+                    user::devices_records,
+                )
+                .await
+            }
+            Source::Getgoals => {
+                sync_single(ctx, out, userid, "goals", "getgoals", user::goals_records).await
+            }
             Source::HeartGet => Ok(()),
         };
         match result {
@@ -270,7 +319,10 @@ pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, done: &
             }
             Err(StreamFail::Session(e)) => return Err(session_error(Some((wanted[0], userid)), e)),
             Err(StreamFail::Reply(e)) => {
-                return Err(Error::Api(format!("stream {} (user {userid}): unusable reply: {e}", wanted[0])))
+                return Err(Error::Api(format!(
+                    "stream {} (user {userid}): unusable reply: {e}",
+                    wanted[0]
+                )))
             }
             Err(StreamFail::Output(e)) => return Err(e),
         }
@@ -279,21 +331,33 @@ pub async fn sync_user<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, done: &
 }
 
 fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
-    let place = at.map(|(s, u)| format!("stream {s} (user {u}): ")).unwrap_or_default();
+    let place = at
+        .map(|(s, u)| format!("stream {s} (user {u}): "))
+        .unwrap_or_default();
     match e {
         SessionError::Auth(m) => Error::Auth(format!("{place}{m}")),
-        SessionError::Unauthorized { status, message } => Error::Api(format!("{place}not allowed (status {status}: {message})")),
+        SessionError::Unauthorized { status, message } => {
+            Error::Api(format!("{place}not allowed (status {status}: {message})"))
+        }
         SessionError::Failed(m) => Error::Api(format!("{place}{m}")),
         SessionError::Cancelled => Error::Interrupted,
     }
 }
 
-async fn sync_measures<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64) -> StreamResult {
+async fn sync_measures<W: Write>(
+    ctx: &SyncCtx<'_>,
+    out: &mut Output<W>,
+    userid: i64,
+) -> StreamResult {
     let def = stream_def("measures");
     // lastupdate returns groups changed strictly after it (Withings' own incremental recipe:
     // store max(modified), ask lastupdate=max).
     let since = out.bookmark(def.name, userid).unwrap_or(ctx.start - 1);
-    let categories: &[&str] = if ctx.include_objectives { &["1", "2"] } else { &["1"] };
+    let categories: &[&str] = if ctx.include_objectives {
+        &["1", "2"]
+    } else {
+        &["1"]
+    };
     let mut max_seen: Option<i64> = None;
     for category in categories {
         let mut pager = Pager::new();
@@ -333,7 +397,11 @@ async fn sync_measures<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid:
                 Next::Offset(_) => continue,
                 Next::Done => break,
                 Next::Repeated => {
-                    warn!(userid, offset = pager.offset(), "measures: a page repeated the previous one; stopping this chain");
+                    warn!(
+                        userid,
+                        offset = pager.offset(),
+                        "measures: a page repeated the previous one; stopping this chain"
+                    );
                     break;
                 }
             }
@@ -384,7 +452,12 @@ const CHANGES_SUMMARIES: Changes = Changes {
     build: sleep::sleep_summaries_records,
 };
 
-async fn sync_changes<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64, spec: &Changes) -> StreamResult {
+async fn sync_changes<W: Write>(
+    ctx: &SyncCtx<'_>,
+    out: &mut Output<W>,
+    userid: i64,
+    spec: &Changes,
+) -> StreamResult {
     let def = stream_def(spec.stream);
     let bookmark = out.bookmark(def.name, userid);
     let range = match bookmark {
@@ -392,7 +465,10 @@ async fn sync_changes<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: 
         // YMD dates are the user's local calendar days: widening the UTC range by a day on
         // each side covers every timezone (UTC-12 to UTC+14).
         None => vec![
-            ("startdateymd", timefmt::ymd(ctx.start.div_euclid(86_400) - 1)),
+            (
+                "startdateymd",
+                timefmt::ymd(ctx.start.div_euclid(86_400) - 1),
+            ),
             ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
         ],
     };
@@ -425,7 +501,12 @@ async fn sync_changes<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: 
             Next::Offset(_) => continue,
             Next::Done => break,
             Next::Repeated => {
-                warn!(userid, stream = def.name, offset = pager.offset(), "A page repeated the previous one; stopping.");
+                warn!(
+                    userid,
+                    stream = def.name,
+                    offset = pager.offset(),
+                    "A page repeated the previous one; stopping."
+                );
                 break;
             }
         }
@@ -455,24 +536,50 @@ const WINDOWS_INTRADAY: Windows = Windows {
     path: "/v2/measure",
     action: "getintradayactivity",
     data_fields: activity::GETINTRADAYACTIVITY_DATA_FIELDS,
-    streams: &[WindowStream { stream: "intraday_activity", build: activity::intraday_activity_records, time_field: "timestamp" }],
+    streams: &[WindowStream {
+        stream: "intraday_activity",
+        build: activity::intraday_activity_records,
+        time_field: "timestamp",
+    }],
 };
 const WINDOWS_SLEEP: Windows = Windows {
     path: "/v2/sleep",
     action: "get",
     data_fields: sleep::SLEEP_GET_DATA_FIELDS,
     streams: &[
-        WindowStream { stream: "sleep_series", build: sleep::sleep_series_records, time_field: "startdate" },
-        WindowStream { stream: "sleep_vitals", build: sleep::sleep_vitals_records, time_field: "timestamp" },
+        WindowStream {
+            stream: "sleep_series",
+            build: sleep::sleep_series_records,
+            time_field: "startdate",
+        },
+        WindowStream {
+            stream: "sleep_vitals",
+            build: sleep::sleep_vitals_records,
+            time_field: "timestamp",
+        },
     ],
 };
 
-async fn sync_windows<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64, spec: &Windows) -> StreamResult {
-    let selected: Vec<&WindowStream> = spec.streams.iter().filter(|s| out.is_selected(s.stream)).collect();
+async fn sync_windows<W: Write>(
+    ctx: &SyncCtx<'_>,
+    out: &mut Output<W>,
+    userid: i64,
+    spec: &Windows,
+) -> StreamResult {
+    let selected: Vec<&WindowStream> = spec
+        .streams
+        .iter()
+        .filter(|s| out.is_selected(s.stream))
+        .collect();
     // Each stream resumes at its own bookmark (the latest record it emitted, not the end of
     // the last window: a device that syncs late must still be found).
-    let marks: Vec<i64> = selected.iter().map(|s| out.bookmark(s.stream, userid).unwrap_or(ctx.start)).collect();
-    let Some(from) = marks.iter().copied().min() else { return Ok(()) };
+    let marks: Vec<i64> = selected
+        .iter()
+        .map(|s| out.bookmark(s.stream, userid).unwrap_or(ctx.start))
+        .collect();
+    let Some(from) = marks.iter().copied().min() else {
+        return Ok(());
+    };
     let mut recents: Vec<RecentKeys> = selected.iter().map(|_| RecentKeys::default()).collect();
     for (ws, we) in windows(from, ctx.end) {
         let params = vec![
@@ -515,7 +622,11 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
     let want_signals = out.is_selected(signals.name);
     let mark_rec = out.bookmark(recordings.name, userid).unwrap_or(ctx.start);
     let mark_sig = out.bookmark(signals.name, userid).unwrap_or(ctx.start);
-    let from = if out.is_selected(recordings.name) { mark_rec.min(if want_signals { mark_sig } else { mark_rec }) } else { mark_sig };
+    let from = if out.is_selected(recordings.name) {
+        mark_rec.min(if want_signals { mark_sig } else { mark_rec })
+    } else {
+        mark_sig
+    };
     let mut pager = Pager::new();
     let mut recent = RecentKeys::default();
     let (mut max_rec, mut max_sig): (Option<i64>, Option<i64>) = (None, None);
@@ -540,7 +651,11 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
         }
         let new_recordings: Vec<Record> = fresh
             .iter()
-            .filter(|r| r.get("timestamp").and_then(lenient_i64).is_none_or(|t| t >= mark_rec))
+            .filter(|r| {
+                r.get("timestamp")
+                    .and_then(lenient_i64)
+                    .is_none_or(|t| t >= mark_rec)
+            })
             .cloned()
             .collect();
         for r in &new_recordings {
@@ -555,12 +670,20 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
                 if t.is_some_and(|t| t < mark_sig) {
                     continue;
                 }
-                let Some(signalid) = r.get("signalid").and_then(lenient_i64) else { continue };
-                let params = vec![("action", "get".to_string()), ("signalid", signalid.to_string())];
+                let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
+                    continue;
+                };
+                let params = vec![
+                    ("action", "get".to_string()),
+                    ("signalid", signalid.to_string()),
+                ];
                 let sbody = ctx.session.call(ctx.client, "/v2/heart", &params).await?;
                 let mut srecs = heart::ecg_signals_records(&sbody, userid, signalid)?;
                 for s in &mut srecs {
-                    s.insert("timestamp".into(), r.get("timestamp").cloned().unwrap_or(Value::Null));
+                    s.insert(
+                        "timestamp".into(),
+                        r.get("timestamp").cloned().unwrap_or(Value::Null),
+                    );
                 }
                 out.emit(signals, &srecs, &now_text())?;
                 if let Some(t) = t {
@@ -572,7 +695,11 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
             Next::Offset(_) => continue,
             Next::Done => break,
             Next::Repeated => {
-                warn!(userid, offset = pager.offset(), "ecg_recordings: a page repeated the previous one; stopping.");
+                warn!(
+                    userid,
+                    offset = pager.offset(),
+                    "ecg_recordings: a page repeated the previous one; stopping."
+                );
                 break;
             }
         }
@@ -596,7 +723,10 @@ async fn sync_single<W: Write>(
     build: Builder,
 ) -> StreamResult {
     let def = stream_def(stream);
-    let body = ctx.session.call(ctx.client, "/v2/user", &[("action", action.to_string())]).await?;
+    let body = ctx
+        .session
+        .call(ctx.client, "/v2/user", &[("action", action.to_string())])
+        .await?;
     let records = build(&body, userid)?;
     out.emit(def, &records, &now_text())?;
     Ok(())

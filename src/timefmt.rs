@@ -84,7 +84,9 @@ pub fn ymd(days: i64) -> String {
 
 /// Parses an RFC 3339 date-time (any offset) into epoch seconds (fractions dropped).
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s.trim()).ok().map(|dt| dt.timestamp())
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|dt| dt.timestamp())
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -115,7 +117,11 @@ mod tests {
     fn rfc3339_matches_chrono_across_the_range() {
         let mut secs = -62_167_219_200i64;
         while secs < MAX_EPOCH {
-            let expected = Utc.timestamp_opt(secs, 0).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let expected = Utc
+                .timestamp_opt(secs, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string();
             assert_eq!(rfc3339(secs).unwrap(), expected);
             assert_eq!(parse_rfc3339(&expected), Some(secs));
             secs += 7_777_777 + 13;
@@ -134,7 +140,14 @@ mod tests {
         for days in [-1000, 0, 1, 19_000, 20_000, 2_932_896] {
             assert_eq!(parse_ymd(&ymd(days)), Some(days));
         }
-        for bad in ["2023-02-29", "2023-13-01", "2023-1-01", "20230101", "2023-04-31", "abcd-ef-gh"] {
+        for bad in [
+            "2023-02-29",
+            "2023-13-01",
+            "2023-1-01",
+            "20230101",
+            "2023-04-31",
+            "abcd-ef-gh",
+        ] {
             assert_eq!(parse_ymd(bad), None, "{bad}");
         }
         assert_eq!(parse_ymd("2024-02-29"), Some(days_from_civil(2024, 2, 29)));

@@ -143,7 +143,13 @@ impl ApiClient {
         true
     }
 
-    async fn send_once(&self, path: &str, params: &[(&str, String)], bearer: Option<&Secret>, endpoint: Endpoint) -> Outcome {
+    async fn send_once(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        bearer: Option<&Secret>,
+        endpoint: Endpoint,
+    ) -> Outcome {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.post(&url).form(params);
         if let Some(token) = bearer {
@@ -155,11 +161,17 @@ impl ApiClient {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
                     Ok(body) => (Some(status), classify(status, &body, endpoint)),
-                    Err(e) => (Some(status), Outcome::Retry(format!("reply body cut off ({})", short(&e)))),
+                    Err(e) => (
+                        Some(status),
+                        Outcome::Retry(format!("reply body cut off ({})", short(&e))),
+                    ),
                 }
             }
             Err(e) if e.is_timeout() => (None, Outcome::Retry("request timed out".into())),
-            Err(e) => (None, Outcome::Retry(format!("transport error ({})", short(&e)))),
+            Err(e) => (
+                None,
+                Outcome::Retry(format!("transport error ({})", short(&e))),
+            ),
         };
         lock(&self.stats).requests += 1;
         let outcome_tag = match &result.1 {
@@ -212,16 +224,38 @@ impl ApiClient {
             };
             attempt += 1;
             let now = self.now();
-            let Some(wait) = self.policy.next_wait(attempt, asked, now - sent_at, now - started, self.jitter()) else {
-                warn!(path, action = action_of(params), reason, attempts = attempt, "Giving up after retries.");
-                return Err(CallError::Exhausted { reason, attempts: attempt });
+            let Some(wait) =
+                self.policy
+                    .next_wait(attempt, asked, now - sent_at, now - started, self.jitter())
+            else {
+                warn!(
+                    path,
+                    action = action_of(params),
+                    reason,
+                    attempts = attempt,
+                    "Giving up after retries."
+                );
+                return Err(CallError::Exhausted {
+                    reason,
+                    attempts: attempt,
+                });
             };
             {
                 let mut stats = lock(&self.stats);
                 stats.retries += 1;
-                *stats.retry_reasons.entry(reason_family(&reason)).or_default() += 1;
+                *stats
+                    .retry_reasons
+                    .entry(reason_family(&reason))
+                    .or_default() += 1;
             }
-            warn!(path, action = action_of(params), reason, attempt, wait_seconds = wait, "Retrying.");
+            warn!(
+                path,
+                action = action_of(params),
+                reason,
+                attempt,
+                wait_seconds = wait,
+                "Retrying."
+            );
             if !self.cancel.sleep(wait).await {
                 return Err(CallError::Cancelled);
             }
@@ -239,7 +273,10 @@ fn short(e: &reqwest::Error) -> String {
 }
 
 fn action_of<'a>(params: &'a [(&str, String)]) -> &'a str {
-    params.iter().find(|(k, _)| *k == "action").map_or("", |(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(k, _)| *k == "action")
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Params as `k=v` text with secrets left out.
@@ -247,7 +284,9 @@ fn loggable(params: &[(&str, String)]) -> String {
     params
         .iter()
         .map(|(k, v)| match *k {
-            "client_secret" | "refresh_token" | "code" | "access_token" => format!("{k}=[redacted]"),
+            "client_secret" | "refresh_token" | "code" | "access_token" => {
+                format!("{k}=[redacted]")
+            }
             _ => format!("{k}={v}"),
         })
         .collect::<Vec<_>>()
@@ -269,15 +308,28 @@ mod tests {
 
     #[test]
     fn secrets_are_left_out_of_logged_params() {
-        let params = [("action", "requesttoken".to_string()), ("client_secret", "s3cr3t".to_string()), ("refresh_token", "rt".to_string())];
+        let params = [
+            ("action", "requesttoken".to_string()),
+            ("client_secret", "s3cr3t".to_string()),
+            ("refresh_token", "rt".to_string()),
+        ];
         let text = loggable(&params);
-        assert_eq!(text, "action=requesttoken&client_secret=[redacted]&refresh_token=[redacted]");
+        assert_eq!(
+            text,
+            "action=requesttoken&client_secret=[redacted]&refresh_token=[redacted]"
+        );
     }
 
     #[test]
     fn retry_reasons_are_grouped() {
-        assert_eq!(reason_family("status 601 Same arguments in less than 10 seconds"), "status 601");
+        assert_eq!(
+            reason_family("status 601 Same arguments in less than 10 seconds"),
+            "status 601"
+        );
         assert_eq!(reason_family("HTTP 502"), "HTTP 502");
-        assert_eq!(reason_family("transport error (connection refused)"), "transport error");
+        assert_eq!(
+            reason_family("transport error (connection refused)"),
+            "transport error"
+        );
     }
 }

@@ -68,9 +68,15 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
     match http_status {
         200..=299 => {}
         429 => return Outcome::Wait(DEFAULT_601_WAIT, "HTTP 429".into()),
-        401 | 403 if endpoint == Endpoint::Data => return Outcome::Refresh(format!("HTTP {http_status}")),
+        401 | 403 if endpoint == Endpoint::Data => {
+            return Outcome::Refresh(format!("HTTP {http_status}"))
+        }
         401 | 403 => {
-            return Outcome::Fail(ApiFailure { kind: FailKind::Auth, status: i64::from(http_status), message: format!("HTTP {http_status}") })
+            return Outcome::Fail(ApiFailure {
+                kind: FailKind::Auth,
+                status: i64::from(http_status),
+                message: format!("HTTP {http_status}"),
+            })
         }
         408 | 500..=599 => return Outcome::Retry(format!("HTTP {http_status}")),
         _ => {
@@ -91,16 +97,38 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
     let Some(status) = envelope.get("status").and_then(Value::as_i64) else {
         return Outcome::Retry("reply without an integer `status`".into());
     };
-    let message = envelope.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+    let message = envelope
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let body = envelope.get("body").cloned().unwrap_or(Value::Null);
-    let fail = |kind| Outcome::Fail(ApiFailure { kind, status, message: message.clone() });
+    let fail = |kind| {
+        Outcome::Fail(ApiFailure {
+            kind,
+            status,
+            message: message.clone(),
+        })
+    };
     match status {
-        0 => Outcome::Ok(if body.is_null() { Value::Object(Default::default()) } else { body }),
+        0 => Outcome::Ok(if body.is_null() {
+            Value::Object(Default::default())
+        } else {
+            body
+        }),
         601 => {
-            let wait = body.get("wait_seconds").and_then(Value::as_f64).filter(|w| w.is_finite() && *w >= 0.0);
-            Outcome::Wait(wait.unwrap_or(DEFAULT_601_WAIT).min(MAX_601_WAIT), format!("status 601 {message}").trim().to_string())
+            let wait = body
+                .get("wait_seconds")
+                .and_then(Value::as_f64)
+                .filter(|w| w.is_finite() && *w >= 0.0);
+            Outcome::Wait(
+                wait.unwrap_or(DEFAULT_601_WAIT).min(MAX_601_WAIT),
+                format!("status 601 {message}").trim().to_string(),
+            )
         }
-        100..=102 | 200 | 401 if endpoint == Endpoint::Data => Outcome::Refresh(format!("status {status}")),
+        100..=102 | 200 | 401 if endpoint == Endpoint::Data => {
+            Outcome::Refresh(format!("status {status}"))
+        }
         100..=102 | 200 | 401 | 503 if endpoint == Endpoint::Token => fail(FailKind::Auth),
         214 | 277 | 2553 | 2555 => fail(FailKind::Unauthorized),
         2554 => fail(FailKind::Fatal),
@@ -110,17 +138,42 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
 }
 
 fn looks_like_html(body: &[u8]) -> bool {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
     body.get(start) == Some(&b'<')
 }
 
 /// The "invalid params" status family.
 fn is_invalid_params(s: i64) -> bool {
     const RANGES: &[(i64, i64)] = &[
-        (201, 213), (216, 218), (220, 221), (223, 223), (225, 225), (227, 230), (234, 236), (238, 238),
-        (240, 252), (254, 254), (260, 267), (271, 272), (275, 276), (283, 288), (290, 290), (293, 295),
-        (297, 297), (300, 304), (321, 321), (323, 353), (380, 382), (400, 400), (501, 511), (523, 523),
-        (532, 532), (3017, 3019),
+        (201, 213),
+        (216, 218),
+        (220, 221),
+        (223, 223),
+        (225, 225),
+        (227, 230),
+        (234, 236),
+        (238, 238),
+        (240, 252),
+        (254, 254),
+        (260, 267),
+        (271, 272),
+        (275, 276),
+        (283, 288),
+        (290, 290),
+        (293, 295),
+        (297, 297),
+        (300, 304),
+        (321, 321),
+        (323, 353),
+        (380, 382),
+        (400, 400),
+        (501, 511),
+        (523, 523),
+        (532, 532),
+        (3017, 3019),
     ];
     RANGES.iter().any(|(lo, hi)| (*lo..=*hi).contains(&s))
 }
@@ -137,35 +190,103 @@ mod tests {
 
     #[test]
     fn classification_table() {
-        assert_eq!(data(200, r#"{"status":0,"body":{"a":1}}"#), Outcome::Ok(json!({"a": 1})));
+        assert_eq!(
+            data(200, r#"{"status":0,"body":{"a":1}}"#),
+            Outcome::Ok(json!({"a": 1}))
+        );
         assert_eq!(data(200, r#"{"status":0}"#), Outcome::Ok(json!({})));
         assert_eq!(
-            data(200, r#"{"status":601,"body":{"wait_seconds":188},"error":"Same arguments in less than 10 seconds"}"#),
-            Outcome::Wait(188.0, "status 601 Same arguments in less than 10 seconds".into())
+            data(
+                200,
+                r#"{"status":601,"body":{"wait_seconds":188},"error":"Same arguments in less than 10 seconds"}"#
+            ),
+            Outcome::Wait(
+                188.0,
+                "status 601 Same arguments in less than 10 seconds".into()
+            )
         );
-        assert_eq!(data(200, r#"{"status":601,"body":{}}"#), Outcome::Wait(60.0, "status 601".into()));
-        assert_eq!(data(200, r#"{"status":601,"body":{"wait_seconds":99999}}"#), Outcome::Wait(900.0, "status 601".into()));
-        assert_eq!(data(200, r#"{"status":401,"body":{},"error":"invalid_token"}"#), Outcome::Refresh("status 401".into()));
-        assert!(matches!(data(200, r#"{"status":522,"body":{}}"#), Outcome::Retry(_)));
+        assert_eq!(
+            data(200, r#"{"status":601,"body":{}}"#),
+            Outcome::Wait(60.0, "status 601".into())
+        );
+        assert_eq!(
+            data(200, r#"{"status":601,"body":{"wait_seconds":99999}}"#),
+            Outcome::Wait(900.0, "status 601".into())
+        );
+        assert_eq!(
+            data(200, r#"{"status":401,"body":{},"error":"invalid_token"}"#),
+            Outcome::Refresh("status 401".into())
+        );
+        assert!(matches!(
+            data(200, r#"{"status":522,"body":{}}"#),
+            Outcome::Retry(_)
+        ));
         assert!(matches!(data(200, r#"{"status":2556}"#), Outcome::Retry(_)));
-        assert!(matches!(data(502, "<html>Bad gateway</html>"), Outcome::Retry(r) if r == "HTTP 502"));
-        assert!(matches!(data(200, "<html>oops</html>"), Outcome::Retry(r) if r == "HTML instead of JSON"));
-        assert!(matches!(data(200, r#"{"status":0,"body":{"measuregrps":[{"#), Outcome::Retry(r) if r == "truncated JSON reply"));
+        assert!(
+            matches!(data(502, "<html>Bad gateway</html>"), Outcome::Retry(r) if r == "HTTP 502")
+        );
+        assert!(
+            matches!(data(200, "<html>oops</html>"), Outcome::Retry(r) if r == "HTML instead of JSON")
+        );
+        assert!(
+            matches!(data(200, r#"{"status":0,"body":{"measuregrps":[{"#), Outcome::Retry(r) if r == "truncated JSON reply")
+        );
         assert!(matches!(data(200, ""), Outcome::Retry(r) if r == "empty reply body"));
         assert!(matches!(data(200, r#"{"status":"0"}"#), Outcome::Retry(_)));
-        assert!(matches!(data(404, ""), Outcome::Fail(ApiFailure { kind: FailKind::Fatal, status: 404, .. })));
-        assert!(matches!(data(200, r#"{"status":503,"error":"Invalid Params"}"#), Outcome::Fail(ApiFailure { kind: FailKind::Fatal, status: 503, .. })));
-        assert!(matches!(data(200, r#"{"status":277}"#), Outcome::Fail(ApiFailure { kind: FailKind::Unauthorized, .. })));
-        assert!(matches!(data(200, r#"{"status":2554}"#), Outcome::Fail(ApiFailure { kind: FailKind::Fatal, .. })));
+        assert!(matches!(
+            data(404, ""),
+            Outcome::Fail(ApiFailure {
+                kind: FailKind::Fatal,
+                status: 404,
+                ..
+            })
+        ));
+        assert!(matches!(
+            data(200, r#"{"status":503,"error":"Invalid Params"}"#),
+            Outcome::Fail(ApiFailure {
+                kind: FailKind::Fatal,
+                status: 503,
+                ..
+            })
+        ));
+        assert!(matches!(
+            data(200, r#"{"status":277}"#),
+            Outcome::Fail(ApiFailure {
+                kind: FailKind::Unauthorized,
+                ..
+            })
+        ));
+        assert!(matches!(
+            data(200, r#"{"status":2554}"#),
+            Outcome::Fail(ApiFailure {
+                kind: FailKind::Fatal,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn the_token_endpoint_503_means_re_authorize() {
-        let out = classify(200, br#"{"status":503,"body":{},"error":"Invalid Params: invalid refresh_token"}"#, Endpoint::Token);
+        let out = classify(
+            200,
+            br#"{"status":503,"body":{},"error":"Invalid Params: invalid refresh_token"}"#,
+            Endpoint::Token,
+        );
         assert_eq!(
             out,
-            Outcome::Fail(ApiFailure { kind: FailKind::Auth, status: 503, message: "Invalid Params: invalid refresh_token".into() })
+            Outcome::Fail(ApiFailure {
+                kind: FailKind::Auth,
+                status: 503,
+                message: "Invalid Params: invalid refresh_token".into()
+            })
         );
-        assert!(matches!(classify(200, br#"{"status":601,"body":{"wait_seconds":3}}"#, Endpoint::Token), Outcome::Wait(..)));
+        assert!(matches!(
+            classify(
+                200,
+                br#"{"status":601,"body":{"wait_seconds":3}}"#,
+                Endpoint::Token
+            ),
+            Outcome::Wait(..)
+        ));
     }
 }

@@ -12,7 +12,10 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer for `per_minute` requests per minute.
     pub fn new(per_minute: u32) -> Self {
-        Pacer { interval: 60.0 / f64::from(per_minute.max(1)) * 1.01, next_slot: f64::MIN }
+        Pacer {
+            interval: 60.0 / f64::from(per_minute.max(1)) * 1.01,
+            next_slot: f64::MIN,
+        }
     }
 
     /// Reserves the next slot at or after `now`; returns how long to wait for it.

@@ -23,11 +23,21 @@ impl RetryPolicy {
     /// The wait before retry `attempt`, or None when the retry budget is spent.
     /// `asked` is a wait the server asked for (601); `since_identical` is how long ago the
     /// identical request was sent; `elapsed` is the time spent on this request so far.
-    pub fn next_wait(&self, attempt: u32, asked: Option<f64>, since_identical: f64, elapsed: f64, jitter: f64) -> Option<f64> {
+    pub fn next_wait(
+        &self,
+        attempt: u32,
+        asked: Option<f64>,
+        since_identical: f64,
+        elapsed: f64,
+        jitter: f64,
+    ) -> Option<f64> {
         if attempt > self.max_retries {
             return None;
         }
-        let wait = asked.unwrap_or_else(|| self.backoff(attempt, jitter)).max(self.repeat_guard - since_identical).max(0.0);
+        let wait = asked
+            .unwrap_or_else(|| self.backoff(attempt, jitter))
+            .max(self.repeat_guard - since_identical)
+            .max(0.0);
         (elapsed + wait <= self.max_elapsed).then_some(wait)
     }
 }
@@ -36,7 +46,13 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    const P: RetryPolicy = RetryPolicy { max_retries: 3, max_elapsed: 100.0, base: 1.0, cap: 8.0, repeat_guard: 10.0 };
+    const P: RetryPolicy = RetryPolicy {
+        max_retries: 3,
+        max_elapsed: 100.0,
+        base: 1.0,
+        cap: 8.0,
+        repeat_guard: 10.0,
+    };
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -64,7 +64,11 @@ impl Session {
     }
 
     /// As [`Session::open`] for a given refresh token and token store.
-    pub fn open_with(cfg: &Config, refresh_token: Option<&Secret>, store: &std::path::Path) -> Result<Self> {
+    pub fn open_with(
+        cfg: &Config,
+        refresh_token: Option<&Secret>,
+        store: &std::path::Path,
+    ) -> Result<Self> {
         let file = token_store::load(store)?;
         let tokens = choose_tokens(&file, refresh_token).ok_or_else(|| {
             Error::Auth(format!(
@@ -90,7 +94,11 @@ impl Session {
     pub fn open_all(cfg: &Config) -> Result<Vec<Self>> {
         let mut sessions = Vec::new();
         let mut known: std::collections::BTreeSet<i64> = Default::default();
-        fn push(s: Session, known: &mut std::collections::BTreeSet<i64>, sessions: &mut Vec<Session>) {
+        fn push(
+            s: Session,
+            known: &mut std::collections::BTreeSet<i64>,
+            sessions: &mut Vec<Session>,
+        ) {
             // Nothing else holds the lock of a session that was just created.
             let id = s.tokens.try_lock().ok().and_then(|t| t.userid);
             if id.is_none_or(|id| known.insert(id)) {
@@ -102,12 +110,20 @@ impl Session {
         }
         for user in &cfg.users {
             let store = user.token_store.as_deref().unwrap_or(&cfg.token_store);
-            push(Self::open_with(cfg, user.refresh_token.as_ref(), store)?, &mut known, &mut sessions);
+            push(
+                Self::open_with(cfg, user.refresh_token.as_ref(), store)?,
+                &mut known,
+                &mut sessions,
+            );
         }
         let file = token_store::load(&cfg.token_store)?;
         for stored in file.users.values() {
             if !known.contains(&stored.userid) {
-                push(Self::with_tokens(cfg, &cfg.token_store, tokens_from_store(stored)), &mut known, &mut sessions);
+                push(
+                    Self::with_tokens(cfg, &cfg.token_store, tokens_from_store(stored)),
+                    &mut known,
+                    &mut sessions,
+                );
             }
         }
         if sessions.is_empty() {
@@ -125,31 +141,48 @@ impl Session {
     }
 
     /// A usable access token and the userid, refreshing first when it is missing or expiring.
-    pub async fn access(&self, client: &ApiClient) -> std::result::Result<(Secret, i64), SessionError> {
+    pub async fn access(
+        &self,
+        client: &ApiClient,
+    ) -> std::result::Result<(Secret, i64), SessionError> {
         let mut tokens = self.tokens.lock().await;
-        let fresh = tokens.access.is_some() && tokens.expires_at - EXPIRY_MARGIN > now_epoch() && tokens.userid.is_some();
+        let fresh = tokens.access.is_some()
+            && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
+            && tokens.userid.is_some();
         if !fresh {
             self.refresh_locked(client, &mut tokens).await?;
         }
         match (&tokens.access, tokens.userid) {
             (Some(a), Some(u)) => Ok((a.clone(), u)),
-            _ => Err(SessionError::Auth("the token reply had no access token or userid".into())),
+            _ => Err(SessionError::Auth(
+                "the token reply had no access token or userid".into(),
+            )),
         }
     }
 
     /// Refreshes unless another task already replaced `stale` (single flight).
-    async fn refresh_after(&self, client: &ApiClient, stale: &Secret) -> std::result::Result<(Secret, i64), SessionError> {
+    async fn refresh_after(
+        &self,
+        client: &ApiClient,
+        stale: &Secret,
+    ) -> std::result::Result<(Secret, i64), SessionError> {
         let mut tokens = self.tokens.lock().await;
         if tokens.access.as_ref() == Some(stale) {
             self.refresh_locked(client, &mut tokens).await?;
         }
         match (&tokens.access, tokens.userid) {
             (Some(a), Some(u)) => Ok((a.clone(), u)),
-            _ => Err(SessionError::Auth("the token reply had no access token or userid".into())),
+            _ => Err(SessionError::Auth(
+                "the token reply had no access token or userid".into(),
+            )),
         }
     }
 
-    async fn refresh_locked(&self, client: &ApiClient, tokens: &mut Tokens) -> std::result::Result<(), SessionError> {
+    async fn refresh_locked(
+        &self,
+        client: &ApiClient,
+        tokens: &mut Tokens,
+    ) -> std::result::Result<(), SessionError> {
         let params = [
             ("action", "requesttoken".to_string()),
             ("grant_type", "refresh_token".to_string()),
@@ -181,7 +214,8 @@ impl Session {
         // The rotated refresh token must be on disk before the new access token is used.
         // Users of one run may share a store: one writer at a time.
         let _guard = STORE_LOCK.lock().await;
-        let mut file = token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
+        let mut file =
+            token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
         file.version = 1;
         file.users.insert(reply.userid.to_string(), stored);
         token_store::save(&self.store, &file).map_err(|e| {
@@ -189,7 +223,11 @@ impl Session {
                 "{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"
             ))
         })?;
-        info!(userid = reply.userid, expires_in = reply.expires_in, "Refreshed the access token and stored the rotated refresh token.");
+        info!(
+            userid = reply.userid,
+            expires_in = reply.expires_in,
+            "Refreshed the access token and stored the rotated refresh token."
+        );
         tokens.userid = Some(reply.userid);
         tokens.access = Some(Secret::new(reply.access_token));
         tokens.refresh = Secret::new(reply.refresh_token);
@@ -198,9 +236,17 @@ impl Session {
     }
 
     /// A data call with the user's token: refreshes once on a refused token, then retries once.
-    pub async fn call(&self, client: &ApiClient, path: &str, params: &[(&str, String)]) -> std::result::Result<Value, SessionError> {
+    pub async fn call(
+        &self,
+        client: &ApiClient,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> std::result::Result<Value, SessionError> {
         let (token, _) = self.access(client).await?;
-        match client.request(path, params, Some(&token), Endpoint::Data).await {
+        match client
+            .request(path, params, Some(&token), Endpoint::Data)
+            .await
+        {
             Ok(body) => Ok(body),
             Err(CallError::Refresh) => {
                 let (token, _) = self.refresh_after(client, &token).await?;
@@ -219,14 +265,26 @@ impl Session {
 
 fn describe(e: CallError) -> SessionError {
     match e {
-        CallError::Failed(ApiFailure { kind: FailKind::Unauthorized, status, message }) => SessionError::Unauthorized { status, message },
-        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => {
-            SessionError::Auth(format!("authentication failed (status {status}: {message})"))
+        CallError::Failed(ApiFailure {
+            kind: FailKind::Unauthorized,
+            status,
+            message,
+        }) => SessionError::Unauthorized { status, message },
+        CallError::Failed(ApiFailure {
+            kind: FailKind::Auth,
+            status,
+            message,
+        }) => SessionError::Auth(format!(
+            "authentication failed (status {status}: {message})"
+        )),
+        CallError::Failed(f) => {
+            SessionError::Failed(format!("Withings status {}: {}", f.status, f.message))
         }
-        CallError::Failed(f) => SessionError::Failed(format!("Withings status {}: {}", f.status, f.message)),
         CallError::Refresh => SessionError::Auth("access token refused".into()),
         CallError::Cancelled => SessionError::Cancelled,
-        CallError::Exhausted { reason, attempts } => SessionError::Failed(format!("gave up after {attempts} attempts: {reason}")),
+        CallError::Exhausted { reason, attempts } => {
+            SessionError::Failed(format!("gave up after {attempts} attempts: {reason}"))
+        }
     }
 }
 
@@ -245,9 +303,19 @@ fn choose_tokens(file: &TokenFile, configured: Option<&Secret>) -> Option<Tokens
     match configured {
         Some(rt) => {
             let fp = fingerprint(rt.expose());
-            match file.users.values().find(|u| u.seeded_from == fp || u.refresh_token == rt.expose()) {
+            match file
+                .users
+                .values()
+                .find(|u| u.seeded_from == fp || u.refresh_token == rt.expose())
+            {
                 Some(u) => Some(from_store(u)),
-                None => Some(Tokens { userid: None, access: None, expires_at: 0, refresh: rt.clone(), seeded_from: fp }),
+                None => Some(Tokens {
+                    userid: None,
+                    access: None,
+                    expires_at: 0,
+                    refresh: rt.clone(),
+                    seeded_from: fp,
+                }),
             }
         }
         None if file.users.len() == 1 => file.users.values().next().map(from_store),
@@ -267,7 +335,12 @@ pub struct TokenReply {
 
 /// Reads a token reply body; `userid` may be a number or a string.
 pub fn parse_token_reply(body: &Value) -> std::result::Result<TokenReply, String> {
-    let text = |k: &str| body.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     let userid = match body.get("userid") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
@@ -278,7 +351,10 @@ pub fn parse_token_reply(body: &Value) -> std::result::Result<TokenReply, String
         userid,
         access_token: text("access_token").ok_or("the token reply has no access_token")?,
         refresh_token: text("refresh_token").ok_or("the token reply has no refresh_token")?,
-        expires_in: body.get("expires_in").and_then(Value::as_i64).unwrap_or(10_800),
+        expires_in: body
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .unwrap_or(10_800),
         scope: text("scope").unwrap_or_default(),
     })
 }
@@ -301,12 +377,21 @@ mod tests {
     }
 
     fn file(users: &[StoredUser]) -> TokenFile {
-        TokenFile { version: 1, users: users.iter().map(|u| (u.userid.to_string(), u.clone())).collect() }
+        TokenFile {
+            version: 1,
+            users: users
+                .iter()
+                .map(|u| (u.userid.to_string(), u.clone()))
+                .collect(),
+        }
     }
 
     #[test]
     fn the_stored_rotation_of_the_configured_token_wins() {
-        let f = file(&[stored(1, "rotated", &fingerprint("configured")), stored(2, "other", "x")]);
+        let f = file(&[
+            stored(1, "rotated", &fingerprint("configured")),
+            stored(2, "other", "x"),
+        ]);
         let t = choose_tokens(&f, Some(&Secret::new("configured"))).unwrap();
         assert_eq!(t.refresh.expose(), "rotated");
         assert_eq!(t.userid, Some(1));

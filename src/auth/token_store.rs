@@ -47,8 +47,18 @@ pub fn fingerprint(token: &str) -> String {
 pub fn load(path: &Path) -> Result<TokenFile> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TokenFile { version: 1, ..Default::default() }),
-        Err(e) => return Err(Error::input(format!("cannot read token store {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(TokenFile {
+                version: 1,
+                ..Default::default()
+            })
+        }
+        Err(e) => {
+            return Err(Error::input(format!(
+                "cannot read token store {}: {e}",
+                path.display()
+            )))
+        }
     };
     serde_json::from_str(&text).map_err(|e| {
         Error::input(format!(
@@ -64,10 +74,19 @@ pub fn save(path: &Path, file: &TokenFile) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create token store folder {}", dir.display()), e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "tokens.json".into());
+    fs::create_dir_all(&dir).map_err(|e| {
+        Error::io(
+            format!("cannot create token store folder {}", dir.display()),
+            e,
+        )
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tokens.json".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let text = serde_json::to_vec_pretty(file).map_err(|e| Error::io("cannot encode token store", e))?;
+    let text =
+        serde_json::to_vec_pretty(file).map_err(|e| Error::io("cannot encode token store", e))?;
     let write = || -> std::io::Result<()> {
         let mut options = fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -112,14 +131,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/tokens.json");
         assert_eq!(load(&path).unwrap().users.len(), 0);
-        let mut file = TokenFile { version: 1, ..Default::default() };
+        let mut file = TokenFile {
+            version: 1,
+            ..Default::default()
+        };
         file.users.insert("1".into(), user(1));
         save(&path, &file).unwrap();
         assert_eq!(load(&path).unwrap(), file);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
@@ -131,7 +156,10 @@ mod tests {
         let path = dir.path().join("tokens.json");
         fs::write(&path, "{half").unwrap();
         let err = load(&path).unwrap_err().to_string();
-        assert!(err.contains("cannot parse token store") && err.contains("tap-withings auth"), "{err}");
+        assert!(
+            err.contains("cannot parse token store") && err.contains("tap-withings auth"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,15 +11,23 @@ use crate::streams::{Replication, StreamDef, STREAMS};
 /// The catalog `--discover` prints.
 pub fn build_catalog() -> Value {
     Value::Object(
-        [("streams".to_string(), Value::Array(STREAMS.iter().map(catalog_entry).collect()))]
-            .into_iter()
-            .collect(),
+        [(
+            "streams".to_string(),
+            Value::Array(STREAMS.iter().map(catalog_entry).collect()),
+        )]
+        .into_iter()
+        .collect(),
     )
 }
 
 fn catalog_entry(def: &StreamDef) -> Value {
     let schema = def.schema();
-    let automatic: BTreeSet<&str> = def.keys.iter().copied().chain(def.replication_key()).collect();
+    let automatic: BTreeSet<&str> = def
+        .keys
+        .iter()
+        .copied()
+        .chain(def.replication_key())
+        .collect();
     let mut top = json!({
         "inclusion": "available",
         "selected-by-default": true,
@@ -39,7 +47,11 @@ fn catalog_entry(def: &StreamDef) -> Value {
     let mut metadata = vec![json!({"breadcrumb": [], "metadata": top})];
     if let Some(props) = schema["properties"].as_object() {
         for name in props.keys() {
-            let inclusion = if automatic.contains(name.as_str()) { "automatic" } else { "available" };
+            let inclusion = if automatic.contains(name.as_str()) {
+                "automatic"
+            } else {
+                "available"
+            };
             metadata.push(json!({
                 "breadcrumb": ["properties", name],
                 "metadata": {"inclusion": inclusion, "selected-by-default": true},
@@ -71,7 +83,15 @@ impl Selection {
     pub fn all() -> Self {
         let streams = STREAMS
             .iter()
-            .map(|def| (def.name.to_string(), def.schema()["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default()))
+            .map(|def| {
+                (
+                    def.name.to_string(),
+                    def.schema()["properties"]
+                        .as_object()
+                        .map(|p| p.keys().cloned().collect())
+                        .unwrap_or_default(),
+                )
+            })
             .collect();
         Selection { streams }
     }
@@ -88,23 +108,30 @@ impl Selection {
 
     /// Reads selection from a catalog document (`name` is used in error messages).
     pub fn from_catalog(name: &str, catalog: &Value) -> Result<Self, String> {
-        let entries = catalog["streams"]
-            .as_array()
-            .ok_or_else(|| format!("catalog file {name}: expected an object with a `streams` list"))?;
+        let entries = catalog["streams"].as_array().ok_or_else(|| {
+            format!("catalog file {name}: expected an object with a `streams` list")
+        })?;
         let mut streams = BTreeMap::new();
         for (i, entry) in entries.iter().enumerate() {
             let id = entry["tap_stream_id"]
                 .as_str()
                 .or_else(|| entry["stream"].as_str())
-                .ok_or_else(|| format!("catalog file {name}: stream entry {i} has no tap_stream_id"))?;
-            let def = STREAMS
-                .iter()
-                .find(|d| d.name == id)
-                .ok_or_else(|| format!("catalog file {name}: unknown stream `{id}` (see `tap-withings --discover`)"))?;
+                .ok_or_else(|| {
+                    format!("catalog file {name}: stream entry {i} has no tap_stream_id")
+                })?;
+            let def = STREAMS.iter().find(|d| d.name == id).ok_or_else(|| {
+                format!(
+                    "catalog file {name}: unknown stream `{id}` (see `tap-withings --discover`)"
+                )
+            })?;
             let metadata = match &entry["metadata"] {
                 Value::Array(m) => m.as_slice(),
                 Value::Null => &[],
-                _ => return Err(format!("catalog file {name}: stream `{id}`: `metadata` must be a list")),
+                _ => {
+                    return Err(format!(
+                        "catalog file {name}: stream `{id}`: `metadata` must be a list"
+                    ))
+                }
             };
             let mut top = None;
             let mut props: BTreeMap<String, &Value> = BTreeMap::new();
@@ -123,13 +150,21 @@ impl Selection {
             if !top.is_some_and(is_selected) {
                 continue;
             }
-            let automatic: BTreeSet<&str> = def.keys.iter().copied().chain(def.replication_key()).collect();
+            let automatic: BTreeSet<&str> = def
+                .keys
+                .iter()
+                .copied()
+                .chain(def.replication_key())
+                .collect();
             let schema = def.schema();
             let selected = schema["properties"]
                 .as_object()
                 .map(|all| {
                     all.keys()
-                        .filter(|p| automatic.contains(p.as_str()) || props.get(*p).is_none_or(|md| is_selected(md)))
+                        .filter(|p| {
+                            automatic.contains(p.as_str())
+                                || props.get(*p).is_none_or(|md| is_selected(md))
+                        })
                         .cloned()
                         .collect()
                 })
@@ -146,7 +181,10 @@ fn is_selected(md: &Value) -> bool {
     match md["inclusion"].as_str() {
         Some("unsupported") => false,
         Some("automatic") => true,
-        _ => md["selected"].as_bool().or_else(|| md["selected-by-default"].as_bool()).unwrap_or(false),
+        _ => md["selected"]
+            .as_bool()
+            .or_else(|| md["selected-by-default"].as_bool())
+            .unwrap_or(false),
     }
 }
 
@@ -173,11 +211,19 @@ mod tests {
         let measures = &c["streams"][0];
         assert_eq!(measures["tap_stream_id"], "measures");
         let md = measures["metadata"].as_array().unwrap();
-        let inclusion = |p: &str| md.iter().find(|m| m["breadcrumb"] == json!(["properties", p])).unwrap()["metadata"]["inclusion"].clone();
+        let inclusion = |p: &str| {
+            md.iter()
+                .find(|m| m["breadcrumb"] == json!(["properties", p]))
+                .unwrap()["metadata"]["inclusion"]
+                .clone()
+        };
         assert_eq!(inclusion("grpid"), "automatic");
         assert_eq!(inclusion("modified"), "automatic");
         assert_eq!(inclusion("value"), "available");
-        assert_eq!(md[0]["metadata"]["valid-replication-keys"], json!(["modified"]));
+        assert_eq!(
+            md[0]["metadata"]["valid-replication-keys"],
+            json!(["modified"])
+        );
     }
 
     #[test]
@@ -186,7 +232,9 @@ mod tests {
             let streams = c["streams"].as_array_mut().unwrap();
             streams[1]["metadata"][0]["metadata"]["selected"] = json!(false);
             for md in streams[0]["metadata"].as_array_mut().unwrap() {
-                if md["breadcrumb"] == json!(["properties", "value"]) || md["breadcrumb"] == json!(["properties", "grpid"]) {
+                if md["breadcrumb"] == json!(["properties", "value"])
+                    || md["breadcrumb"] == json!(["properties", "grpid"])
+                {
                     md["metadata"]["selected"] = json!(false);
                 }
             }
@@ -204,16 +252,24 @@ mod tests {
         let c = catalog_with(|c| {
             c["streams"][0]["metadata"][0]["metadata"]["selected-by-default"] = json!(false);
         });
-        assert!(!Selection::from_catalog("c", &c).unwrap().is_selected("measures"));
+        assert!(!Selection::from_catalog("c", &c)
+            .unwrap()
+            .is_selected("measures"));
     }
 
     #[test]
     fn bad_catalogs_are_refused_with_a_reason() {
         let cases = [
             (json!([]), "expected an object with a `streams` list"),
-            (json!({"streams": [{"tap_stream_id": "nope", "metadata": []}]}), "unknown stream `nope`"),
+            (
+                json!({"streams": [{"tap_stream_id": "nope", "metadata": []}]}),
+                "unknown stream `nope`",
+            ),
             (json!({"streams": [{}]}), "has no tap_stream_id"),
-            (json!({"streams": [{"tap_stream_id": "goals", "metadata": {}}]}), "`metadata` must be a list"),
+            (
+                json!({"streams": [{"tap_stream_id": "goals", "metadata": {}}]}),
+                "`metadata` must be a list",
+            ),
         ];
         for (catalog, expected) in cases {
             let err = Selection::from_catalog("c.json", &catalog).unwrap_err();

@@ -24,11 +24,20 @@ fn write_error(err: io::Error) -> Error {
 impl<W: Write> MessageWriter<W> {
     /// Wraps an output (stdout in the binary, a `Vec<u8>` in tests).
     pub fn new(out: W) -> Self {
-        MessageWriter { out: BufWriter::with_capacity(256 * 1024, out), line: Vec::with_capacity(4096) }
+        MessageWriter {
+            out: BufWriter::with_capacity(256 * 1024, out),
+            line: Vec::with_capacity(4096),
+        }
     }
 
     /// A SCHEMA message (before the stream's first RECORD).
-    pub fn schema(&mut self, stream: &str, schema: &Value, keys: &[&str], bookmark_properties: &[&str]) -> Result<()> {
+    pub fn schema(
+        &mut self,
+        stream: &str,
+        schema: &Value,
+        keys: &[&str],
+        bookmark_properties: &[&str],
+    ) -> Result<()> {
         let mut msg = json!({
             "type": "SCHEMA",
             "stream": stream,
@@ -44,8 +53,10 @@ impl<W: Write> MessageWriter<W> {
     /// A RECORD message whose `record` is already serialized JSON (see `OutputPlan`).
     pub fn record(&mut self, stream: &str, record_json: &[u8], time_extracted: &str) -> Result<()> {
         self.line.clear();
-        self.line.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
-        serde_json::to_writer(&mut self.line, stream).map_err(|e| Error::io("cannot encode record", e))?;
+        self.line
+            .extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
+        serde_json::to_writer(&mut self.line, stream)
+            .map_err(|e| Error::io("cannot encode record", e))?;
         self.line.extend_from_slice(b",\"record\":");
         self.line.extend_from_slice(record_json);
         self.line.extend_from_slice(b",\"time_extracted\":\"");
@@ -67,14 +78,17 @@ impl<W: Write> MessageWriter<W> {
 
     fn value_line(&mut self, msg: &Value) -> Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, msg).map_err(|e| Error::io("cannot encode message", e))?;
+        serde_json::to_writer(&mut self.line, msg)
+            .map_err(|e| Error::io("cannot encode message", e))?;
         self.line.push(b'\n');
         self.out.write_all(&self.line).map_err(write_error)
     }
 
     /// Gives back the inner writer (tests).
     pub fn into_inner(self) -> Result<W> {
-        self.out.into_inner().map_err(|e| write_error(e.into_error()))
+        self.out
+            .into_inner()
+            .map_err(|e| write_error(e.into_error()))
     }
 }
 
@@ -86,11 +100,16 @@ mod tests {
     #[test]
     fn messages_are_one_json_object_per_line() {
         let mut w = MessageWriter::new(Vec::new());
-        w.schema("s", &json!({"type": "object"}), &["id"], &["modified"]).unwrap();
-        w.record("s", br#"{"id":1}"#, "2024-01-01T00:00:00Z").unwrap();
+        w.schema("s", &json!({"type": "object"}), &["id"], &["modified"])
+            .unwrap();
+        w.record("s", br#"{"id":1}"#, "2024-01-01T00:00:00Z")
+            .unwrap();
         w.state(&json!({"bookmarks": {}})).unwrap();
         let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(
             lines,
             vec![

@@ -15,9 +15,12 @@ impl State {
     /// Parses a state document; `name` is used in error messages. Meltano's wrapper
     /// (`{"singer_state": {...}}`) is accepted too. An empty object is an empty state.
     pub fn parse(name: &str, text: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("cannot parse state file {name}: {e}"))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| format!("cannot parse state file {name}: {e}"))?;
         let value = match value {
-            Value::Object(mut o) if o.contains_key("singer_state") => o.remove("singer_state").unwrap_or_default(),
+            Value::Object(mut o) if o.contains_key("singer_state") => {
+                o.remove("singer_state").unwrap_or_default()
+            }
             v => v,
         };
         let Value::Object(top) = value else {
@@ -30,7 +33,9 @@ impl State {
         };
         for (stream, entry) in &bookmarks {
             let Some(entry) = entry.as_object() else {
-                return Err(format!("state file {name}: bookmark of `{stream}` must be an object"));
+                return Err(format!(
+                    "state file {name}: bookmark of `{stream}` must be an object"
+                ));
             };
             match entry.get("partitions") {
                 None => {}
@@ -41,7 +46,11 @@ impl State {
                         }
                     }
                 }
-                Some(_) => return Err(format!("state file {name}: `{stream}.partitions` must be a list")),
+                Some(_) => {
+                    return Err(format!(
+                        "state file {name}: `{stream}.partitions` must be a list"
+                    ))
+                }
             }
         }
         Ok(State { bookmarks })
@@ -59,17 +68,31 @@ impl State {
 
     /// The stored replication key value of a user's partition.
     pub fn bookmark(&self, stream: &str, userid: i64) -> Option<&Value> {
-        self.partition(stream, userid)?.get("replication_key_value").filter(|v| !v.is_null())
+        self.partition(stream, userid)?
+            .get("replication_key_value")
+            .filter(|v| !v.is_null())
     }
 
     /// Another field of a user's partition (e.g. how far windows were scanned).
     pub fn partition_field(&self, stream: &str, userid: i64, field: &str) -> Option<&Value> {
-        self.partition(stream, userid)?.get(field).filter(|v| !v.is_null())
+        self.partition(stream, userid)?
+            .get(field)
+            .filter(|v| !v.is_null())
     }
 
     /// Sets a user's bookmark (creating the partition) and any extra partition fields.
-    pub fn set_bookmark(&mut self, stream: &str, userid: i64, key: &str, value: Value, extra: &[(&str, Value)]) {
-        let entry = self.bookmarks.entry(stream.to_string()).or_insert_with(|| json!({}));
+    pub fn set_bookmark(
+        &mut self,
+        stream: &str,
+        userid: i64,
+        key: &str,
+        value: Value,
+        extra: &[(&str, Value)],
+    ) {
+        let entry = self
+            .bookmarks
+            .entry(stream.to_string())
+            .or_insert_with(|| json!({}));
         if !entry.is_object() {
             *entry = json!({});
         }
@@ -80,8 +103,13 @@ impl State {
         if !parts.is_array() {
             *parts = json!([]);
         }
-        let Some(list) = parts.as_array_mut() else { return };
-        let idx = match list.iter().position(|p| p.as_object().is_some_and(|p| same_user(p, userid))) {
+        let Some(list) = parts.as_array_mut() else {
+            return;
+        };
+        let idx = match list
+            .iter()
+            .position(|p| p.as_object().is_some_and(|p| same_user(p, userid)))
+        {
             Some(i) => i,
             None => {
                 list.push(json!({"context": {"userid": userid}}));
@@ -119,12 +147,39 @@ mod tests {
     #[test]
     fn bookmarks_are_per_stream_and_user() {
         let mut s = State::default();
-        s.set_bookmark("measures", 1, "modified", json!("2024-01-01T00:00:00Z"), &[]);
-        s.set_bookmark("measures", 2, "modified", json!("2024-02-01T00:00:00Z"), &[]);
-        s.set_bookmark("measures", 1, "modified", json!("2024-03-01T00:00:00Z"), &[("scanned_until", json!(5))]);
-        assert_eq!(s.bookmark("measures", 1), Some(&json!("2024-03-01T00:00:00Z")));
-        assert_eq!(s.bookmark("measures", 2), Some(&json!("2024-02-01T00:00:00Z")));
-        assert_eq!(s.partition_field("measures", 1, "scanned_until"), Some(&json!(5)));
+        s.set_bookmark(
+            "measures",
+            1,
+            "modified",
+            json!("2024-01-01T00:00:00Z"),
+            &[],
+        );
+        s.set_bookmark(
+            "measures",
+            2,
+            "modified",
+            json!("2024-02-01T00:00:00Z"),
+            &[],
+        );
+        s.set_bookmark(
+            "measures",
+            1,
+            "modified",
+            json!("2024-03-01T00:00:00Z"),
+            &[("scanned_until", json!(5))],
+        );
+        assert_eq!(
+            s.bookmark("measures", 1),
+            Some(&json!("2024-03-01T00:00:00Z"))
+        );
+        assert_eq!(
+            s.bookmark("measures", 2),
+            Some(&json!("2024-02-01T00:00:00Z"))
+        );
+        assert_eq!(
+            s.partition_field("measures", 1, "scanned_until"),
+            Some(&json!(5))
+        );
         assert_eq!(s.bookmark("activity", 1), None);
         assert_eq!(
             s.to_value()["bookmarks"]["measures"]["partitions"][0],
@@ -149,9 +204,18 @@ mod tests {
             ("nope", "cannot parse state file s.json"),
             ("[]", "must hold a JSON object"),
             (r#"{"bookmarks": 3}"#, "`bookmarks` must be an object"),
-            (r#"{"bookmarks": {"measures": 3}}"#, "bookmark of `measures` must be an object"),
-            (r#"{"bookmarks": {"measures": {"partitions": {}}}}"#, "must be a list"),
-            (r#"{"bookmarks": {"measures": {"partitions": [{}]}}}"#, "has no `context` object"),
+            (
+                r#"{"bookmarks": {"measures": 3}}"#,
+                "bookmark of `measures` must be an object",
+            ),
+            (
+                r#"{"bookmarks": {"measures": {"partitions": {}}}}"#,
+                "must be a list",
+            ),
+            (
+                r#"{"bookmarks": {"measures": {"partitions": [{}]}}}"#,
+                "has no `context` object",
+            ),
         ];
         for (text, expected) in cases {
             let err = State::parse("s.json", text).unwrap_err();

@@ -7,8 +7,18 @@ use super::{Record, ReplyError};
 
 /// Group fields copied onto every measure record, verbatim.
 const GROUP_FIELDS: &[&str] = &[
-    "grpid", "attrib", "date", "created", "modified", "category", "deviceid", "hash_deviceid", "model", "comment",
-    "brand", "devtype",
+    "grpid",
+    "attrib",
+    "date",
+    "created",
+    "modified",
+    "category",
+    "deviceid",
+    "hash_deviceid",
+    "model",
+    "comment",
+    "brand",
+    "devtype",
 ];
 
 /// Measure fields copied verbatim (besides value/unit/type/position, handled apart).
@@ -82,7 +92,11 @@ pub fn scale(raw: i64, unit: i64) -> Option<f64> {
 /// Integer view of a reply value that may arrive as a number or a numeric string.
 pub fn lenient_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -91,12 +105,19 @@ pub fn lenient_i64(v: &Value) -> Option<i64> {
 /// Turns one getmeas `body` into measure records. `measuregrps` may be absent or empty (no
 /// data); groups without an integer `grpid` and measures without an integer `type` cannot be
 /// keyed and are returned in the second vector as readable reasons.
-pub fn measures_records(body: &Value, userid: i64) -> Result<(Vec<Record>, Vec<String>), ReplyError> {
+pub fn measures_records(
+    body: &Value,
+    userid: i64,
+) -> Result<(Vec<Record>, Vec<String>), ReplyError> {
     let groups = match body.get("measuregrps") {
         None | Some(Value::Null) => return Ok((Vec::new(), Vec::new())),
         Some(Value::Array(groups)) => groups,
         Some(Value::Object(o)) if o.is_empty() => return Ok((Vec::new(), Vec::new())),
-        Some(_) => return Err(ReplyError("getmeas reply: `measuregrps` is not a list".into())),
+        Some(_) => {
+            return Err(ReplyError(
+                "getmeas reply: `measuregrps` is not a list".into(),
+            ))
+        }
     };
     let timezone = body.get("timezone").cloned().unwrap_or(Value::Null);
     let mut records = Vec::new();
@@ -143,7 +164,10 @@ fn measure_record(
     r.insert("type".into(), kind.into());
     let position = measure.get("position").and_then(lenient_i64).unwrap_or(-1);
     r.insert("position".into(), position.into());
-    r.insert("type_name".into(), type_name(kind).map_or(Value::Null, Value::from));
+    r.insert(
+        "type_name".into(),
+        type_name(kind).map_or(Value::Null, Value::from),
+    );
     let raw = measure.get("value").and_then(lenient_i64);
     let unit = measure.get("unit").and_then(lenient_i64);
     let value = match (raw, unit) {
@@ -166,7 +190,11 @@ fn measure_record(
             r.insert((*field).into(), v.clone());
         }
     }
-    let modelid = group.get("modelid").or_else(|| group.get("model_id")).cloned().unwrap_or(Value::Null);
+    let modelid = group
+        .get("modelid")
+        .or_else(|| group.get("model_id"))
+        .cloned()
+        .unwrap_or(Value::Null);
     r.insert("modelid".into(), modelid);
     r.insert("timezone".into(), timezone.clone());
     r
@@ -175,7 +203,9 @@ fn measure_record(
 /// The group's change time for bookmarks: `modified`, else `created`, else `date` (older
 /// replies lack `modified`).
 pub fn change_time(record: &Record) -> Option<i64> {
-    ["modified", "created", "date"].iter().find_map(|f| record.get(*f).and_then(lenient_i64))
+    ["modified", "created", "date"]
+        .iter()
+        .find_map(|f| record.get(*f).and_then(lenient_i64))
 }
 
 #[cfg(test)]
@@ -200,9 +230,15 @@ mod tests {
         for (raw, unit, expected) in cases {
             let got = scale(raw, unit).unwrap();
             assert_eq!(got, expected, "{raw}e{unit}");
-            assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&expected).unwrap());
+            assert_eq!(
+                serde_json::to_string(&got).unwrap(),
+                serde_json::to_string(&expected).unwrap()
+            );
         }
-        assert_eq!(serde_json::to_string(&scale(7235, -2).unwrap()).unwrap(), "72.35");
+        assert_eq!(
+            serde_json::to_string(&scale(7235, -2).unwrap()).unwrap(),
+            "72.35"
+        );
         assert_eq!(scale(1, 400), None);
     }
 
@@ -235,8 +271,14 @@ mod tests {
                 "timezone": "Europe/Paris"
             })
         );
-        let positions: Vec<_> = records.iter().map(|r| (r["type"].clone(), r["position"].clone())).collect();
-        assert_eq!(positions[1..3], [(json!(173), json!(2)), (json!(173), json!(3))]);
+        let positions: Vec<_> = records
+            .iter()
+            .map(|r| (r["type"].clone(), r["position"].clone()))
+            .collect();
+        assert_eq!(
+            positions[1..3],
+            [(json!(173), json!(2)), (json!(173), json!(3))]
+        );
         assert_eq!(records[3]["type_name"], Value::Null);
     }
 
@@ -251,7 +293,12 @@ mod tests {
 
     #[test]
     fn empty_and_odd_replies() {
-        for body in [json!({}), json!({"measuregrps": []}), json!({"measuregrps": null}), json!({"measuregrps": {}})] {
+        for body in [
+            json!({}),
+            json!({"measuregrps": []}),
+            json!({"measuregrps": null}),
+            json!({"measuregrps": {}}),
+        ] {
             assert_eq!(measures_records(&body, 1).unwrap().0.len(), 0, "{body}");
         }
         assert!(measures_records(&json!({"measuregrps": "x"}), 1).is_err());
@@ -263,12 +310,29 @@ mod tests {
 
     #[test]
     fn every_captured_getmeas_reply_parses_without_loss() {
-        let list: Value = serde_json::from_str(include_str!("../../tests/fixtures/aiowithings/measurement_list.json")).unwrap();
-        let total: usize = list.as_array().unwrap().iter().map(|g| g["measures"].as_array().unwrap().len()).sum();
+        let list: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/aiowithings/measurement_list.json"
+        ))
+        .unwrap();
+        let total: usize = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["measures"].as_array().unwrap().len())
+            .sum();
         let (records, skipped) = measures_records(&json!({"measuregrps": list}), 7).unwrap();
         assert_eq!(records.len(), total);
         assert!(skipped.is_empty());
-        let mut keys: Vec<_> = records.iter().map(|r| (r["grpid"].clone().to_string(), r["type"].to_string(), r["position"].to_string())).collect();
+        let mut keys: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r["grpid"].clone().to_string(),
+                    r["type"].to_string(),
+                    r["position"].to_string(),
+                )
+            })
+            .collect();
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), total, "keys are unique");

@@ -215,11 +215,19 @@ mod tests {
         for def in STREAMS {
             let schema: Value = serde_json::from_str(def.schema_text)
                 .unwrap_or_else(|e| panic!("schemas/{}.json: {e}", def.name));
-            let props = schema["properties"].as_object().unwrap_or_else(|| panic!("{} has no properties", def.name));
+            let props = schema["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{} has no properties", def.name));
             for key in def.keys.iter().chain(def.replication_key().as_ref()) {
-                let prop = props.get(*key).unwrap_or_else(|| panic!("{}: key {key} not in schema", def.name));
+                let prop = props
+                    .get(*key)
+                    .unwrap_or_else(|| panic!("{}: key {key} not in schema", def.name));
                 if def.keys.contains(key) {
-                    assert!(prop["type"].is_string(), "{}: key {key} must be non-null", def.name);
+                    assert!(
+                        prop["type"].is_string(),
+                        "{}: key {key} must be non-null",
+                        def.name
+                    );
                 }
             }
             assert!(props.contains_key("userid"), "{}", def.name);
@@ -248,7 +256,10 @@ mod tests {
     fn parents_exist_and_come_first() {
         for (i, def) in STREAMS.iter().enumerate() {
             if let Some(parent) = def.parent {
-                let p = STREAMS.iter().position(|s| s.name == parent).expect("parent exists");
+                let p = STREAMS
+                    .iter()
+                    .position(|s| s.name == parent)
+                    .expect("parent exists");
                 assert!(p < i);
             }
         }
