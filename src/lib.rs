@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod conform;
 pub mod error;
+pub mod output;
 pub mod plan;
 pub mod secret;
 pub mod singer;
@@ -17,13 +18,16 @@ pub mod streams;
 pub mod sync;
 pub mod timefmt;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use tracing::info;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
 
 use crate::api::cancel::Cancel;
 use crate::api::client::ApiClient;
@@ -33,10 +37,11 @@ use crate::config::{Config, RawConfig};
 
 use crate::conform::Flattening;
 use crate::error::{Error, Result};
+use crate::output::Output;
 use crate::singer::catalog::{build_catalog, Selection};
 use crate::singer::message::MessageWriter;
 use crate::singer::state::State;
-use crate::sync::{sync_user, Output, SyncCtx};
+use crate::sync::{run_source, session_error, wanted, SyncCtx, SOURCES};
 
 fn read_file(kind: &str, path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
@@ -86,7 +91,7 @@ pub async fn run<W: Write>(
     }
     let now = chrono::Utc::now();
     let cfg = load_raw_config(cli, env)?.validate(env, now)?;
-    let client = ApiClient::new(&cfg, cancel)?;
+    let client = Arc::new(ApiClient::new(&cfg, cancel)?);
     let sessions = Session::open_all(&cfg)?;
     if cli.test {
         for session in &sessions {
@@ -111,8 +116,8 @@ pub async fn run<W: Write>(
     };
     sync(
         &cfg,
-        &client,
-        &sessions,
+        client,
+        sessions,
         state,
         &selection,
         stdout,
@@ -143,10 +148,13 @@ async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// How many stream tasks run at once (they share one request budget).
+const MAX_TASKS: usize = 16;
+
 async fn sync<W: Write>(
     cfg: &Config,
-    client: &ApiClient,
-    sessions: &[Session],
+    client: Arc<ApiClient>,
+    sessions: Vec<Session>,
     state: State,
     selection: &Selection,
     stdout: W,
@@ -158,57 +166,88 @@ async fn sync<W: Write>(
         max_depth: cfg.flattening_max_depth,
     };
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
-    let mut done = std::collections::BTreeSet::new();
+    let (emitter, mut events) = out.channel(4);
     let mut failures: Vec<(String, Error)> = Vec::new();
-    let mut fatal = None;
+    let mut fatal: Option<Error> = None;
+    let mut users = BTreeSet::new();
+    let permits = Arc::new(Semaphore::new(MAX_TASKS));
+    let mut tasks = JoinSet::new();
+    // Identify every user first (one token refresh each, when needed); one failed user does
+    // not stop the others.
     for session in sessions {
+        let session = Arc::new(session);
+        let userid = match session.access(&client).await {
+            Ok((_, userid)) => userid,
+            Err(SessionError::Cancelled) => {
+                fatal = Some(Error::Interrupted);
+                break;
+            }
+            Err(e) => {
+                let err = session_error(None, e);
+                tracing::error!("user not synced: {err}");
+                failures.push(("a user whose token was refused".to_string(), err));
+                continue;
+            }
+        };
+        if !users.insert(userid) {
+            warn!(
+                userid,
+                "Two configured tokens belong to the same user; syncing it once."
+            );
+            continue;
+        }
         let ctx = SyncCtx {
-            client,
+            client: Arc::clone(&client),
             session,
+            userid,
             start: cfg.start_date.timestamp(),
             end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
             include_objectives: cfg.include_objectives,
         };
-        if let Some(id) = session.userid().await {
-            if !done.insert(id) {
+        for source in SOURCES {
+            if wanted(*source, &emitter).is_empty() {
                 continue;
             }
+            let (ctx, out, permits, source) =
+                (ctx.clone(), emitter.clone(), Arc::clone(&permits), *source);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                (userid, run_source(ctx, out, source).await)
+            });
         }
-        match sync_user(&ctx, &mut out, &mut done).await {
-            Ok(_) => {}
-            // Output failures (stdout closed) end the run; a user's failure does not stop the others.
-            Err(e @ (Error::Io(_) | Error::Interrupted)) => {
-                fatal = Some(e);
-                break;
+    }
+    drop(emitter);
+    // The single writer: events of one task arrive in order, so STATE follows its records.
+    while let Some(event) = events.recv().await {
+        if let Err(e) = out.handle(event) {
+            fatal.get_or_insert(e);
+            client.cancel();
+            break;
+        }
+    }
+    drop(events);
+    let mut failed_users = BTreeSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((_, Err(Error::Interrupted))) => {
+                fatal.get_or_insert(Error::Interrupted);
+            }
+            Ok((_, Err(Error::Io(m)))) if fatal.is_some() => tracing::debug!("{m}"),
+            Ok((userid, Err(e))) => {
+                tracing::error!("user {userid}: {e}");
+                if failed_users.insert(userid) {
+                    failures.push((format!("user {userid}"), e));
+                }
             }
             Err(e) => {
-                let who = session.userid().await.map_or_else(
-                    || "a user not yet identified".to_string(),
-                    |u| format!("user {u}"),
-                );
-                tracing::error!("{who}: {e}");
-                failures.push((who, e));
+                failures.push((
+                    "a stream task".to_string(),
+                    Error::Api(format!("a stream task failed: {e}")),
+                ));
             }
         }
     }
-    let result = match (fatal, failures.len()) {
-        (Some(e), _) => Err(e),
-        (None, 0) => Ok(()),
-        (None, 1) => Err(failures.remove(0).1),
-        (None, n) => {
-            let code_error = failures.iter().any(|(_, e)| matches!(e, Error::Auth(_)));
-            let names: Vec<String> = failures.iter().map(|(w, _)| w.clone()).collect();
-            let msg = format!(
-                "sync failed for {n} users: {} (details above)",
-                names.join(", ")
-            );
-            Err(if code_error {
-                Error::Auth(msg)
-            } else {
-                Error::Api(msg)
-            })
-        }
-    };
     let counts = out.counts().clone();
     // The final STATE is true for what was written, whether or not the sync failed.
     let finished = out.finish();
@@ -219,6 +258,24 @@ async fn sync<W: Write>(
             json!({"type": "counter", "metric": "record_count", "value": c.records, "tags": {"stream": stream}})
         );
     }
+    let result = match (fatal, failures.len()) {
+        (Some(e), _) => Err(e),
+        (None, 0) => Ok(()),
+        (None, 1) => Err(failures.remove(0).1),
+        (None, n) => {
+            let auth = failures.iter().any(|(_, e)| matches!(e, Error::Auth(_)));
+            let names: Vec<String> = failures.iter().map(|(w, _)| w.clone()).collect();
+            let msg = format!(
+                "sync failed for {n} users: {} (details above)",
+                names.join(", ")
+            );
+            Err(if auth {
+                Error::Auth(msg)
+            } else {
+                Error::Api(msg)
+            })
+        }
+    };
     let stats = client.stats();
     info!(
         target: "tap_withings::metrics",

@@ -71,8 +71,8 @@ impl Pager {
 /// it remembers the keys of the current and the previous page only.
 #[derive(Debug, Default)]
 pub struct RecentKeys {
-    current: HashSet<String>,
-    previous: HashSet<String>,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
 }
 
 impl RecentKeys {
@@ -81,8 +81,8 @@ impl RecentKeys {
         self.previous = std::mem::take(&mut self.current);
     }
 
-    /// True the first time a key is seen in the current or previous page.
-    pub fn insert(&mut self, key: String) -> bool {
+    /// True the first time a key (hash) is seen in the current or previous page.
+    pub fn insert(&mut self, key: u64) -> bool {
         if self.previous.contains(&key) {
             return false;
         }
@@ -131,14 +131,14 @@ mod tests {
     #[test]
     fn recent_keys_forget_older_pages() {
         let mut k = RecentKeys::default();
-        assert!(k.insert("a".into()));
-        assert!(!k.insert("a".into()));
+        assert!(k.insert(1));
+        assert!(!k.insert(1));
         k.next_page();
-        assert!(!k.insert("a".into()));
-        assert!(k.insert("b".into()));
+        assert!(!k.insert(1));
+        assert!(k.insert(2));
         k.next_page();
         k.next_page();
-        assert!(k.insert("a".into()));
+        assert!(k.insert(1));
     }
 
     #[test]

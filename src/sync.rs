@@ -1,180 +1,31 @@
-//! The imperative shell of a sync: for the user, every selected source, its pages or windows,
-//! the records they give, and the bookmarks they earn, written through [`Output`]. Every
-//! quirk decision is made by the pure modules (`plan`, `streams::*`, `conform`); this file
-//! only sequences calls.
+//! The stream tasks of a sync: for each user and each selected source, its pages or windows,
+//! the records they give and the bookmarks they earn, sent to the writer through an
+//! [`Emitter`]. Tasks of different users and sources run concurrently within the one request
+//! budget. Every quirk decision is made by the pure modules (`plan`, `streams::*`,
+//! `conform`); this file only sequences calls.
 
-use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::sync::Arc;
 
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::api::client::ApiClient;
 use crate::auth::session::{Session, SessionError};
-use crate::conform::{ConformError, Flattening, OutputPlan};
-use crate::error::{Error, Result};
+use crate::error::Error;
+use crate::output::{Emitter, WriterGone};
 use crate::plan::{windows, Next, Pager, RecentKeys};
-use crate::singer::catalog::Selection;
-use crate::singer::message::MessageWriter;
-use crate::singer::state::State;
 use crate::streams::measure::{lenient_i64, measures_records};
 use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
 use crate::timefmt;
 
-/// Per-stream counters for the summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamCounts {
-    pub records: u64,
-    pub skipped: u64,
-}
-
-/// Everything written to stdout goes through here: SCHEMA once per stream, conformed RECORDs,
-/// and STATE after each bookmark advance (flushed).
-pub struct Output<W: Write> {
-    writer: MessageWriter<W>,
-    state: State,
-    plans: BTreeMap<&'static str, OutputPlan>,
-    schema_sent: HashSet<&'static str>,
-    counts: BTreeMap<&'static str, StreamCounts>,
-    buf: Vec<u8>,
-    warned: HashSet<String>,
-}
-
-impl<W: Write> Output<W> {
-    /// Compiles an output plan for every selected stream.
-    pub fn new(
-        writer: MessageWriter<W>,
-        state: State,
-        selection: &Selection,
-        flattening: Flattening,
-    ) -> Result<Self> {
-        let mut plans = BTreeMap::new();
-        for def in STREAMS.iter().filter(|d| selection.is_selected(d.name)) {
-            let plan = OutputPlan::new(
-                &def.schema(),
-                def.keys,
-                selection.properties(def.name),
-                flattening,
-            )
-            .map_err(|e| Error::input(format!("stream {}: {e}", def.name)))?;
-            plans.insert(def.name, plan);
-        }
-        Ok(Output {
-            writer,
-            state,
-            plans,
-            schema_sent: HashSet::new(),
-            counts: BTreeMap::new(),
-            buf: Vec::with_capacity(64 * 1024),
-            warned: HashSet::new(),
-        })
-    }
-
-    /// Is the stream selected?
-    pub fn is_selected(&self, stream: &str) -> bool {
-        self.plans.contains_key(stream)
-    }
-
-    /// Per-stream counters so far.
-    pub fn counts(&self) -> &BTreeMap<&'static str, StreamCounts> {
-        &self.counts
-    }
-
-    fn warn_once(&mut self, key: String, message: impl FnOnce() -> String) {
-        if self.warned.insert(key) {
-            warn!("{}", message());
-        }
-    }
-
-    /// Writes the records of a selected stream (SCHEMA first if not yet sent).
-    pub fn emit(
-        &mut self,
-        def: &'static StreamDef,
-        records: &[Record],
-        time_extracted: &str,
-    ) -> Result<()> {
-        let Some(plan) = self.plans.get(def.name) else {
-            return Ok(());
-        };
-        if records.is_empty() {
-            return Ok(());
-        }
-        if self.schema_sent.insert(def.name) {
-            let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
-            self.writer
-                .schema(def.name, plan.schema(), def.keys, &bookmark)?;
-        }
-        let mut coerced = Vec::new();
-        let mut written = 0u64;
-        let mut skipped = Vec::new();
-        for record in records {
-            self.buf.clear();
-            coerced.clear();
-            match plan.write(record, &mut self.buf, &mut coerced) {
-                Ok(()) => {
-                    self.writer.record(def.name, &self.buf, time_extracted)?;
-                    written += 1;
-                }
-                Err(ConformError::MissingKey(key)) => skipped.push(key),
-            }
-            for field in coerced.drain(..) {
-                if self.warned.insert(format!("{}.{}", def.name, field)) {
-                    warn!("stream {}: field `{field}` had a value of an unexpected type; written as null", def.name);
-                }
-            }
-        }
-        for key in &skipped {
-            self.warn_once(format!("{}#{key}", def.name), || {
-                format!(
-                    "stream {}: skipped a record without its key property `{key}`",
-                    def.name
-                )
-            });
-        }
-        let c = self.counts.entry(def.name).or_default();
-        c.records += written;
-        c.skipped += skipped.len() as u64;
-        Ok(())
-    }
-
-    /// The stored bookmark of a user's stream, as epoch seconds.
-    pub fn bookmark(&self, stream: &str, userid: i64) -> Option<i64> {
-        match self.state.bookmark(stream, userid)? {
-            Value::String(s) => timefmt::parse_rfc3339(s).or_else(|| s.parse().ok()),
-            Value::Number(n) => n.as_i64(),
-            _ => None,
-        }
-    }
-
-    /// Moves a user's bookmark forward (never back) and writes STATE.
-    pub fn advance(&mut self, def: &StreamDef, userid: i64, epoch: i64) -> Result<()> {
-        let Some(key) = def.replication_key() else {
-            return Ok(());
-        };
-        if self.bookmark(def.name, userid).is_some_and(|b| b >= epoch) {
-            return Ok(());
-        }
-        let Some(text) = timefmt::rfc3339(epoch) else {
-            return Ok(());
-        };
-        self.state
-            .set_bookmark(def.name, userid, key, Value::String(text), &[]);
-        self.writer.state(&self.state.to_value())
-    }
-
-    /// Writes the final STATE and flushes; gives the writer back.
-    pub fn finish(mut self) -> Result<W> {
-        self.writer.state(&self.state.to_value())?;
-        self.writer.into_inner()
-    }
-}
-
-/// The fixed inputs of a sync.
-pub struct SyncCtx<'a> {
-    pub client: &'a ApiClient,
-    pub session: &'a Session,
+/// The fixed inputs of one user's stream tasks.
+#[derive(Clone)]
+pub struct SyncCtx {
+    pub client: Arc<ApiClient>,
+    pub session: Arc<Session>,
+    pub userid: i64,
     /// Epoch seconds: the start of a first sync.
     pub start: i64,
     /// Epoch seconds: the end of every range (end_date or now).
@@ -186,7 +37,7 @@ pub struct SyncCtx<'a> {
 enum StreamFail {
     Session(SessionError),
     Reply(ReplyError),
-    Output(Error),
+    Writer,
 }
 
 impl From<SessionError> for StreamFail {
@@ -199,13 +50,38 @@ impl From<ReplyError> for StreamFail {
         StreamFail::Reply(e)
     }
 }
-impl From<Error> for StreamFail {
-    fn from(e: Error) -> Self {
-        StreamFail::Output(e)
+impl From<WriterGone> for StreamFail {
+    fn from(_: WriterGone) -> Self {
+        StreamFail::Writer
     }
 }
 
 type StreamResult = std::result::Result<(), StreamFail>;
+
+/// Every source, in the order tasks are started.
+pub const SOURCES: &[Source] = &[
+    Source::Getmeas,
+    Source::Getactivity,
+    Source::Getintradayactivity,
+    Source::Getworkouts,
+    Source::SleepGet,
+    Source::Getsummary,
+    Source::HeartList,
+    Source::Getdevice,
+    Source::Getgoals,
+];
+
+/// The selected streams a source feeds (`heart_list` also feeds `ecg_signals`).
+pub fn wanted(source: Source, out: &Emitter) -> Vec<&'static str> {
+    STREAMS
+        .iter()
+        .filter(|d| {
+            d.source == source || (source == Source::HeartList && d.source == Source::HeartGet)
+        })
+        .map(|d| d.name)
+        .filter(|n| out.is_selected(n))
+        .collect()
+}
 
 fn stream_def(name: &str) -> &'static StreamDef {
     // Every name passed here is a literal from STREAMS; the streams table test covers them.
@@ -214,12 +90,6 @@ fn stream_def(name: &str) -> &'static StreamDef {
 
 fn now_text() -> String {
     timefmt::rfc3339(chrono::Utc::now().timestamp()).unwrap_or_default()
-}
-
-fn page_fingerprint(body: &Value) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.to_string().hash(&mut h);
-    h.finish()
 }
 
 /// How many rows a page holds (offsets count rows of this list).
@@ -231,106 +101,101 @@ fn page_rows(body: &Value, list_key: &str) -> usize {
     }
 }
 
-fn record_key(def: &StreamDef, record: &Record) -> String {
-    let mut key = String::new();
+fn hash_value(v: &Value, h: &mut impl Hasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => (2u8, i).hash(h),
+            (None, Some(u)) => (3u8, u).hash(h),
+            _ => (4u8, n.as_f64().unwrap_or(0.0).to_bits()).hash(h),
+        },
+        Value::String(s) => (5u8, s).hash(h),
+        Value::Array(a) => {
+            (6u8, a.len()).hash(h);
+            a.iter().for_each(|x| hash_value(x, h));
+        }
+        Value::Object(o) => {
+            (7u8, o.len()).hash(h);
+            o.iter().for_each(|(k, x)| {
+                k.hash(h);
+                hash_value(x, h);
+            });
+        }
+    }
+}
+
+/// A 64-bit hash of a record's key values (for de-duplication across neighbouring pages).
+fn record_key(def: &StreamDef, record: &Record) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
     for k in def.keys {
-        key.push_str(&record.get(*k).map_or_else(String::new, Value::to_string));
-        key.push('\u{1f}');
-    }
-    key
-}
-
-/// Syncs every selected stream of the session's user, unless `done` already has the user
-/// (two configured tokens of one account). Returns the userid.
-pub async fn sync_user<W: Write>(
-    ctx: &SyncCtx<'_>,
-    out: &mut Output<W>,
-    done: &mut std::collections::BTreeSet<i64>,
-) -> Result<i64> {
-    let known = ctx.session.userid().await;
-    let (_, userid) = ctx
-        .session
-        .access(ctx.client)
-        .await
-        .map_err(|e| session_error(None, e))?;
-    if known.is_none() && !done.insert(userid) {
-        warn!(
-            userid,
-            "Two configured tokens belong to the same user; syncing it once."
-        );
-        return Ok(userid);
-    }
-    let sources = [
-        Source::Getmeas,
-        Source::Getactivity,
-        Source::Getintradayactivity,
-        Source::Getworkouts,
-        Source::SleepGet,
-        Source::Getsummary,
-        Source::HeartList,
-        Source::Getdevice,
-        Source::Getgoals,
-    ];
-    for source in sources {
-        let wanted: Vec<&str> = STREAMS
-            .iter()
-            .filter(|d| {
-                d.source == source || (source == Source::HeartList && d.source == Source::HeartGet)
-            })
-            .map(|d| d.name)
-            .filter(|n| out.is_selected(n))
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        info!(userid, streams = ?wanted, "Syncing.");
-        let result = match source {
-            Source::Getmeas => sync_measures(ctx, out, userid).await,
-            Source::Getactivity => sync_changes(ctx, out, userid, &CHANGES_ACTIVITY).await,
-            Source::Getworkouts => sync_changes(ctx, out, userid, &CHANGES_WORKOUTS).await,
-            Source::Getsummary => sync_changes(ctx, out, userid, &CHANGES_SUMMARIES).await,
-            Source::Getintradayactivity => sync_windows(ctx, out, userid, &WINDOWS_INTRADAY).await,
-            Source::SleepGet => sync_windows(ctx, out, userid, &WINDOWS_SLEEP).await,
-            Source::HeartList => sync_ecg(ctx, out, userid).await,
-            Source::Getdevice => {
-                sync_single(
-                    ctx,
-                    out,
-                    userid,
-                    "devices",
-                    "getdevice",
-                    user::devices_records,
-                )
-                .await
-            }
-            Source::Getgoals => {
-                sync_single(ctx, out, userid, "goals", "getgoals", user::goals_records).await
-            }
-            Source::HeartGet => Ok(()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(StreamFail::Session(SessionError::Unauthorized { status, message })) => {
-                warn!(
-                    userid,
-                    streams = ?wanted,
-                    "Skipping: Withings does not allow this app or user to call this service (status {status}: {message}); check the scopes granted with `tap-withings auth --status`."
-                );
-            }
-            Err(StreamFail::Session(e)) => return Err(session_error(Some((wanted[0], userid)), e)),
-            Err(StreamFail::Reply(e)) => {
-                return Err(Error::Api(format!(
-                    "stream {} (user {userid}): unusable reply: {e}",
-                    wanted[0]
-                )))
-            }
-            Err(StreamFail::Output(e)) => return Err(e),
+        match record.get(*k) {
+            Some(v) => hash_value(v, &mut h),
+            None => 0xffu8.hash(&mut h),
         }
     }
-    Ok(userid)
+    h.finish()
 }
 
-fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
+/// A page's identity for the repeat check: its row count and first and last record keys.
+fn page_fingerprint(rows: usize, first: Option<u64>, last: Option<u64>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (rows, first, last).hash(&mut h);
+    h.finish()
+}
+
+/// Runs one source of one user; the error is worded for the user.
+pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<(), Error> {
+    let names = wanted(source, &out);
+    let Some(first) = names.first().copied() else {
+        return Ok(());
+    };
+    let userid = ctx.userid;
+    info!(userid, streams = ?names, "Syncing.");
+    let result = match source {
+        Source::Getmeas => sync_measures(&ctx, &out, userid).await,
+        Source::Getactivity => sync_changes(&ctx, &out, userid, &CHANGES_ACTIVITY).await,
+        Source::Getworkouts => sync_changes(&ctx, &out, userid, &CHANGES_WORKOUTS).await,
+        Source::Getsummary => sync_changes(&ctx, &out, userid, &CHANGES_SUMMARIES).await,
+        Source::Getintradayactivity => sync_windows(&ctx, &out, userid, &WINDOWS_INTRADAY).await,
+        Source::SleepGet => sync_windows(&ctx, &out, userid, &WINDOWS_SLEEP).await,
+        Source::HeartList => sync_ecg(&ctx, &out, userid).await,
+        Source::Getdevice => {
+            sync_single(
+                &ctx,
+                &out,
+                userid,
+                "devices",
+                "getdevice",
+                user::devices_records,
+            )
+            .await
+        }
+        Source::Getgoals => {
+            sync_single(&ctx, &out, userid, "goals", "getgoals", user::goals_records).await
+        }
+        Source::HeartGet => Ok(()),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(StreamFail::Session(SessionError::Unauthorized { status, message })) => {
+            warn!(
+                userid,
+                streams = ?names,
+                "Skipping: Withings does not allow this app or user to call this service (status {status}: {message}); check the scopes granted with `tap-withings auth --status`."
+            );
+            Ok(())
+        }
+        Err(StreamFail::Session(e)) => Err(session_error(Some((first, userid)), e)),
+        Err(StreamFail::Reply(e)) => Err(Error::Api(format!(
+            "stream {first} (user {userid}): unusable reply: {e}"
+        ))),
+        Err(StreamFail::Writer) => Err(Error::Io("the output writer stopped".into())),
+    }
+}
+
+/// Words a session failure for the user, naming the stream and user when known.
+pub fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
     let place = at
         .map(|(s, u)| format!("stream {s} (user {u}): "))
         .unwrap_or_default();
@@ -344,11 +209,7 @@ fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
     }
 }
 
-async fn sync_measures<W: Write>(
-    ctx: &SyncCtx<'_>,
-    out: &mut Output<W>,
-    userid: i64,
-) -> StreamResult {
+async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
     let def = stream_def("measures");
     // lastupdate returns groups changed strictly after it (Withings' own incremental recipe:
     // store max(modified), ask lastupdate=max).
@@ -371,13 +232,18 @@ async fn sync_measures<W: Write>(
             if pager.offset() > 0 {
                 params.push(("offset", pager.offset().to_string()));
             }
-            let body = ctx.session.call(ctx.client, "/measure", &params).await?;
+            let body = ctx.session.call(&ctx.client, "/measure", &params).await?;
             let time_extracted = now_text();
             let (records, skipped) = measures_records(&body, userid)?;
             for reason in skipped {
                 warn!(userid, "measures: skipped {reason}");
             }
             recent.next_page();
+            let fingerprint = page_fingerprint(
+                page_rows(&body, "measuregrps"),
+                records.first().map(|r| record_key(def, r)),
+                records.last().map(|r| record_key(def, r)),
+            );
             let mut fresh = Vec::with_capacity(records.len());
             for r in records {
                 if !recent.insert(record_key(def, &r)) {
@@ -392,8 +258,8 @@ async fn sync_measures<W: Write>(
                 }
                 fresh.push(r);
             }
-            out.emit(def, &fresh, &time_extracted)?;
-            match pager.advance(page_rows(&body, "measuregrps"), page_fingerprint(&body)) {
+            out.emit(def, fresh, &time_extracted).await?;
+            match pager.advance(page_rows(&body, "measuregrps"), fingerprint) {
                 Next::Offset(_) => continue,
                 Next::Done => break,
                 Next::Repeated => {
@@ -410,7 +276,7 @@ async fn sync_measures<W: Write>(
     // Pages come newest first under a date range and by `modified` under lastupdate; either
     // way the bookmark moves only once every page of the chain is written.
     if let Some(m) = max_seen {
-        out.advance(def, userid, m)?;
+        out.advance(def, userid, m).await?;
     }
     Ok(())
 }
@@ -452,12 +318,7 @@ const CHANGES_SUMMARIES: Changes = Changes {
     build: sleep::sleep_summaries_records,
 };
 
-async fn sync_changes<W: Write>(
-    ctx: &SyncCtx<'_>,
-    out: &mut Output<W>,
-    userid: i64,
-    spec: &Changes,
-) -> StreamResult {
+async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes) -> StreamResult {
     let def = stream_def(spec.stream);
     let bookmark = out.bookmark(def.name, userid);
     let range = match bookmark {
@@ -482,10 +343,15 @@ async fn sync_changes<W: Write>(
         if pager.offset() > 0 {
             params.push(("offset", pager.offset().to_string()));
         }
-        let body = ctx.session.call(ctx.client, spec.path, &params).await?;
+        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
         let time_extracted = now_text();
         let records = (spec.build)(&body, userid)?;
         recent.next_page();
+        let fingerprint = page_fingerprint(
+            page_rows(&body, spec.list_key),
+            records.first().map(|r| record_key(def, r)),
+            records.last().map(|r| record_key(def, r)),
+        );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
             if !recent.insert(record_key(def, &r)) {
@@ -496,8 +362,8 @@ async fn sync_changes<W: Write>(
             }
             fresh.push(r);
         }
-        out.emit(def, &fresh, &time_extracted)?;
-        match pager.advance(page_rows(&body, spec.list_key), page_fingerprint(&body)) {
+        out.emit(def, fresh, &time_extracted).await?;
+        match pager.advance(page_rows(&body, spec.list_key), fingerprint) {
             Next::Offset(_) => continue,
             Next::Done => break,
             Next::Repeated => {
@@ -512,7 +378,7 @@ async fn sync_changes<W: Write>(
         }
     }
     if let Some(m) = max_seen {
-        out.advance(def, userid, m)?;
+        out.advance(def, userid, m).await?;
     }
     Ok(())
 }
@@ -560,12 +426,7 @@ const WINDOWS_SLEEP: Windows = Windows {
     ],
 };
 
-async fn sync_windows<W: Write>(
-    ctx: &SyncCtx<'_>,
-    out: &mut Output<W>,
-    userid: i64,
-    spec: &Windows,
-) -> StreamResult {
+async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows) -> StreamResult {
     let selected: Vec<&WindowStream> = spec
         .streams
         .iter()
@@ -588,7 +449,7 @@ async fn sync_windows<W: Write>(
             ("enddate", we.to_string()),
             ("data_fields", spec.data_fields.join(",")),
         ];
-        let body = ctx.session.call(ctx.client, spec.path, &params).await?;
+        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
         let time_extracted = now_text();
         for (i, ws_def) in selected.iter().enumerate() {
             let def = stream_def(ws_def.stream);
@@ -607,16 +468,16 @@ async fn sync_windows<W: Write>(
                 }
                 fresh.push(r);
             }
-            out.emit(def, &fresh, &time_extracted)?;
+            out.emit(def, fresh, &time_extracted).await?;
             if let Some(m) = max_seen {
-                out.advance(def, userid, m)?;
+                out.advance(def, userid, m).await?;
             }
         }
     }
     Ok(())
 }
 
-async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64) -> StreamResult {
+async fn sync_ecg(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
     let recordings = stream_def("ecg_recordings");
     let signals = stream_def("ecg_signals");
     let want_signals = out.is_selected(signals.name);
@@ -639,10 +500,15 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
         if pager.offset() > 0 {
             params.push(("offset", pager.offset().to_string()));
         }
-        let body = ctx.session.call(ctx.client, "/v2/heart", &params).await?;
+        let body = ctx.session.call(&ctx.client, "/v2/heart", &params).await?;
         let time_extracted = now_text();
         let records = heart::ecg_recordings_records(&body, userid)?;
         recent.next_page();
+        let fingerprint = page_fingerprint(
+            page_rows(&body, "series"),
+            records.first().map(|r| record_key(recordings, r)),
+            records.last().map(|r| record_key(recordings, r)),
+        );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
             if recent.insert(record_key(recordings, &r)) {
@@ -663,7 +529,8 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
                 max_rec = Some(max_rec.map_or(t, |m| m.max(t)));
             }
         }
-        out.emit(recordings, &new_recordings, &time_extracted)?;
+        out.emit(recordings, new_recordings, &time_extracted)
+            .await?;
         if want_signals {
             for r in &fresh {
                 let t = r.get("timestamp").and_then(lenient_i64);
@@ -677,7 +544,7 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
                     ("action", "get".to_string()),
                     ("signalid", signalid.to_string()),
                 ];
-                let sbody = ctx.session.call(ctx.client, "/v2/heart", &params).await?;
+                let sbody = ctx.session.call(&ctx.client, "/v2/heart", &params).await?;
                 let mut srecs = heart::ecg_signals_records(&sbody, userid, signalid)?;
                 for s in &mut srecs {
                     s.insert(
@@ -685,13 +552,13 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
                         r.get("timestamp").cloned().unwrap_or(Value::Null),
                     );
                 }
-                out.emit(signals, &srecs, &now_text())?;
+                out.emit(signals, srecs, &now_text()).await?;
                 if let Some(t) = t {
                     max_sig = Some(max_sig.map_or(t, |m| m.max(t)));
                 }
             }
         }
-        match pager.advance(page_rows(&body, "series"), page_fingerprint(&body)) {
+        match pager.advance(page_rows(&body, "series"), fingerprint) {
             Next::Offset(_) => continue,
             Next::Done => break,
             Next::Repeated => {
@@ -706,17 +573,17 @@ async fn sync_ecg<W: Write>(ctx: &SyncCtx<'_>, out: &mut Output<W>, userid: i64)
     }
     // Newest first: bookmarks move only after the whole list was read.
     if let Some(m) = max_rec {
-        out.advance(recordings, userid, m)?;
+        out.advance(recordings, userid, m).await?;
     }
     if let Some(m) = max_sig {
-        out.advance(signals, userid, m)?;
+        out.advance(signals, userid, m).await?;
     }
     Ok(())
 }
 
-async fn sync_single<W: Write>(
-    ctx: &SyncCtx<'_>,
-    out: &mut Output<W>,
+async fn sync_single(
+    ctx: &SyncCtx,
+    out: &Emitter,
     userid: i64,
     stream: &'static str,
     action: &'static str,
@@ -725,9 +592,9 @@ async fn sync_single<W: Write>(
     let def = stream_def(stream);
     let body = ctx
         .session
-        .call(ctx.client, "/v2/user", &[("action", action.to_string())])
+        .call(&ctx.client, "/v2/user", &[("action", action.to_string())])
         .await?;
     let records = build(&body, userid)?;
-    out.emit(def, &records, &now_text())?;
+    out.emit(def, records, &now_text()).await?;
     Ok(())
 }

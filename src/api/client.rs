@@ -89,6 +89,11 @@ impl ApiClient {
         })
     }
 
+    /// Stops every request of the run (the writer failed, or a signal arrived).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
     /// The API root.
     pub fn base(&self) -> &str {
         &self.base

@@ -1,0 +1,270 @@
+//! The writer side of a sync: [`Output`] owns stdout and the state; it receives [`Event`]s
+//! from the concurrent stream tasks (through [`Emitter`]) and writes SCHEMA once per stream,
+//! conformed RECORDs, and a STATE after each bookmark advance. Events of one task arrive in
+//! order, so a STATE is only ever written after the records it covers.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::conform::{ConformError, Flattening, OutputPlan};
+use crate::error::{Error, Result};
+use crate::singer::catalog::Selection;
+use crate::singer::message::MessageWriter;
+use crate::singer::state::State;
+use crate::streams::{Record, StreamDef, STREAMS};
+use crate::timefmt;
+
+/// What a stream task sends to the writer.
+#[derive(Debug)]
+pub enum Event {
+    /// Records of a stream, in order.
+    Records {
+        def: &'static StreamDef,
+        records: Vec<Record>,
+        time_extracted: String,
+    },
+    /// Every record of `def` for `userid` up to `epoch` has been sent.
+    Advance {
+        def: &'static StreamDef,
+        userid: i64,
+        epoch: i64,
+    },
+}
+
+/// A task's handle on the writer: selection, the bookmarks the run started from, and the
+/// channel.
+#[derive(Clone)]
+pub struct Emitter {
+    tx: mpsc::Sender<Event>,
+    selected: Arc<BTreeSet<&'static str>>,
+    start_state: Arc<State>,
+}
+
+/// The writer is gone (stdout failed): the task stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterGone;
+
+impl Emitter {
+    /// Is the stream selected?
+    pub fn is_selected(&self, stream: &str) -> bool {
+        self.selected.contains(stream)
+    }
+
+    /// The bookmark of a user's stream when the run started, as epoch seconds.
+    pub fn bookmark(&self, stream: &str, userid: i64) -> Option<i64> {
+        bookmark_epoch(&self.start_state, stream, userid)
+    }
+
+    /// Sends records (nothing for an unselected stream or an empty batch).
+    pub async fn emit(
+        &self,
+        def: &'static StreamDef,
+        records: Vec<Record>,
+        time_extracted: &str,
+    ) -> Result<(), WriterGone> {
+        if records.is_empty() || !self.is_selected(def.name) {
+            return Ok(());
+        }
+        self.tx
+            .send(Event::Records {
+                def,
+                records,
+                time_extracted: time_extracted.to_string(),
+            })
+            .await
+            .map_err(|_| WriterGone)
+    }
+
+    /// Moves a bookmark (the writer never moves one back).
+    pub async fn advance(
+        &self,
+        def: &'static StreamDef,
+        userid: i64,
+        epoch: i64,
+    ) -> Result<(), WriterGone> {
+        if !self.is_selected(def.name) {
+            return Ok(());
+        }
+        self.tx
+            .send(Event::Advance { def, userid, epoch })
+            .await
+            .map_err(|_| WriterGone)
+    }
+}
+
+fn bookmark_epoch(state: &State, stream: &str, userid: i64) -> Option<i64> {
+    match state.bookmark(stream, userid)? {
+        Value::String(s) => timefmt::parse_rfc3339(s).or_else(|| s.parse().ok()),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+/// Per-stream counters for the summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    pub records: u64,
+    pub skipped: u64,
+}
+
+/// Everything written to stdout goes through here: SCHEMA once per stream, conformed RECORDs,
+/// and STATE after each bookmark advance (flushed).
+pub struct Output<W: Write> {
+    writer: MessageWriter<W>,
+    state: State,
+    plans: BTreeMap<&'static str, OutputPlan>,
+    schema_sent: HashSet<&'static str>,
+    counts: BTreeMap<&'static str, StreamCounts>,
+    buf: Vec<u8>,
+    warned: HashSet<String>,
+}
+
+impl<W: Write> Output<W> {
+    /// Compiles an output plan for every selected stream.
+    pub fn new(
+        writer: MessageWriter<W>,
+        state: State,
+        selection: &Selection,
+        flattening: Flattening,
+    ) -> Result<Self> {
+        let mut plans = BTreeMap::new();
+        for def in STREAMS.iter().filter(|d| selection.is_selected(d.name)) {
+            let plan = OutputPlan::new(
+                &def.schema(),
+                def.keys,
+                selection.properties(def.name),
+                flattening,
+            )
+            .map_err(|e| Error::input(format!("stream {}: {e}", def.name)))?;
+            plans.insert(def.name, plan);
+        }
+        Ok(Output {
+            writer,
+            state,
+            plans,
+            schema_sent: HashSet::new(),
+            counts: BTreeMap::new(),
+            buf: Vec::with_capacity(64 * 1024),
+            warned: HashSet::new(),
+        })
+    }
+
+    /// Is the stream selected?
+    pub fn is_selected(&self, stream: &str) -> bool {
+        self.plans.contains_key(stream)
+    }
+
+    /// Per-stream counters so far.
+    pub fn counts(&self) -> &BTreeMap<&'static str, StreamCounts> {
+        &self.counts
+    }
+
+    /// Writes the records of a selected stream (SCHEMA first if not yet sent).
+    pub fn emit(
+        &mut self,
+        def: &'static StreamDef,
+        records: &[Record],
+        time_extracted: &str,
+    ) -> Result<()> {
+        let Some(plan) = self.plans.get(def.name) else {
+            return Ok(());
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        if self.schema_sent.insert(def.name) {
+            let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
+            self.writer
+                .schema(def.name, plan.schema(), def.keys, &bookmark)?;
+        }
+        let mut coerced = Vec::new();
+        let mut written = 0u64;
+        let mut skipped = Vec::new();
+        for record in records {
+            self.buf.clear();
+            coerced.clear();
+            match plan.write(record, &mut self.buf, &mut coerced) {
+                Ok(()) => {
+                    self.writer.record(def.name, &self.buf, time_extracted)?;
+                    written += 1;
+                }
+                Err(ConformError::MissingKey(key)) => skipped.push(key),
+            }
+            for field in coerced.drain(..) {
+                if self.warned.insert(format!("{}.{}", def.name, field)) {
+                    warn!("stream {}: field `{field}` had a value of an unexpected type; written as null", def.name);
+                }
+            }
+        }
+        for key in &skipped {
+            if self.warned.insert(format!("{}#{key}", def.name)) {
+                warn!(
+                    "stream {}: skipped a record without its key property `{key}`",
+                    def.name
+                );
+            }
+        }
+        let c = self.counts.entry(def.name).or_default();
+        c.records += written;
+        c.skipped += skipped.len() as u64;
+        Ok(())
+    }
+
+    /// The stored bookmark of a user's stream, as epoch seconds.
+    pub fn bookmark(&self, stream: &str, userid: i64) -> Option<i64> {
+        bookmark_epoch(&self.state, stream, userid)
+    }
+
+    /// A channel and the emitter tasks use to reach this writer.
+    pub fn channel(&self, capacity: usize) -> (Emitter, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let selected = Arc::new(self.plans.keys().copied().collect());
+        (
+            Emitter {
+                tx,
+                selected,
+                start_state: Arc::new(self.state.clone()),
+            },
+            rx,
+        )
+    }
+
+    /// Writes one event.
+    pub fn handle(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Records {
+                def,
+                records,
+                time_extracted,
+            } => self.emit(def, &records, &time_extracted),
+            Event::Advance { def, userid, epoch } => self.advance(def, userid, epoch),
+        }
+    }
+
+    /// Moves a user's bookmark forward (never back) and writes STATE.
+    pub fn advance(&mut self, def: &StreamDef, userid: i64, epoch: i64) -> Result<()> {
+        let Some(key) = def.replication_key() else {
+            return Ok(());
+        };
+        if self.bookmark(def.name, userid).is_some_and(|b| b >= epoch) {
+            return Ok(());
+        }
+        let Some(text) = timefmt::rfc3339(epoch) else {
+            return Ok(());
+        };
+        self.state
+            .set_bookmark(def.name, userid, key, Value::String(text), &[]);
+        self.writer.state(&self.state.to_value())
+    }
+
+    /// Writes the final STATE and flushes; gives the writer back.
+    pub fn finish(mut self) -> Result<W> {
+        self.writer.state(&self.state.to_value())?;
+        self.writer.into_inner()
+    }
+}
