@@ -102,6 +102,12 @@ pub const SETTINGS: &[Setting] = &[
         "Latest data to extract (RFC 3339 or YYYY-MM-DD). Default: now.",
     ),
     setting(
+        "lookback_hours",
+        Kind::Integer,
+        Some("24"),
+        "Hours re-read behind the bookmarks of intraday_activity, sleep_series/sleep_vitals and ecg_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
+    ),
+    setting(
         "api_url",
         Kind::String,
         Some(DEFAULT_API_URL),
@@ -190,6 +196,7 @@ pub struct Config {
     pub api_url: String,
     pub max_requests_per_minute: u32,
     pub include_objectives: bool,
+    pub lookback_hours: u32,
     pub flattening_enabled: bool,
     pub flattening_max_depth: usize,
     pub max_retries: u32,
@@ -495,6 +502,7 @@ impl RawConfig {
             max_requests_per_minute: self.integer("max_requests_per_minute", 120, 1, 100_000)?
                 as u32,
             include_objectives: self.boolean("include_objectives", false)?,
+            lookback_hours: self.integer("lookback_hours", 24, 0, 24 * 366)? as u32,
             flattening_enabled: self.boolean("flattening_enabled", true)?,
             flattening_max_depth: self.integer("flattening_max_depth", 10, 0, 100)? as usize,
             max_retries: self.integer("max_retries", 8, 0, 100)? as u32,

@@ -203,6 +203,7 @@ async fn sync<W: Write>(
             start: cfg.start_date.timestamp(),
             end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
             include_objectives: cfg.include_objectives,
+            lookback: i64::from(cfg.lookback_hours) * 3600,
         };
         for source in SOURCES {
             if wanted(*source, &emitter).is_empty() {

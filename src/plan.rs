@@ -90,6 +90,16 @@ impl RecentKeys {
     }
 }
 
+/// Where a time-windowed stream resumes: at `start` on a first sync; else at its bookmark
+/// (the latest record it emitted), moved back to cover the `lookback` before `end`, because
+/// watches and sleep sensors sync to the phone hours or days late. Never before `start`.
+pub fn resume_from(bookmark: Option<i64>, start: i64, end: i64, lookback: i64) -> i64 {
+    match bookmark {
+        None => start,
+        Some(b) => b.min(end - lookback).max(start),
+    }
+}
+
 /// Cuts `[start, end]` into windows of at most [`MAX_WINDOW`] seconds, each starting
 /// [`WINDOW_OVERLAP`] seconds before the previous one ended.
 pub fn windows(start: i64, end: i64) -> Vec<(i64, i64)> {
@@ -139,6 +149,26 @@ mod tests {
         k.next_page();
         k.next_page();
         assert!(k.insert(1));
+    }
+
+    #[test]
+    fn resuming_reads_back_the_lookback() {
+        let day = 86_400;
+        assert_eq!(resume_from(None, 100, 10 * day, day), 100);
+        // A recent bookmark: read the last day again (one window).
+        assert_eq!(resume_from(Some(10 * day - 60), 0, 10 * day, day), 9 * day);
+        // An old bookmark: resume there.
+        assert_eq!(resume_from(Some(3 * day), 0, 10 * day, day), 3 * day);
+        // No lookback: exactly at the bookmark; never before start.
+        assert_eq!(resume_from(Some(5 * day), 0, 10 * day, 0), 5 * day);
+        assert_eq!(
+            resume_from(Some(5 * day), 8 * day, 10 * day, 4 * day),
+            8 * day
+        );
+        assert_eq!(
+            windows(resume_from(Some(10 * day - 5), 0, 10 * day, day), 10 * day).len(),
+            1
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::api::client::ApiClient;
 use crate::auth::session::{Session, SessionError};
 use crate::error::Error;
 use crate::output::{Emitter, WriterGone};
-use crate::plan::{windows, Next, Pager, RecentKeys};
+use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
 use crate::streams::measure::{lenient_i64, measures_records};
 use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
@@ -31,6 +31,8 @@ pub struct SyncCtx {
     /// Epoch seconds: the end of every range (end_date or now).
     pub end: i64,
     pub include_objectives: bool,
+    /// Seconds re-read behind the bookmarks of time-windowed streams.
+    pub lookback: i64,
 }
 
 /// A failure inside one stream's sync.
@@ -433,10 +435,17 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
         .filter(|s| out.is_selected(s.stream))
         .collect();
     // Each stream resumes at its own bookmark (the latest record it emitted, not the end of
-    // the last window: a device that syncs late must still be found).
+    // the last window) minus the lookback, so data that reached Withings late is found.
     let marks: Vec<i64> = selected
         .iter()
-        .map(|s| out.bookmark(s.stream, userid).unwrap_or(ctx.start))
+        .map(|s| {
+            resume_from(
+                out.bookmark(s.stream, userid),
+                ctx.start,
+                ctx.end,
+                ctx.lookback,
+            )
+        })
         .collect();
     let Some(from) = marks.iter().copied().min() else {
         return Ok(());
@@ -481,8 +490,18 @@ async fn sync_ecg(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
     let recordings = stream_def("ecg_recordings");
     let signals = stream_def("ecg_signals");
     let want_signals = out.is_selected(signals.name);
-    let mark_rec = out.bookmark(recordings.name, userid).unwrap_or(ctx.start);
-    let mark_sig = out.bookmark(signals.name, userid).unwrap_or(ctx.start);
+    let mark_rec = resume_from(
+        out.bookmark(recordings.name, userid),
+        ctx.start,
+        ctx.end,
+        ctx.lookback,
+    );
+    let mark_sig = resume_from(
+        out.bookmark(signals.name, userid),
+        ctx.start,
+        ctx.end,
+        ctx.lookback,
+    );
     let from = if out.is_selected(recordings.name) {
         mark_rec.min(if want_signals { mark_sig } else { mark_rec })
     } else {

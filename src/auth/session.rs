@@ -161,19 +161,22 @@ impl Session {
     }
 
     /// Refreshes unless another task already replaced `stale` (single flight).
+    /// Refreshes unless another task already replaced `stale` (single flight). The flag
+    /// tells whether this call did the refresh.
     async fn refresh_after(
         &self,
         client: &ApiClient,
         stale: &Secret,
-    ) -> std::result::Result<(Secret, i64), SessionError> {
+    ) -> std::result::Result<(Secret, bool), SessionError> {
         let mut tokens = self.tokens.lock().await;
-        if tokens.access.as_ref() == Some(stale) {
+        let mine = tokens.access.as_ref() == Some(stale);
+        if mine {
             self.refresh_locked(client, &mut tokens).await?;
         }
-        match (&tokens.access, tokens.userid) {
-            (Some(a), Some(u)) => Ok((a.clone(), u)),
-            _ => Err(SessionError::Auth(
-                "the token reply had no access token or userid".into(),
+        match &tokens.access {
+            Some(a) => Ok((a.clone(), mine)),
+            None => Err(SessionError::Auth(
+                "the token reply had no access token".into(),
             )),
         }
     }
@@ -242,23 +245,26 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Value, SessionError> {
-        let (token, _) = self.access(client).await?;
-        match client
-            .request(path, params, Some(&token), Endpoint::Data)
-            .await
-        {
-            Ok(body) => Ok(body),
-            Err(CallError::Refresh) => {
-                let (token, _) = self.refresh_after(client, &token).await?;
-                match client.request(path, params, Some(&token), Endpoint::Data).await {
-                    Ok(body) => Ok(body),
-                    Err(CallError::Refresh) => Err(SessionError::Auth(
-                        "Withings refused a freshly refreshed access token; run `tap-withings auth` again".into(),
-                    )),
-                    Err(e) => Err(describe(e)),
+        let (mut token, _) = self.access(client).await?;
+        // A refused token is refreshed (once per refusal of a token this call refreshed
+        // itself; a token another task already replaced is simply swapped), within a bound.
+        let (mut own_refreshes, mut attempts) = (0, 0);
+        loop {
+            match client.request(path, params, Some(&token), Endpoint::Data).await {
+                Ok(body) => return Ok(body),
+                Err(CallError::Refresh) if own_refreshes < 3 && attempts < 10 => {
+                    attempts += 1;
+                    let (fresh, mine) = self.refresh_after(client, &token).await?;
+                    own_refreshes += usize::from(mine);
+                    token = fresh;
                 }
+                Err(CallError::Refresh) => {
+                    return Err(SessionError::Auth(
+                        "Withings refused freshly refreshed access tokens; run `tap-withings auth` again".into(),
+                    ))
+                }
+                Err(e) => return Err(describe(e)),
             }
-            Err(e) => Err(describe(e)),
         }
     }
 }

@@ -9,7 +9,7 @@ use withings_sim::{Faults, Mutation, SimConfig};
 
 use crate::support::{sim_config, Run, World};
 
-const ALL: &[&str] = &[
+pub(crate) const ALL: &[&str] = &[
     "measures",
     "activity",
     "intraday_activity",
@@ -23,7 +23,7 @@ const ALL: &[&str] = &[
     "goals",
 ];
 
-fn ts(secs: i64) -> Value {
+pub(crate) fn ts(secs: i64) -> Value {
     json!(chrono::DateTime::from_timestamp(secs, 0)
         .unwrap()
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -31,7 +31,10 @@ fn ts(secs: i64) -> Value {
 }
 
 /// Expected records per stream for one user: key (without userid) → a few checked fields.
-fn expected(world: &World, userid: u64) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+pub(crate) fn expected(
+    world: &World,
+    userid: u64,
+) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
     let truth = |m: &str| world.sim.truth(m, userid);
     let arr = |m: &str| truth(m).as_array().cloned().unwrap_or_default();
     let key = |parts: &[&Value]| serde_json::to_string(parts).unwrap();
@@ -164,7 +167,12 @@ fn expected(world: &World, userid: u64) -> BTreeMap<&'static str, BTreeMap<Strin
 }
 
 /// What a run emitted for one user, in the same shape as `expected`.
-fn emitted(run: &Run, stream: &str, userid: u64, fields: &[String]) -> BTreeMap<String, Value> {
+pub(crate) fn emitted(
+    run: &Run,
+    stream: &str,
+    userid: u64,
+    fields: &[String],
+) -> BTreeMap<String, Value> {
     let keys: Vec<String> = run
         .messages
         .iter()
@@ -195,7 +203,7 @@ fn emitted(run: &Run, stream: &str, userid: u64, fields: &[String]) -> BTreeMap<
         .collect()
 }
 
-fn fields_of(expected: &BTreeMap<String, Value>) -> Vec<String> {
+pub(crate) fn fields_of(expected: &BTreeMap<String, Value>) -> Vec<String> {
     expected
         .values()
         .next()
@@ -205,7 +213,7 @@ fn fields_of(expected: &BTreeMap<String, Value>) -> Vec<String> {
 }
 
 /// Normalises JSON numbers so 477.0 and 477 compare equal, and absent equals null.
-fn norm(v: &Value) -> Value {
+pub(crate) fn norm(v: &Value) -> Value {
     match v {
         Value::Number(n) => json!(n.as_f64()),
         Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), norm(v))).collect()),
@@ -214,7 +222,7 @@ fn norm(v: &Value) -> Value {
     }
 }
 
-fn assert_stream_equals(
+pub(crate) fn assert_stream_equals(
     run: &Run,
     world: &World,
     userid: u64,
@@ -351,7 +359,7 @@ fn quirky_replies_lose_nothing() {
 
 #[test]
 fn a_second_run_reads_only_what_changed() {
-    let world = World::new(sim_config(1, 10));
+    let world = World::with_settings(sim_config(1, 10), json!({"lookback_hours": 0}));
     let userid = world.userid();
     let first = world.sync(ALL, None);
     let before = expected(&world, userid);
@@ -451,4 +459,49 @@ fn a_second_run_reads_only_what_changed() {
         "{} requests for an incremental run",
         requests.len()
     );
+}
+
+#[test]
+fn late_data_inside_the_lookback_is_picked_up_by_the_next_run() {
+    let world = World::with_settings(sim_config(1, 6), json!({"lookback_hours": 72}));
+    let userid = world.userid();
+    let first = world.sync(
+        &["intraday_activity", "sleep_series", "ecg_recordings"],
+        None,
+    );
+    let before = expected(&world, userid);
+    // Data stamped before the first run's bookmarks, as a watch synced late would add it.
+    let late = world.sim.anchor() - 30 * 3600;
+    for module in ["getintradayactivity", "heart_list", "sleep_get"] {
+        world
+            .sim
+            .mutate(Mutation::Add {
+                module: module.into(),
+                userid,
+                count: 1,
+                at: Some(late),
+            })
+            .unwrap();
+    }
+    let second = world.sync(
+        &["intraday_activity", "sleep_series", "ecg_recordings"],
+        Some(&first.last_state()),
+    );
+    let after = expected(&world, userid);
+    for stream in ["intraday_activity", "sleep_series", "ecg_recordings"] {
+        let got = emitted(&second, stream, userid, &fields_of(&after[stream]));
+        let new: Vec<&String> = after[stream]
+            .keys()
+            .filter(|k| !before[stream].contains_key(*k))
+            .collect();
+        assert!(!new.is_empty(), "{stream}: the simulator added late data");
+        for k in new {
+            assert!(got.contains_key(k), "{stream}: late record {k} not emitted");
+        }
+        // Bookmarks never move back.
+        let mark = |run: &Run| {
+            run.last_state()["bookmarks"][stream]["partitions"][0]["replication_key_value"].clone()
+        };
+        assert!(mark(&second).as_str() >= mark(&first).as_str(), "{stream}");
+    }
 }
