@@ -12,6 +12,7 @@ pub mod conform;
 pub mod error;
 pub mod output;
 pub mod plan;
+pub mod reconcile;
 pub mod secret;
 pub mod singer;
 pub mod streams;
@@ -204,6 +205,9 @@ async fn sync<W: Write>(
             end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
             include_objectives: cfg.include_objectives,
             lookback: i64::from(cfg.lookback_hours) * 3600,
+            reconcile_window: i64::from(cfg.reconcile_days) * 86_400,
+            reconcile_every: i64::from(cfg.reconcile_every_hours) * 3600,
+            now,
         };
         for source in SOURCES {
             if wanted(*source, &emitter).is_empty() {

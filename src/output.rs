@@ -28,6 +28,12 @@ pub enum Event {
         records: Vec<Record>,
         time_extracted: String,
     },
+    /// Extra fields of a user's partition (deletion tracking), after the records they cover.
+    Partition {
+        def: &'static StreamDef,
+        userid: i64,
+        fields: Vec<(&'static str, Value)>,
+    },
     /// Every record of `def` for `userid` up to `epoch` has been sent.
     Advance {
         def: &'static StreamDef,
@@ -75,6 +81,33 @@ impl Emitter {
                 def,
                 records,
                 time_extracted: time_extracted.to_string(),
+            })
+            .await
+            .map_err(|_| WriterGone)
+    }
+
+    /// A field of a user's partition when the run started.
+    pub fn partition_field(&self, stream: &str, userid: i64, field: &str) -> Option<Value> {
+        self.start_state
+            .partition_field(stream, userid, field)
+            .cloned()
+    }
+
+    /// Sets extra partition fields (after the records they cover).
+    pub async fn partition(
+        &self,
+        def: &'static StreamDef,
+        userid: i64,
+        fields: Vec<(&'static str, Value)>,
+    ) -> Result<(), WriterGone> {
+        if !self.is_selected(def.name) {
+            return Ok(());
+        }
+        self.tx
+            .send(Event::Partition {
+                def,
+                userid,
+                fields,
             })
             .await
             .map_err(|_| WriterGone)
@@ -243,6 +276,14 @@ impl<W: Write> Output<W> {
                 time_extracted,
             } => self.emit(def, &records, &time_extracted),
             Event::Advance { def, userid, epoch } => self.advance(def, userid, epoch),
+            Event::Partition {
+                def,
+                userid,
+                fields,
+            } => {
+                self.state.set_fields(def.name, userid, &fields);
+                self.writer.state(&self.state.to_value())
+            }
         }
     }
 

@@ -15,6 +15,10 @@ use crate::auth::session::{Session, SessionError};
 use crate::error::Error;
 use crate::output::{Emitter, WriterGone};
 use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
+use crate::reconcile::{
+    due, keys_from_state, keys_to_state, reconcile, remember, KeySet, FIELD_KEYS,
+    FIELD_RECONCILED_AT,
+};
 use crate::streams::measure::{lenient_i64, measures_records};
 use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
@@ -33,6 +37,12 @@ pub struct SyncCtx {
     pub include_objectives: bool,
     /// Seconds re-read behind the bookmarks of time-windowed streams.
     pub lookback: i64,
+    /// Seconds of recent history re-scanned for deletions (0: off).
+    pub reconcile_window: i64,
+    /// Seconds between two deletion re-scans.
+    pub reconcile_every: i64,
+    /// Epoch seconds at the start of the run.
+    pub now: i64,
 }
 
 /// A failure inside one stream's sync.
@@ -222,6 +232,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
         &["1"]
     };
     let mut max_seen: Option<i64> = None;
+    let mut emitted = KeySet::new();
     for category in categories {
         let mut pager = Pager::new();
         let mut recent = RecentKeys::default();
@@ -258,6 +269,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                 if let Some(t) = crate::streams::measure::change_time(&r) {
                     max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
                 }
+                track(ctx, def, &r, "date", &mut emitted);
                 fresh.push(r);
             }
             out.emit(def, fresh, &time_extracted).await?;
@@ -280,7 +292,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
     if let Some(m) = max_seen {
         out.advance(def, userid, m).await?;
     }
-    Ok(())
+    reconcile_after(ctx, out, userid, def, emitted, &SCAN_MEASURES).await
 }
 
 type Builder = fn(&Value, i64) -> std::result::Result<Vec<Record>, ReplyError>;
@@ -293,6 +305,8 @@ struct Changes {
     list_key: &'static str,
     data_fields: &'static [&'static str],
     build: Builder,
+    /// How deletions are detected (None: rows of this module are never deleted).
+    scan: Option<&'static Scan>,
 }
 
 const CHANGES_ACTIVITY: Changes = Changes {
@@ -302,6 +316,7 @@ const CHANGES_ACTIVITY: Changes = Changes {
     list_key: "activities",
     data_fields: activity::GETACTIVITY_DATA_FIELDS,
     build: activity::activity_records,
+    scan: None,
 };
 const CHANGES_WORKOUTS: Changes = Changes {
     stream: "workouts",
@@ -310,6 +325,7 @@ const CHANGES_WORKOUTS: Changes = Changes {
     list_key: "series",
     data_fields: workouts::GETWORKOUTS_DATA_FIELDS,
     build: workouts::workouts_records,
+    scan: Some(&SCAN_WORKOUTS),
 };
 const CHANGES_SUMMARIES: Changes = Changes {
     stream: "sleep_summaries",
@@ -318,6 +334,7 @@ const CHANGES_SUMMARIES: Changes = Changes {
     list_key: "series",
     data_fields: sleep::GETSUMMARY_DATA_FIELDS,
     build: sleep::sleep_summaries_records,
+    scan: Some(&SCAN_SUMMARIES),
 };
 
 async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes) -> StreamResult {
@@ -338,6 +355,7 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
     let mut pager = Pager::new();
     let mut recent = RecentKeys::default();
     let mut max_seen: Option<i64> = None;
+    let mut emitted = KeySet::new();
     loop {
         let mut params = vec![("action", spec.action.to_string())];
         params.extend(range.iter().cloned());
@@ -362,6 +380,9 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             if let Some(t) = r.get("modified").and_then(lenient_i64) {
                 max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
             }
+            if spec.scan.is_some() {
+                track(ctx, def, &r, "startdate", &mut emitted);
+            }
             fresh.push(r);
         }
         out.emit(def, fresh, &time_extracted).await?;
@@ -382,7 +403,10 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
     if let Some(m) = max_seen {
         out.advance(def, userid, m).await?;
     }
-    Ok(())
+    match spec.scan {
+        Some(scan) => reconcile_after(ctx, out, userid, def, emitted, scan).await,
+        None => Ok(()),
+    }
 }
 
 /// One stream fed by a windowed source, with the record field its bookmark follows.
@@ -616,4 +640,222 @@ async fn sync_single(
     let records = build(&body, userid)?;
     out.emit(def, records, &now_text()).await?;
     Ok(())
+}
+
+/// How a module is re-scanned by date range for deletion detection.
+struct Scan {
+    path: &'static str,
+    action: &'static str,
+    list_key: &'static str,
+    /// The record field holding the event time (epoch seconds).
+    time_field: &'static str,
+    /// Whether the module takes YMD dates (else epochs).
+    ymd: bool,
+    build: Builder,
+}
+
+fn measures_only(body: &Value, userid: i64) -> std::result::Result<Vec<Record>, ReplyError> {
+    measures_records(body, userid).map(|(records, _)| records)
+}
+
+const SCAN_MEASURES: Scan = Scan {
+    path: "/measure",
+    action: "getmeas",
+    list_key: "measuregrps",
+    time_field: "date",
+    ymd: false,
+    build: measures_only,
+};
+const SCAN_WORKOUTS: Scan = Scan {
+    path: "/v2/measure",
+    action: "getworkouts",
+    list_key: "series",
+    time_field: "startdate",
+    ymd: true,
+    build: workouts::workouts_records,
+};
+const SCAN_SUMMARIES: Scan = Scan {
+    path: "/v2/sleep",
+    action: "getsummary",
+    list_key: "series",
+    time_field: "startdate",
+    ymd: true,
+    build: sleep::sleep_summaries_records,
+};
+
+/// A record's key values without userid, as JSON text (the form kept in the state).
+fn key_text(def: &StreamDef, record: &Record) -> String {
+    Value::Array(
+        def.keys
+            .iter()
+            .filter(|k| **k != "userid")
+            .map(|k| record.get(*k).cloned().unwrap_or(Value::Null))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// Remembers an emitted record whose event time lies in the deletion-detection window.
+fn track(ctx: &SyncCtx, def: &StreamDef, record: &Record, time_field: &str, emitted: &mut KeySet) {
+    if ctx.reconcile_window <= 0 {
+        return;
+    }
+    if let Some(t) = record.get(time_field).and_then(lenient_i64) {
+        if t >= ctx.now - ctx.reconcile_window {
+            emitted.insert(key_text(def, record), t);
+        }
+    }
+}
+
+/// Remembers this run's keys and, when due, re-scans the window and emits tombstones for
+/// remembered keys that Withings no longer returns.
+async fn reconcile_after(
+    ctx: &SyncCtx,
+    out: &Emitter,
+    userid: i64,
+    def: &'static StreamDef,
+    emitted: KeySet,
+    scan: &Scan,
+) -> StreamResult {
+    if ctx.reconcile_window <= 0 {
+        return Ok(());
+    }
+    let since = ctx.now - ctx.reconcile_window;
+    let stored = out.partition_field(def.name, userid, FIELD_KEYS);
+    let prior = keys_from_state(stored.as_ref());
+    // Nothing remembered from earlier runs: nothing can have been deleted (first sync).
+    let nothing_to_check = prior.values().all(|t| *t < since);
+    let remembered = remember(prior, &emitted, since);
+    let last = out
+        .partition_field(def.name, userid, FIELD_RECONCILED_AT)
+        .and_then(|v| v.as_i64());
+    if nothing_to_check {
+        out.partition(
+            def,
+            userid,
+            vec![
+                (FIELD_KEYS, keys_to_state(&remembered)),
+                (FIELD_RECONCILED_AT, Value::from(ctx.now)),
+            ],
+        )
+        .await?;
+        return Ok(());
+    }
+    if !due(last, ctx.now, ctx.reconcile_every) {
+        out.partition(def, userid, vec![(FIELD_KEYS, keys_to_state(&remembered))])
+            .await?;
+        return Ok(());
+    }
+    let current = scan_window(ctx, userid, def, scan, since).await?;
+    let outcome = reconcile(&remembered, &current, since);
+    if !outcome.deleted.is_empty() {
+        info!(
+            userid,
+            stream = def.name,
+            deleted = outcome.deleted.len(),
+            "Emitting tombstones for records deleted in Withings."
+        );
+    }
+    let tombstones: Vec<Record> = outcome
+        .deleted
+        .iter()
+        .filter_map(|k| tombstone(def, userid, k, ctx.now))
+        .collect();
+    out.emit(def, tombstones, &now_text()).await?;
+    out.partition(
+        def,
+        userid,
+        vec![
+            (FIELD_KEYS, keys_to_state(&outcome.remembered)),
+            (FIELD_RECONCILED_AT, Value::from(ctx.now)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A tombstone: the key, the userid and `_sdc_deleted_at`; every other column null.
+fn tombstone(def: &StreamDef, userid: i64, key: &str, now: i64) -> Option<Record> {
+    let values: Vec<Value> = serde_json::from_str(key).ok()?;
+    let names: Vec<&str> = def
+        .keys
+        .iter()
+        .copied()
+        .filter(|k| *k != "userid")
+        .collect();
+    if values.len() != names.len() {
+        return None;
+    }
+    let mut r = Record::new();
+    r.insert("userid".into(), Value::from(userid));
+    for (name, value) in names.into_iter().zip(values) {
+        r.insert(name.into(), value);
+    }
+    r.insert("_sdc_deleted_at".into(), Value::from(now));
+    Some(r)
+}
+
+/// Every key Withings returns now for the window starting at `since`.
+async fn scan_window(
+    ctx: &SyncCtx,
+    userid: i64,
+    def: &StreamDef,
+    scan: &Scan,
+    since: i64,
+) -> std::result::Result<KeySet, StreamFail> {
+    let range = if scan.ymd {
+        vec![
+            ("startdateymd", timefmt::ymd(since.div_euclid(86_400) - 1)),
+            ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
+        ]
+    } else {
+        vec![
+            ("startdate", since.to_string()),
+            ("enddate", ctx.end.to_string()),
+        ]
+    };
+    let categories: &[&str] = match (scan.action, ctx.include_objectives) {
+        ("getmeas", true) => &["1", "2"],
+        ("getmeas", false) => &["1"],
+        _ => &[""],
+    };
+    let mut current = KeySet::new();
+    for category in categories {
+        let mut pager = Pager::new();
+        loop {
+            let mut params = vec![("action", scan.action.to_string())];
+            if !category.is_empty() {
+                params.push(("category", category.to_string()));
+            }
+            params.extend(range.iter().cloned());
+            if pager.offset() > 0 {
+                params.push(("offset", pager.offset().to_string()));
+            }
+            let body = ctx.session.call(&ctx.client, scan.path, &params).await?;
+            let records = (scan.build)(&body, userid)?;
+            let fingerprint = page_fingerprint(
+                page_rows(&body, scan.list_key),
+                records.first().map(|r| record_key(def, r)),
+                records.last().map(|r| record_key(def, r)),
+            );
+            for r in &records {
+                if let Some(t) = r.get(scan.time_field).and_then(lenient_i64) {
+                    current.insert(key_text(def, r), t);
+                }
+            }
+            match pager.advance(page_rows(&body, scan.list_key), fingerprint) {
+                Next::Offset(_) => continue,
+                Next::Done => break,
+                Next::Repeated => {
+                    warn!(
+                        userid,
+                        stream = def.name,
+                        "A page repeated the previous one during the deletion re-scan; stopping."
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    Ok(current)
 }

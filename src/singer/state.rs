@@ -125,6 +125,42 @@ impl State {
         }
     }
 
+    /// Sets fields of a user's partition (creating it) without touching its bookmark.
+    pub fn set_fields(&mut self, stream: &str, userid: i64, fields: &[(&str, Value)]) {
+        let entry = self
+            .bookmarks
+            .entry(stream.to_string())
+            .or_insert_with(|| json!({}));
+        if !entry.is_object() {
+            *entry = json!({});
+        }
+        let Some(obj) = entry.as_object_mut() else {
+            return;
+        };
+        let parts = obj.entry("partitions").or_insert_with(|| json!([]));
+        if !parts.is_array() {
+            *parts = json!([]);
+        }
+        let Some(list) = parts.as_array_mut() else {
+            return;
+        };
+        let idx = match list
+            .iter()
+            .position(|p| p.as_object().is_some_and(|p| same_user(p, userid)))
+        {
+            Some(i) => i,
+            None => {
+                list.push(json!({"context": {"userid": userid}}));
+                list.len() - 1
+            }
+        };
+        if let Some(p) = list[idx].as_object_mut() {
+            for (field, v) in fields {
+                p.insert((*field).into(), v.clone());
+            }
+        }
+    }
+
     /// The state document to emit.
     pub fn to_value(&self) -> Value {
         json!({"bookmarks": self.bookmarks})
@@ -185,6 +221,19 @@ mod tests {
             s.to_value()["bookmarks"]["measures"]["partitions"][0],
             json!({"context": {"userid": 1}, "replication_key": "modified", "replication_key_value": "2024-03-01T00:00:00Z", "scanned_until": 5})
         );
+    }
+
+    #[test]
+    fn extra_fields_live_beside_the_bookmark() {
+        let mut s = State::default();
+        s.set_fields("measures", 3, &[("reconciled_at", json!(9))]);
+        assert_eq!(s.bookmark("measures", 3), None);
+        s.set_bookmark("measures", 3, "modified", json!("x"), &[]);
+        assert_eq!(
+            s.partition_field("measures", 3, "reconciled_at"),
+            Some(&json!(9))
+        );
+        assert_eq!(s.bookmark("measures", 3), Some(&json!("x")));
     }
 
     #[test]

@@ -505,3 +505,72 @@ fn late_data_inside_the_lookback_is_picked_up_by_the_next_run() {
         assert!(mark(&second).as_str() >= mark(&first).as_str(), "{stream}");
     }
 }
+
+#[test]
+fn deletions_in_withings_become_tombstones_on_the_next_rescan() {
+    let world = World::with_settings(sim_config(1, 8), json!({"reconcile_every_hours": 0}));
+    let userid = world.userid();
+    let streams = ["measures", "workouts", "sleep_summaries"];
+    let first = world.sync(&streams, None);
+    let before = expected(&world, userid);
+    let groups_before: BTreeSet<i64> = world
+        .sim
+        .truth("getmeas", userid)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grpid"].as_i64().unwrap())
+        .collect();
+    for module in ["getmeas", "getworkouts", "getsummary"] {
+        world
+            .sim
+            .mutate(Mutation::Delete {
+                module: module.into(),
+                userid,
+                count: 1,
+            })
+            .unwrap();
+    }
+    let second = world.sync(&streams, Some(&first.last_state()));
+    let after = expected(&world, userid);
+    for (stream, module_key) in [
+        ("workouts", "workouts"),
+        ("sleep_summaries", "sleep_summaries"),
+    ] {
+        let gone: BTreeSet<&String> = before[module_key]
+            .keys()
+            .filter(|k| !after[module_key].contains_key(*k))
+            .collect();
+        assert_eq!(gone.len(), 1, "{stream}: the simulator deleted one");
+        let tombstones: BTreeSet<String> = second
+            .records(stream)
+            .into_iter()
+            .filter(|r| !r["_sdc_deleted_at"].is_null())
+            .map(|r| serde_json::to_string(&[&r["id"]]).unwrap())
+            .collect();
+        assert_eq!(tombstones.iter().collect::<BTreeSet<_>>(), gone, "{stream}");
+    }
+    let groups_after: BTreeSet<i64> = world
+        .sim
+        .truth("getmeas", userid)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grpid"].as_i64().unwrap())
+        .collect();
+    let deleted: Vec<&i64> = groups_before.difference(&groups_after).collect();
+    assert_eq!(deleted.len(), 1);
+    let tomb_groups: BTreeSet<i64> = second
+        .records("measures")
+        .iter()
+        .filter(|r| !r["_sdc_deleted_at"].is_null())
+        .map(|r| r["grpid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tomb_groups.iter().collect::<Vec<_>>(), deleted);
+    // A third run does not emit the tombstones again.
+    let third = world.sync(&streams, Some(&second.last_state()));
+    assert!(third
+        .records("measures")
+        .iter()
+        .all(|r| r["_sdc_deleted_at"].is_null()));
+}

@@ -9,7 +9,7 @@ use crate::data::render;
 use serde_json::Value;
 
 fn in_range(ts: i64, start: Option<i64>, end: Option<i64>) -> bool {
-    start.map_or(true, |s| ts >= s) && end.map_or(true, |e| ts <= e)
+    start.is_none_or(|s| ts >= s) && end.is_none_or(|e| ts <= e)
 }
 
 pub fn heart_list(user: &UserData, p: &Params, opts: &Opts) -> Result<Body, ApiError> {

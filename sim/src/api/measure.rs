@@ -27,9 +27,9 @@ struct Filter {
 
 impl Filter {
     fn keeps(&self, g: &MeasureGroup) -> bool {
-        self.start.map_or(true, |s| s <= g.date)
-            && self.end.map_or(true, |e| g.date <= e)
-            && self.category.map_or(true, |c| i64::from(g.category) == c)
+        self.start.is_none_or(|s| s <= g.date)
+            && self.end.is_none_or(|e| g.date <= e)
+            && self.category.is_none_or(|c| i64::from(g.category) == c)
             && GroupView::matches(g, self.types.as_deref())
     }
 }

@@ -28,7 +28,7 @@ impl Sel {
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.0.as_ref().map_or(true, |s| s.contains(name))
+        self.0.as_ref().is_none_or(|s| s.contains(name))
     }
 }
 
@@ -54,9 +54,7 @@ pub struct GroupView<'a> {
 impl GroupView<'_> {
     /// Whether the group has at least one measure of the requested types.
     pub fn matches(group: &MeasureGroup, types: Option<&[u16]>) -> bool {
-        types.map_or(true, |t| {
-            group.measures.iter().any(|m| t.contains(&m.mtype))
-        })
+        types.is_none_or(|t| group.measures.iter().any(|m| t.contains(&m.mtype)))
     }
 }
 

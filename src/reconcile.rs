@@ -1,0 +1,142 @@
+//! Deletion detection. Withings never says that something was deleted, so for the streams
+//! read by `lastupdate` (measures, workouts, sleep_summaries) the tap remembers, in its state,
+//! the keys it emitted whose event time lies in a recent window, and periodically re-scans
+//! that window by date range: a remembered key that Withings no longer returns was deleted,
+//! and is emitted again as a tombstone (its key and `_sdc_deleted_at`). Pure.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+/// Keys (JSON text of the key values without userid) → event time (epoch seconds).
+pub type KeySet = BTreeMap<String, i64>;
+
+/// The partition field holding the remembered keys.
+pub const FIELD_KEYS: &str = "recent_keys";
+/// The partition field holding the time of the last re-scan.
+pub const FIELD_RECONCILED_AT: &str = "reconciled_at";
+
+/// Reads remembered keys from a state partition field (`[[key values..., time], ...]`);
+/// malformed entries are ignored (the next re-scan rebuilds the set).
+pub fn keys_from_state(value: Option<&Value>) -> KeySet {
+    let mut out = KeySet::new();
+    for entry in value.and_then(Value::as_array).into_iter().flatten() {
+        let Some(parts) = entry.as_array() else {
+            continue;
+        };
+        let Some((time, key)) = parts.split_last() else {
+            continue;
+        };
+        if let (Some(time), false) = (time.as_i64(), key.is_empty()) {
+            out.insert(Value::Array(key.to_vec()).to_string(), time);
+        }
+    }
+    out
+}
+
+/// Writes remembered keys as a state partition field.
+pub fn keys_to_state(keys: &KeySet) -> Value {
+    Value::Array(
+        keys.iter()
+            .filter_map(|(k, t)| {
+                let mut parts = serde_json::from_str::<Value>(k).ok()?.as_array()?.clone();
+                parts.push(json!(t));
+                Some(Value::Array(parts))
+            })
+            .collect(),
+    )
+}
+
+/// Is a re-scan due? (`every` seconds since the last one, or never done.)
+pub fn due(last: Option<i64>, now: i64, every: i64) -> bool {
+    last.is_none_or(|l| now - l >= every)
+}
+
+/// The outcome of a re-scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Keys to emit as tombstones.
+    pub deleted: Vec<String>,
+    /// Keys to remember from now on.
+    pub remembered: KeySet,
+}
+
+/// Remembered keys plus those emitted this run, pruned to `since`.
+pub fn remember(mut remembered: KeySet, emitted: &KeySet, since: i64) -> KeySet {
+    remembered.extend(emitted.iter().map(|(k, t)| (k.clone(), *t)));
+    remembered.retain(|_, t| *t >= since);
+    remembered
+}
+
+/// Compares what the tap remembers of the window starting at `since` with what Withings
+/// returns for it now (`current`): remembered keys missing from `current` were deleted.
+/// Keys Withings returns that the tap never emitted are not remembered (they will be emitted
+/// by a later `lastupdate` read, and remembered then).
+pub fn reconcile(remembered: &KeySet, current: &KeySet, since: i64) -> Reconciled {
+    let mut deleted = Vec::new();
+    let mut kept = KeySet::new();
+    for (key, time) in remembered {
+        if *time < since {
+            continue;
+        }
+        match current.get(key) {
+            Some(t) => {
+                kept.insert(key.clone(), *t);
+            }
+            None => deleted.push(key.clone()),
+        }
+    }
+    Reconciled {
+        deleted,
+        remembered: kept,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn set(items: &[(&str, i64)]) -> KeySet {
+        items.iter().map(|(k, t)| (k.to_string(), *t)).collect()
+    }
+
+    #[test]
+    fn keys_round_trip_through_the_state() {
+        let keys = set(&[("[1,2,-1]", 100), ("[3,4,5]", 200)]);
+        let v = keys_to_state(&keys);
+        assert_eq!(v, json!([[1, 2, -1, 100], [3, 4, 5, 200]]));
+        assert_eq!(keys_from_state(Some(&v)), keys);
+        assert_eq!(
+            keys_from_state(Some(&json!([[], "x", [7], [1, "t"]]))),
+            KeySet::new()
+        );
+        assert_eq!(keys_from_state(None), KeySet::new());
+    }
+
+    #[test]
+    fn missing_remembered_keys_are_deletions() {
+        let remembered = set(&[("[1]", 100), ("[2]", 150), ("[3]", 50)]);
+        let current = set(&[("[1]", 100), ("[9]", 120)]);
+        let r = reconcile(&remembered, &current, 80);
+        assert_eq!(r.deleted, vec!["[2]".to_string()]);
+        assert_eq!(r.remembered, set(&[("[1]", 100)]));
+    }
+
+    #[test]
+    fn remembering_adds_this_runs_keys_and_forgets_old_ones() {
+        let r = remember(
+            set(&[("[1]", 10), ("[2]", 100)]),
+            &set(&[("[3]", 120), ("[4]", 5)]),
+            50,
+        );
+        assert_eq!(r, set(&[("[2]", 100), ("[3]", 120)]));
+    }
+
+    #[test]
+    fn rescans_are_periodic() {
+        assert!(due(None, 100, 10));
+        assert!(!due(Some(95), 100, 10));
+        assert!(due(Some(90), 100, 10));
+    }
+}
