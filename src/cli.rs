@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `--about` output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,7 +17,7 @@ pub enum AboutFormat {
 pub struct Cli {
     /// Config file (repeatable; later files override earlier ones). The literal word ENV reads
     /// every setting from TAP_WITHINGS_* variables, which also fill settings files leave out.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Vec<String>,
 
     /// State file from a previous run (bookmarks per stream and user).
@@ -47,6 +47,43 @@ pub struct Cli {
     /// Check the credentials with one cheap authenticated call, and exit.
     #[arg(long)]
     pub test: bool,
+
+    /// Without a subcommand the tap runs as a Singer tap (sync, --discover, --about, --test).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands besides the Singer flags.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Link a Withings account (OAuth consent) and store its tokens; or, with --refresh or
+    /// --status, rotate or show the stored tokens.
+    Auth(AuthArgs),
+}
+
+/// Flags of `tap-withings auth`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuthArgs {
+    /// Log in to Withings' demo account (mode=demo) instead of a real one.
+    #[arg(long, conflicts_with_all = ["refresh", "status"])]
+    pub demo: bool,
+
+    /// Read the pasted redirect URL from stdin even when `redirect_uri` is a loopback address.
+    #[arg(long, conflicts_with_all = ["refresh", "status"])]
+    pub no_listen: bool,
+
+    /// Refresh the stored access token now (Withings rotates the refresh token) and print the
+    /// new expiry.
+    #[arg(long, conflicts_with = "status")]
+    pub refresh: bool,
+
+    /// Show each stored user's userid, scopes and token expiry (never the tokens).
+    #[arg(long)]
+    pub status: bool,
+
+    /// With --refresh: refresh only this stored user.
+    #[arg(long, value_name = "USERID", requires = "refresh")]
+    pub user: Option<i64>,
 }
 
 #[cfg(test)]
@@ -55,11 +92,58 @@ mod tests {
 
     #[test]
     fn singer_flags_parse() {
-        let cli = Cli::try_parse_from(["tap-withings", "--config", "a.json", "--config", "ENV", "--state", "s.json", "--catalog", "c.json"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "tap-withings",
+            "--config",
+            "a.json",
+            "--config",
+            "ENV",
+            "--state",
+            "s.json",
+            "--catalog",
+            "c.json",
+        ])
+        .unwrap();
         assert_eq!(cli.config, ["a.json", "ENV"]);
         assert!(!cli.discover);
         let cli = Cli::try_parse_from(["tap-withings", "--about", "--format", "markdown"]).unwrap();
         assert_eq!(cli.format, AboutFormat::Markdown);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn auth_takes_its_flags_and_the_config_files() {
+        let cli = Cli::try_parse_from([
+            "tap-withings",
+            "auth",
+            "--config",
+            "a.json",
+            "--config",
+            "b.json",
+            "--demo",
+            "--no-listen",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, ["a.json", "b.json"]);
+        let Some(Command::Auth(args)) = cli.command else {
+            panic!("auth subcommand")
+        };
+        assert!(args.demo && args.no_listen && !args.refresh && !args.status);
+        let cli = Cli::try_parse_from([
+            "tap-withings",
+            "--config",
+            "a.json",
+            "auth",
+            "--refresh",
+            "--user",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, ["a.json"]);
+        let Some(Command::Auth(args)) = cli.command else {
+            panic!("auth subcommand")
+        };
+        assert_eq!((args.refresh, args.user), (true, Some(7)));
     }
 
     #[test]
@@ -69,6 +153,10 @@ mod tests {
             vec!["tap-withings", "--catalog", "a", "--properties", "b"],
             vec!["tap-withings", "--format", "json"],
             vec!["tap-withings", "--nope"],
+            vec!["tap-withings", "auth", "--refresh", "--status"],
+            vec!["tap-withings", "auth", "--demo", "--refresh"],
+            vec!["tap-withings", "auth", "--user", "1"],
+            vec!["tap-withings", "auth", "--discover"],
         ] {
             assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
         }

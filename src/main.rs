@@ -5,14 +5,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tap_withings::api::cancel::Cancel;
-use tap_withings::cli::Cli;
+use tap_withings::cli::{Cli, Command};
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}
@@ -30,10 +33,20 @@ async fn wait_for_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tap-withings: cannot start the async runtime: {e}");
@@ -48,7 +61,16 @@ fn main() -> ExitCode {
         tracing::warn!("Signal received: stopping after writing the last complete state.");
         on_signal.cancel();
     });
-    match runtime.block_on(tap_withings::run(&cli, &env, stdout, cancel)) {
+    let result = match &cli.command {
+        Some(Command::Auth(args)) => {
+            let stdin = std::io::BufReader::new(std::io::stdin());
+            runtime.block_on(tap_withings::auth::consent::run(
+                &cli, args, &env, stdout, stdin, cancel,
+            ))
+        }
+        None => runtime.block_on(tap_withings::run(&cli, &env, stdout, cancel)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tap-withings: {e}");

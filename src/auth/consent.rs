@@ -1,0 +1,1031 @@
+//! `tap-withings auth`: the consent flow (authorization URL, a one-shot loopback listener or a
+//! pasted redirect URL, the code exchange), `--refresh` and `--status`. Every token reply is
+//! written to the token store before anything else happens. Tokens reach stdout once only, in
+//! the result of a successful consent; logs, errors, `--refresh` and `--status` never show them.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{info, warn};
+
+use super::session::{parse_token_reply, TokenReply};
+use super::token_store::{self, fingerprint, StoredUser, TokenFile};
+use crate::api::cancel::Cancel;
+use crate::api::client::{ApiClient, CallError};
+use crate::api::envelope::{ApiFailure, Endpoint, FailKind};
+use crate::cli::{AuthArgs, Cli};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Withings' consent page (fact sheet §2.1).
+pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/authorize2";
+
+/// Path of the consent page, appended to a loopback `api_url` (the simulator serves it there).
+pub const AUTHORIZE_PATH: &str = "/oauth2_user/authorize2";
+
+/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth` and
+/// `auth --refresh` announces `tap-withings: debug pause at <point>` on stderr and sleeps for
+/// [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process there. It only sleeps:
+/// requests, the store and the output are the same with or without it.
+pub const DEBUG_PAUSE_VAR: &str = "TAP_WITHINGS_DEBUG_PAUSE";
+
+/// How long the [`DEBUG_PAUSE_VAR`] hook sleeps.
+pub const DEBUG_PAUSE: Duration = Duration::from_secs(30);
+
+/// How long the loopback listener waits for the browser's redirect.
+pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The consent page for `api_url`: `{api_url}/oauth2_user/authorize2` when `api_url` is a
+/// loopback address (withings-sim serves consent on the API listener), else Withings'
+/// account host. The US cloud's consent host is not handled here yet.
+pub fn authorize_base(api_url: &str) -> String {
+    match Url::parse(api_url) {
+        Ok(url) if url.host_str().is_some_and(is_loopback_host) => {
+            format!("{}{AUTHORIZE_PATH}", api_url.trim_end_matches('/'))
+        }
+        _ => AUTHORIZE_URL.to_string(),
+    }
+}
+
+/// The authorization URL: `response_type=code`, `client_id`, comma-separated `scope`,
+/// `redirect_uri`, `state` and, for Withings' demo account, `mode=demo` (fact sheet §2.1:
+/// a space-separated scope is wrong).
+pub fn authorize_url(
+    base: &str,
+    client_id: &str,
+    scopes: &[String],
+    redirect_uri: &str,
+    state: &str,
+    demo: bool,
+) -> String {
+    let scope = scopes.join(",");
+    let mut params = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("scope", scope.as_str()),
+        ("redirect_uri", redirect_uri),
+        ("state", state),
+    ];
+    if demo {
+        params.push(("mode", "demo"));
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+/// Percent-encodes a query value, keeping RFC 3986 unreserved characters and commas.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b',' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `localhost`, or an IPv4/IPv6 loopback address (brackets allowed).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Where to listen for the redirect: `redirect_uri` must be plain http on a loopback host with
+/// an explicit port. `localhost` listens on 127.0.0.1. `None`: the user pastes the URL.
+pub fn listen_addr(redirect_uri: &str) -> Option<SocketAddr> {
+    let url = Url::parse(redirect_uri).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let port = url.port()?;
+    let host = url.host_str()?;
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok()?
+    };
+    ip.is_loopback().then_some(SocketAddr::new(ip, port))
+}
+
+/// What a redirect to `redirect_uri` carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redirect {
+    /// The path of the redirect (to tell the callback from a browser's other requests).
+    pub path: String,
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Parses a redirect: a full URL (pasted), a request target (`/callback?code=..`) or a bare
+/// query (`code=..&state=..`).
+pub fn parse_redirect(text: &str) -> std::result::Result<Redirect, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the redirect URL is empty".into());
+    }
+    let url = if text.contains("://") {
+        Url::parse(text).map_err(|e| format!("cannot parse the redirect URL: {e}"))?
+    } else {
+        let base = Url::parse("http://127.0.0.1/").map_err(|e| e.to_string())?;
+        let target = if text.starts_with('/') || text.starts_with('?') {
+            text.to_string()
+        } else {
+            format!("/?{text}")
+        };
+        base.join(&target)
+            .map_err(|e| format!("cannot parse the redirect URL: {e}"))?
+    };
+    let mut redirect = Redirect {
+        path: url.path().to_string(),
+        ..Redirect::default()
+    };
+    for (k, v) in url.query_pairs() {
+        let slot = match k.as_ref() {
+            "code" => &mut redirect.code,
+            "state" => &mut redirect.state,
+            "error" => &mut redirect.error,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(v.into_owned()).filter(|v| !v.is_empty());
+        }
+    }
+    Ok(redirect)
+}
+
+/// The code of a redirect whose `state` is this run's; a refusal or a wrong state is an error.
+pub fn check_redirect(redirect: &Redirect, expected_state: &str) -> Result<String> {
+    if redirect.state.as_deref() != Some(expected_state) {
+        return Err(Error::Auth(
+            "the redirect's state does not match this run's (a stale or forged redirect): run `tap-withings auth` again and use the new URL"
+                .into(),
+        ));
+    }
+    if let Some(error) = &redirect.error {
+        let error: String = error.chars().take(100).collect();
+        return Err(Error::Auth(format!(
+            "Withings did not grant access ({error}): run `tap-withings auth` again"
+        )));
+    }
+    redirect.code.clone().ok_or_else(|| {
+        Error::Auth("the redirect has no `code`: run `tap-withings auth` again".into())
+    })
+}
+
+/// A random `state` (128 bits, hex).
+fn random_state() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::io("cannot draw a random state", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn now_epoch() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn rfc3339(epoch: i64) -> String {
+    chrono::DateTime::from_timestamp(epoch, 0).map_or_else(
+        || epoch.to_string(),
+        |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+fn split_scopes(scope: &str) -> Vec<String> {
+    scope
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `tap-withings auth` (consent, `--refresh` or `--status`); `input` is where a pasted
+/// redirect URL is read from (stdin).
+pub async fn run<W, R>(
+    cli: &Cli,
+    args: &AuthArgs,
+    env: &BTreeMap<String, String>,
+    mut stdout: W,
+    input: R,
+    cancel: Cancel,
+) -> Result<()>
+where
+    W: Write,
+    R: BufRead + Send + 'static,
+{
+    if cli.discover
+        || cli.about
+        || cli.test
+        || cli.state.is_some()
+        || cli.catalog.is_some()
+        || cli.properties.is_some()
+    {
+        return Err(Error::Usage(
+            "`tap-withings auth` takes only --config and its own flags (not --discover, --about, --test, --state or --catalog)".into(),
+        ));
+    }
+    let cfg = crate::load_raw_config(cli, env)?.validate(env, chrono::Utc::now())?;
+    let result = if args.status {
+        status(&cfg)?
+    } else if args.refresh {
+        let client = ApiClient::new(&cfg, cancel)?;
+        refresh(&cfg, &client, env, args.user).await?
+    } else {
+        let client = ApiClient::new(&cfg, cancel.clone())?;
+        consent(&cfg, &client, args, env, input, &cancel).await?
+    };
+    serde_json::to_writer_pretty(&mut stdout, &result)
+        .map_err(|e| Error::io("cannot write to stdout", e))?;
+    writeln!(stdout)
+        .and_then(|_| stdout.flush())
+        .map_err(|e| Error::io("cannot write to stdout", e))
+}
+
+async fn consent<R: BufRead + Send + 'static>(
+    cfg: &Config,
+    client: &ApiClient,
+    args: &AuthArgs,
+    env: &BTreeMap<String, String>,
+    input: R,
+    cancel: &Cancel,
+) -> Result<Value> {
+    let redirect_uri = cfg.redirect_uri.clone().ok_or_else(|| {
+        Error::input(
+            "setting `redirect_uri` is required by `tap-withings auth`: the callback URL registered for your Withings app (a loopback URL such as http://127.0.0.1:8765/callback is received by the tap itself)",
+        )
+    })?;
+    let state = random_state()?;
+    let url = authorize_url(
+        &authorize_base(&cfg.api_url),
+        &cfg.client_id,
+        &cfg.scopes,
+        &redirect_uri,
+        &state,
+        args.demo,
+    );
+    let listen = if args.no_listen {
+        None
+    } else {
+        listen_addr(&redirect_uri)
+    };
+    // Bind before showing the URL, so the redirect cannot arrive before the listener.
+    let listener = match listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
+                ),
+                e,
+            )
+        })?),
+        None => None,
+    };
+    eprintln!(
+        "Open this URL in a browser and allow access{}:",
+        if args.demo {
+            " (Withings demo account)"
+        } else {
+            ""
+        }
+    );
+    eprintln!("  {url}");
+    let wait = async {
+        match listener {
+            Some(listener) => {
+                eprintln!("Waiting for the redirect to {redirect_uri} ...");
+                receive_redirect(listener, &redirect_uri, &state).await
+            }
+            None => {
+                eprintln!("Then paste here the full URL your browser was sent to (it starts with {redirect_uri}) and press Enter:");
+                check_redirect(&read_pasted(input).await?, &state)
+            }
+        }
+    };
+    let code = tokio::select! {
+        code = wait => code?,
+        _ = cancel.cancelled() => {
+            return Err(Error::Auth("interrupted while waiting for the redirect: nothing was stored".into()))
+        }
+    };
+    // Codes live 30 s: exchange at once, before anything else.
+    let reply = exchange_code(cfg, client, &code, &redirect_uri).await?;
+    debug_pause(env, "token_reply").await;
+    let stored = store_reply(&cfg.token_store, &reply, fingerprint(&reply.refresh_token))?;
+    debug_pause(env, "store_written").await;
+    let granted = split_scopes(&reply.scope);
+    let missing: Vec<&str> = cfg
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !granted.iter().any(|g| g == s))
+        .collect();
+    info!(
+        userid = reply.userid,
+        scope = reply.scope,
+        "Linked the Withings account and stored its tokens."
+    );
+    if cfg
+        .refresh_token
+        .as_ref()
+        .is_some_and(|rt| rt.expose() != reply.refresh_token)
+    {
+        eprintln!(
+            "tap-withings: the `refresh_token` setting holds an older token, which a sync would use instead of this consent: replace it with the printed one, or remove it to use the token store"
+        );
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "tap-withings: user {} did not grant {}; streams that need it will fail",
+            reply.userid,
+            missing.join(", ")
+        );
+    }
+    eprintln!(
+        "tap-withings: linked Withings user {} (scopes {}); tokens stored in {}. Put the `config` lines printed on stdout in your config, or keep the token store",
+        reply.userid,
+        granted.join(","),
+        cfg.token_store.display()
+    );
+    Ok(json!({
+        "userid": reply.userid,
+        "scopes": granted,
+        "access_token_expires_at": rfc3339(stored.expires_at),
+        "token_store": cfg.token_store.display().to_string(),
+        "config": {
+            "refresh_token": reply.refresh_token,
+            "token_store": cfg.token_store.display().to_string(),
+        },
+    }))
+}
+
+/// Reads the first non-blank line of `input` as the pasted redirect URL.
+async fn read_pasted<R: BufRead + Send + 'static>(mut input: R) -> Result<Redirect> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A detached thread, not `spawn_blocking`: the runtime's shutdown would wait for a blocked
+    // read of stdin after Ctrl-C; the process exit does not.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                Ok(0) => break Ok(None),
+                Ok(_) if !line.trim().is_empty() => break Ok(Some(line)),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = tx.send(read);
+    });
+    let line = rx
+        .await
+        .map_err(|e| Error::io("cannot read stdin", e))?
+        .map_err(|e| Error::io("cannot read stdin", e))?
+        .ok_or_else(|| {
+            Error::input("no redirect URL on stdin: paste the URL your browser was sent to")
+        })?;
+    parse_redirect(&line).map_err(Error::Input)
+}
+
+const SUCCESS_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Access granted</h1><p>tap-withings received the authorization. You can close this tab.</p></body></html>";
+const FAILURE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Authorization failed</h1><p>See the terminal where <code>tap-withings auth</code> runs, and run it again.</p></body></html>";
+const WAITING_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><p>tap-withings is waiting for the Withings redirect here.</p></body></html>";
+
+/// Accepts connections until the browser brings the redirect; answers it with a short page.
+/// Requests for other paths (a favicon) get a 404 and the listener keeps waiting.
+async fn receive_redirect(
+    listener: TcpListener,
+    redirect_uri: &str,
+    state: &str,
+) -> Result<String> {
+    let expected_path = Url::parse(redirect_uri)
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|_| "/".into());
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let accepted = tokio::time::timeout(left, listener.accept())
+            .await
+            .map_err(|_| {
+                Error::Auth(format!(
+                    "no redirect reached {redirect_uri} within {} s: run `tap-withings auth` again",
+                    LISTEN_TIMEOUT.as_secs()
+                ))
+            })?;
+        let Ok((mut stream, _)) = accepted else {
+            continue;
+        };
+        let Some(target) = read_request_target(&mut stream).await else {
+            continue;
+        };
+        let redirect = match parse_redirect(&target) {
+            Ok(r)
+                if r.path == expected_path
+                    && (r.code.is_some() || r.state.is_some() || r.error.is_some()) =>
+            {
+                r
+            }
+            _ => {
+                respond(&mut stream, "404 Not Found", WAITING_PAGE).await;
+                continue;
+            }
+        };
+        return match check_redirect(&redirect, state) {
+            Ok(code) => {
+                respond(&mut stream, "200 OK", SUCCESS_PAGE).await;
+                Ok(code)
+            }
+            Err(e) => {
+                respond(&mut stream, "400 Bad Request", FAILURE_PAGE).await;
+                Err(e)
+            }
+        };
+    }
+}
+
+/// The request target of an HTTP request line (`GET /callback?code=.. HTTP/1.1`).
+async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()??;
+    let head = String::from_utf8_lossy(&buf);
+    let mut words = head.lines().next()?.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("GET"), Some(target)) => Some(target.to_string()),
+        _ => None,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, page: &str) {
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    );
+    // The browser page is a courtesy: the terminal has the outcome even if this write fails.
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Exchanges a code for tokens (grant_type=authorization_code); a refused code is an
+/// [`Error::Auth`] that says to start again quickly (codes live 30 s and work once).
+async fn exchange_code(
+    cfg: &Config,
+    client: &ApiClient,
+    code: &str,
+    redirect_uri: &str,
+) -> Result<TokenReply> {
+    let params = [
+        ("action", "requesttoken".to_string()),
+        ("grant_type", "authorization_code".to_string()),
+        ("client_id", cfg.client_id.clone()),
+        ("client_secret", cfg.client_secret.expose().to_string()),
+        ("code", code.to_string()),
+        ("redirect_uri", redirect_uri.to_string()),
+    ];
+    let body = client.request("/v2/oauth2", &params, None, Endpoint::Token).await.map_err(|e| match e {
+        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => Error::Auth(format!(
+            "Withings refused the authorization code (status {status}: {message}); codes work once and live 30 seconds: run `tap-withings auth` again and finish the consent quickly"
+        )),
+        other => token_call_error("the code exchange", other),
+    })?;
+    parse_token_reply(&body).map_err(|why| Error::Api(format!("the code exchange failed: {why}")))
+}
+
+fn token_call_error(what: &str, e: CallError) -> Error {
+    match e {
+        CallError::Failed(f) => Error::Api(format!(
+            "{what} failed (status {}: {})",
+            f.status, f.message
+        )),
+        CallError::Refresh => {
+            Error::Auth(format!("{what} was refused: run `tap-withings auth` again"))
+        }
+        CallError::Exhausted { reason, attempts } => Error::Api(format!(
+            "{what} failed after {attempts} attempts ({reason})"
+        )),
+        CallError::Cancelled => Error::Interrupted,
+    }
+}
+
+/// Writes a token reply into the store (keeping the other users), atomically, mode 0600.
+fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<StoredUser> {
+    let now = now_epoch();
+    let stored = StoredUser {
+        userid: reply.userid,
+        access_token: reply.access_token.clone(),
+        refresh_token: reply.refresh_token.clone(),
+        expires_at: now + reply.expires_in,
+        scope: reply.scope.clone(),
+        updated_at: now,
+        seeded_from,
+    };
+    let mut file = token_store::load(path)?;
+    file.version = 1;
+    file.users.insert(reply.userid.to_string(), stored.clone());
+    token_store::save(path, &file).map_err(|e| {
+        Error::Io(format!("{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"))
+    })?;
+    Ok(stored)
+}
+
+async fn debug_pause(env: &BTreeMap<String, String>, point: &str) {
+    if env.get(DEBUG_PAUSE_VAR).map(String::as_str) == Some(point) {
+        eprintln!("tap-withings: debug pause at {point}");
+        tokio::time::sleep(DEBUG_PAUSE).await;
+    }
+}
+
+/// One refresh to do: the token store, the user (once known), the refresh token and the
+/// chain it belongs to.
+struct Target {
+    store: PathBuf,
+    userid: Option<i64>,
+    refresh_token: String,
+    seeded_from: String,
+}
+
+/// Every token store of the config: the main one, then those of `users` entries.
+fn stores(cfg: &Config) -> Vec<PathBuf> {
+    let mut stores = vec![cfg.token_store.clone()];
+    for user in &cfg.users {
+        if let Some(store) = &user.token_store {
+            if !stores.contains(store) {
+                stores.push(store.clone());
+            }
+        }
+    }
+    stores
+}
+
+/// The stored chain that grew from `refresh_token`, else that token itself.
+fn chain_of(store: &Path, file: &TokenFile, refresh_token: &str) -> Target {
+    let fp = fingerprint(refresh_token);
+    match file
+        .users
+        .values()
+        .find(|u| u.seeded_from == fp || u.refresh_token == refresh_token)
+    {
+        Some(u) => stored_target(store, u),
+        None => Target {
+            store: store.to_path_buf(),
+            userid: None,
+            refresh_token: refresh_token.to_string(),
+            seeded_from: fp,
+        },
+    }
+}
+
+fn stored_target(store: &Path, u: &StoredUser) -> Target {
+    Target {
+        store: store.to_path_buf(),
+        userid: Some(u.userid),
+        refresh_token: u.refresh_token.clone(),
+        seeded_from: u.seeded_from.clone(),
+    }
+}
+
+/// Which tokens `--refresh` rotates, as a sync would pick them: the chain of the configured
+/// `refresh_token`, of each `users` entry, and every other user of the main token store, each
+/// user once; with `--user`, only that user.
+fn refresh_targets(
+    cfg: &Config,
+    files: &BTreeMap<PathBuf, TokenFile>,
+    user: Option<i64>,
+) -> Vec<Target> {
+    let empty = TokenFile::default();
+    let file = |store: &Path| files.get(store).unwrap_or(&empty);
+    let mut targets = Vec::new();
+    if let Some(rt) = &cfg.refresh_token {
+        targets.push(chain_of(
+            &cfg.token_store,
+            file(&cfg.token_store),
+            rt.expose(),
+        ));
+    }
+    for entry in &cfg.users {
+        let store = entry.token_store.as_deref().unwrap_or(&cfg.token_store);
+        match &entry.refresh_token {
+            Some(rt) => targets.push(chain_of(store, file(store), rt.expose())),
+            None => targets.extend(file(store).users.values().map(|u| stored_target(store, u))),
+        }
+    }
+    targets.extend(
+        file(&cfg.token_store)
+            .users
+            .values()
+            .map(|u| stored_target(&cfg.token_store, u)),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    targets.retain(|t| t.userid.is_none_or(|id| seen.insert(id)));
+    if let Some(id) = user {
+        targets.retain(|t| t.userid == Some(id));
+    }
+    targets
+}
+
+/// `auth --refresh`: rotates each target's tokens, storing every reply before going on; a
+/// refused user does not stop the others.
+async fn refresh(
+    cfg: &Config,
+    client: &ApiClient,
+    env: &BTreeMap<String, String>,
+    user: Option<i64>,
+) -> Result<Value> {
+    let mut files = BTreeMap::new();
+    for store in stores(cfg) {
+        let file = token_store::load(&store)?;
+        files.insert(store, file);
+    }
+    let targets = refresh_targets(cfg, &files, user);
+    if targets.is_empty() {
+        return Err(Error::Auth(match user {
+            Some(id) => format!("user {id} is in no token store of this config: run `tap-withings auth` to link it"),
+            None => format!(
+                "no refresh token: token store {} is empty and `refresh_token` is not set; run `tap-withings auth` first",
+                cfg.token_store.display()
+            ),
+        }));
+    }
+    let mut refreshed = Vec::new();
+    let mut failed = Vec::new();
+    let mut done = std::collections::BTreeSet::new();
+    for target in targets {
+        // A configured token's user is known only from its reply; its stored chain is then done.
+        if target.userid.is_some_and(|id| done.contains(&id)) {
+            continue;
+        }
+        let who = target.userid.map_or_else(
+            || "of a configured refresh_token".to_string(),
+            |u| u.to_string(),
+        );
+        match refresh_one(cfg, client, env, &target).await {
+            Ok(stored) => {
+                done.insert(stored.userid);
+                info!(
+                    userid = stored.userid,
+                    expires_at = stored.expires_at,
+                    "Refreshed the access token and stored the rotated refresh token."
+                );
+                eprintln!(
+                    "tap-withings: refreshed user {}; access token valid until {}",
+                    stored.userid,
+                    rfc3339(stored.expires_at)
+                );
+                refreshed.push(json!({
+                    "userid": stored.userid,
+                    "scopes": split_scopes(&stored.scope),
+                    "access_token_expires_at": rfc3339(stored.expires_at),
+                    "token_store": target.store.display().to_string(),
+                }));
+            }
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                warn!(user = who, error = %e, "Token refresh failed.");
+                failed.push((who, e));
+            }
+        }
+    }
+    match failed.len() {
+        0 => Ok(json!({"refreshed": refreshed})),
+        1 if refreshed.is_empty() => Err(failed.remove(0).1),
+        _ => Err(Error::Auth(format!(
+            "the refresh failed for user(s) {}; run `tap-withings auth` again for them",
+            failed
+                .iter()
+                .map(|(who, _)| who.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+async fn refresh_one(
+    cfg: &Config,
+    client: &ApiClient,
+    env: &BTreeMap<String, String>,
+    target: &Target,
+) -> Result<StoredUser> {
+    let params = [
+        ("action", "requesttoken".to_string()),
+        ("grant_type", "refresh_token".to_string()),
+        ("client_id", cfg.client_id.clone()),
+        ("client_secret", cfg.client_secret.expose().to_string()),
+        ("refresh_token", target.refresh_token.clone()),
+    ];
+    let body = client.request("/v2/oauth2", &params, None, Endpoint::Token).await.map_err(|e| match e {
+        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => Error::Auth(format!(
+            "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
+        )),
+        other => token_call_error("the token refresh", other),
+    })?;
+    let reply = parse_token_reply(&body)
+        .map_err(|why| Error::Api(format!("the token refresh failed: {why}")))?;
+    if let Some(expected) = target.userid.filter(|u| *u != reply.userid) {
+        return Err(Error::Api(format!(
+            "the token refresh answered for user {} instead of {expected}; the store is unchanged",
+            reply.userid
+        )));
+    }
+    debug_pause(env, "token_reply").await;
+    let stored = store_reply(&target.store, &reply, target.seeded_from.clone())?;
+    debug_pause(env, "store_written").await;
+    Ok(stored)
+}
+
+/// `auth --status`: per token store and stored user, the userid, scopes, access-token expiry
+/// and last update.
+fn status(cfg: &Config) -> Result<Value> {
+    let now = now_epoch();
+    let mut configured: Vec<&str> = cfg.refresh_token.iter().map(|rt| rt.expose()).collect();
+    configured.extend(
+        cfg.users
+            .iter()
+            .filter_map(|u| u.refresh_token.as_ref())
+            .map(|rt| rt.expose()),
+    );
+    let fps: Vec<String> = configured.iter().map(|rt| fingerprint(rt)).collect();
+    let mut out = Vec::new();
+    for store in stores(cfg) {
+        let file = token_store::load(&store)?;
+        let users: Vec<Value> = file
+            .users
+            .values()
+            .map(|u| {
+                json!({
+                    "userid": u.userid,
+                    "scopes": split_scopes(&u.scope),
+                    "access_token_expires_at": rfc3339(u.expires_at),
+                    "access_token_expired": u.expires_at <= now,
+                    "updated_at": rfc3339(u.updated_at),
+                    "from_configured_refresh_token": fps.contains(&u.seeded_from) || configured.contains(&u.refresh_token.as_str()),
+                })
+            })
+            .collect();
+        if users.is_empty() {
+            eprintln!(
+                "tap-withings: token store {} holds no users; run `tap-withings auth` to link one",
+                store.display()
+            );
+        }
+        out.push(json!({"token_store": store.display().to_string(), "users": users}));
+    }
+    Ok(json!({"token_stores": out}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn scopes(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn authorize_url_has_every_parameter_with_comma_separated_scopes() {
+        let url = authorize_url(
+            AUTHORIZE_URL,
+            "cid",
+            &scopes(&["user.info", "user.metrics"]),
+            "https://x.example/cb?a=1",
+            "s1",
+            false,
+        );
+        assert_eq!(
+            url,
+            "https://account.withings.com/oauth2_user/authorize2?response_type=code&client_id=cid&scope=user.info,user.metrics&redirect_uri=https%3A%2F%2Fx.example%2Fcb%3Fa%3D1&state=s1"
+        );
+        let demo = authorize_url(
+            "http://127.0.0.1:9/oauth2_user/authorize2",
+            "c d",
+            &scopes(&["user.info"]),
+            "http://127.0.0.1:8/",
+            "s",
+            true,
+        );
+        assert!(demo.ends_with("&state=s&mode=demo"), "{demo}");
+        assert!(demo.contains("client_id=c%20d&"), "{demo}");
+    }
+
+    #[test]
+    fn the_consent_page_follows_a_loopback_api_url_only() {
+        let cases = [
+            (
+                "http://127.0.0.1:4567",
+                "http://127.0.0.1:4567/oauth2_user/authorize2",
+            ),
+            (
+                "http://localhost:1/",
+                "http://localhost:1/oauth2_user/authorize2",
+            ),
+            ("http://[::1]:80", "http://[::1]:80/oauth2_user/authorize2"),
+            ("https://wbsapi.withings.net", AUTHORIZE_URL),
+            ("https://wbsapi.us.withingsmed.net", AUTHORIZE_URL),
+            ("not a url", AUTHORIZE_URL),
+        ];
+        for (api, expected) in cases {
+            assert_eq!(authorize_base(api), expected, "{api}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_http_redirects_with_a_port_are_listened_for() {
+        let cases = [
+            ("http://127.0.0.1:8765/callback", Some("127.0.0.1:8765")),
+            ("http://localhost:8765/cb", Some("127.0.0.1:8765")),
+            ("http://LOCALHOST:1", Some("127.0.0.1:1")),
+            ("http://[::1]:9000/", Some("[::1]:9000")),
+            ("http://127.5.0.1:9000/", Some("127.5.0.1:9000")),
+            ("http://127.0.0.1/callback", None),
+            ("https://127.0.0.1:8765/callback", None),
+            ("http://10.0.0.1:8765/", None),
+            ("http://example.com:8765/", None),
+            ("https://example.com/withings", None),
+            ("garbage", None),
+        ];
+        for (uri, expected) in cases {
+            assert_eq!(
+                listen_addr(uri).map(|a| a.to_string()).as_deref(),
+                expected,
+                "{uri}"
+            );
+        }
+        for host in ["localhost", "127.0.0.1", "::1", "[::1]", "127.1.2.3"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["10.0.0.1", "example.com", "::2", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    fn redirect(
+        path: &str,
+        code: Option<&str>,
+        state: Option<&str>,
+        error: Option<&str>,
+    ) -> Redirect {
+        let s = |v: Option<&str>| v.map(str::to_string);
+        Redirect {
+            path: path.into(),
+            code: s(code),
+            state: s(state),
+            error: s(error),
+        }
+    }
+
+    #[test]
+    fn redirects_parse_from_urls_request_targets_and_bare_queries() {
+        let cases = [
+            (
+                "https://x.example/cb?code=abc&state=s1",
+                redirect("/cb", Some("abc"), Some("s1"), None),
+            ),
+            (
+                "  http://127.0.0.1:8/cb?state=s%201&code=a%2Bb&x=1\n",
+                redirect("/cb", Some("a+b"), Some("s 1"), None),
+            ),
+            (
+                "/callback?code=c&state=s",
+                redirect("/callback", Some("c"), Some("s"), None),
+            ),
+            ("code=c&state=s", redirect("/", Some("c"), Some("s"), None)),
+            (
+                "/cb?error=access_denied&state=s",
+                redirect("/cb", None, Some("s"), Some("access_denied")),
+            ),
+            ("/favicon.ico", redirect("/favicon.ico", None, None, None)),
+            ("/cb?code=&state=s", redirect("/cb", None, Some("s"), None)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_redirect(text).unwrap(), expected, "{text}");
+        }
+        assert!(parse_redirect("  ").is_err());
+        assert!(parse_redirect("http://[bad").is_err());
+    }
+
+    #[test]
+    fn a_redirect_gives_its_code_only_with_this_runs_state() {
+        assert_eq!(
+            check_redirect(&redirect("/", Some("c"), Some("s"), None), "s").unwrap(),
+            "c"
+        );
+        let cases = [
+            (
+                redirect("/", Some("c"), Some("other"), None),
+                "state does not match",
+            ),
+            (redirect("/", Some("c"), None, None), "state does not match"),
+            (
+                redirect("/", None, Some("s"), Some("access_denied")),
+                "did not grant access (access_denied)",
+            ),
+            (redirect("/", None, Some("s"), None), "has no `code`"),
+        ];
+        for (r, expected) in cases {
+            let err = check_redirect(&r, "s").unwrap_err();
+            assert!(matches!(err, Error::Auth(_)));
+            let text = err.to_string();
+            assert!(
+                text.contains(expected)
+                    && text.contains("tap-withings auth")
+                    && !text.contains('\n'),
+                "{text}"
+            );
+        }
+    }
+
+    fn stored(userid: i64, refresh: &str, seeded_from: &str) -> StoredUser {
+        StoredUser {
+            userid,
+            access_token: format!("a{userid}"),
+            refresh_token: refresh.into(),
+            expires_at: 0,
+            scope: String::new(),
+            updated_at: 0,
+            seeded_from: seeded_from.into(),
+        }
+    }
+
+    fn config(settings: &str) -> Config {
+        let mut raw = crate::config::RawConfig::default();
+        raw.add_file("c.json", settings).unwrap();
+        raw.validate(&BTreeMap::new(), chrono::Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn refresh_targets_follow_the_configured_chains_then_the_stored_users_once_each() {
+        let cfg = config(
+            r#"{"client_id": "i", "client_secret": "s", "refresh_token": "cfg", "token_store": "/t.json", "users": [{"refresh_token": "new-consent"}]}"#,
+        );
+        let mut file = TokenFile {
+            version: 1,
+            ..TokenFile::default()
+        };
+        for u in [
+            stored(1, "r1", &fingerprint("cfg")),
+            stored(2, "r2", &fingerprint("old")),
+            stored(3, "r3", ""),
+        ] {
+            file.users.insert(u.userid.to_string(), u);
+        }
+        let files = BTreeMap::from([(PathBuf::from("/t.json"), file)]);
+        let summary = |targets: Vec<Target>| -> Vec<(Option<i64>, String)> {
+            targets
+                .into_iter()
+                .map(|t| (t.userid, t.refresh_token))
+                .collect()
+        };
+        assert_eq!(
+            summary(refresh_targets(&cfg, &files, None)),
+            [
+                (Some(1), "r1".into()),
+                (None, "new-consent".into()),
+                (Some(2), "r2".into()),
+                (Some(3), "r3".into())
+            ]
+        );
+        assert_eq!(
+            summary(refresh_targets(&cfg, &files, Some(3))),
+            [(Some(3), "r3".into())]
+        );
+        assert!(refresh_targets(&cfg, &files, Some(9)).is_empty());
+        let none = config(r#"{"client_id": "i", "client_secret": "s", "token_store": "/t.json"}"#);
+        assert!(refresh_targets(&none, &BTreeMap::new(), None).is_empty());
+    }
+
+    #[test]
+    fn states_are_random_hex() {
+        let (a, b) = (random_state().unwrap(), random_state().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

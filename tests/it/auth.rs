@@ -1,0 +1,666 @@
+//! `tap-withings auth` end to end against withings-sim: the consent flow through the loopback
+//! listener and through a pasted URL, a wrong state, an expired code, `--refresh`, `--status`,
+//! SIGKILL at the two critical points of a token exchange, and no secret in any output.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tap_withings::auth::token_store::fingerprint;
+use withings_sim::SimConfig;
+
+use crate::support::{sim_config, tap, tap_env, write_json, Run, World};
+
+const ALL_SCOPES: [&str; 4] = [
+    "user.info",
+    "user.metrics",
+    "user.activity",
+    "user.sleepevents",
+];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A world whose config has `redirect_uri` set.
+fn auth_world(cfg: SimConfig, redirect_uri: &str) -> World {
+    World::with_settings(cfg, json!({ "redirect_uri": redirect_uri }))
+}
+
+/// A plain HTTP/1.1 GET that does not follow redirects: (status, Location, body).
+fn http_get(url: &str) -> (u16, Option<String>, String) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("http URL expected: {url}"));
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let location = head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    (status, location, body.to_string())
+}
+
+/// `tap-withings auth ...` running in the background, its stderr read line by line.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TAP_WITHINGS") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("tap starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no stderr line with {needle:?} ({e:?}); stderr so far:\n{}",
+                    self.stderr.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The authorization URL printed on stderr.
+    fn authorize_url(&mut self) -> String {
+        let line = self.wait_for("/oauth2_user/authorize2?");
+        line.trim().to_string()
+    }
+
+    fn paste(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{text}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the exit: the code and the whole stdout and stderr.
+    fn finish(mut self) -> Run {
+        drop(self.child.stdin.take());
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        self.stderr.extend(self.lines.iter());
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr: self.stderr.join("\n"),
+            messages: Vec::new(),
+        }
+    }
+
+    /// SIGKILLs the process (`Child::kill` sends SIGKILL on unix).
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), None, "killed by a signal");
+    }
+}
+
+fn read_store(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("token store exists"))
+        .expect("token store is valid JSON")
+}
+
+/// The store is valid JSON, private (0600) and no temp file is left beside it.
+fn assert_store_intact(path: &Path) -> Value {
+    let store = read_store(path);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+    store
+}
+
+/// Every token in the store.
+fn stored_tokens(path: &Path) -> Vec<String> {
+    let store = read_store(path);
+    let mut tokens = Vec::new();
+    for user in store["users"].as_object().unwrap().values() {
+        for k in ["access_token", "refresh_token"] {
+            tokens.push(user[k].as_str().unwrap().to_string());
+        }
+    }
+    tokens
+}
+
+fn assert_no_secrets(what: &str, text: &str, secrets: &[String]) {
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        assert!(
+            !text.contains(secret.as_str()),
+            "{what} shows a secret ({secret}):\n{text}"
+        );
+    }
+}
+
+/// Successful `requesttoken` calls the simulator answered so far.
+fn token_grants(world: &World) -> usize {
+    world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action == "requesttoken" && r.status == 0)
+        .count()
+}
+
+/// A sync of `goals` with `config`; it must succeed with records for the user.
+fn sync_goals(world: &World, config: &Path) -> Run {
+    let catalog = world.catalog(&["goals"]);
+    let run = tap_env(
+        &[
+            "--config",
+            &config.display().to_string(),
+            "--catalog",
+            &catalog.display().to_string(),
+        ],
+        &[("RUST_LOG", "debug")],
+    );
+    assert_eq!(run.code, 0, "sync failed: {}", run.stderr);
+    assert!(run.stdout.contains("\"RECORD\""), "{}", run.stdout);
+    run
+}
+
+fn auth_cmd<'a>(world: &'a World, extra: &[&'a str]) -> Vec<String> {
+    let mut args = vec![
+        "auth".to_string(),
+        "--config".to_string(),
+        world.config.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run_auth(world: &World, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    let args = auth_cmd(world, extra);
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", "debug"));
+    tap_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env)
+}
+
+fn start_auth(world: &World, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    let args = auth_cmd(world, extra);
+    Running::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+}
+
+fn error_line(run: &Run) -> String {
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("tap-withings: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line expected:\n{}", run.stderr);
+    lines[0].to_string()
+}
+
+/// Checks a successful consent's stdout and store; returns the new refresh token.
+fn check_consent(world: &World, run: &Run) -> String {
+    assert_eq!(run.code, 0, "auth failed: {}", run.stderr);
+    let out: Value = serde_json::from_str(&run.stdout).expect("auth prints one JSON object");
+    let store_path = world.path("tokens.json");
+    assert_eq!(out["userid"], json!(world.userid()));
+    assert_eq!(out["scopes"], json!(ALL_SCOPES));
+    assert_eq!(out["token_store"], json!(store_path.display().to_string()));
+    let refresh = out["config"]["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(out["config"]["token_store"], out["token_store"]);
+    let store = assert_store_intact(&store_path);
+    let user = &store["users"][world.userid().to_string()];
+    assert_eq!(
+        user["refresh_token"],
+        json!(refresh),
+        "stdout shows the stored refresh token"
+    );
+    assert_eq!(user["seeded_from"], json!(fingerprint(&refresh)));
+    assert_eq!(user["scope"], json!(ALL_SCOPES.join(",")));
+    // The refresh token appears once: in the explicit `config` lines of stdout.
+    assert_eq!(run.stdout.matches(refresh.as_str()).count(), 1);
+    let mut secrets = stored_tokens(&store_path);
+    secrets.push(world.sim.client_secret().to_string());
+    assert_no_secrets("auth stderr", &run.stderr, &secrets);
+    secrets.retain(|s| *s != refresh);
+    assert_no_secrets("auth stdout", &run.stdout, &secrets);
+    refresh
+}
+
+#[test]
+fn auth_receives_the_redirect_on_a_loopback_listener_and_a_sync_then_uses_the_stored_tokens() {
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let world = auth_world(sim_config(1, 3), &redirect);
+    let mut auth = start_auth(&world, &[], &[]);
+    let url = auth.authorize_url();
+    assert!(
+        url.starts_with(&format!("{}/oauth2_user/authorize2?", world.sim.url())),
+        "{url}"
+    );
+    for part in [
+        "response_type=code".to_string(),
+        format!("client_id={}", world.sim.client_id()),
+        format!("scope={}", ALL_SCOPES.join(",")),
+        format!("redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcallback"),
+    ] {
+        assert!(url.contains(&part), "{part} missing in {url}");
+    }
+    assert!(!url.contains("mode=demo"));
+    let state = url
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    assert_eq!(state.len(), 32);
+
+    let (status, location, _) = http_get(&url);
+    assert_eq!(status, 302);
+    let location = location.expect("a redirect");
+    assert!(location.starts_with(&redirect), "{location}");
+    let (status, _, page) = http_get(&location);
+    assert_eq!(status, 200);
+    assert!(page.contains("Access granted"), "{page}");
+    let refresh = check_consent(&world, &auth.finish());
+
+    // A config holding the printed refresh token picks the stored chain: no new token request.
+    let grants = token_grants(&world);
+    let config = write_json(
+        world.dir.path(),
+        "printed.json",
+        &json!({
+            "client_id": world.sim.client_id(),
+            "client_secret": world.sim.client_secret(),
+            "api_url": world.sim.url(),
+            "refresh_token": refresh,
+            "token_store": world.path("tokens.json"),
+            "start_date": "2000-01-01",
+            "repeat_guard_seconds": 0,
+        }),
+    );
+    let sync = sync_goals(&world, &config);
+    assert_eq!(
+        token_grants(&world),
+        grants,
+        "the stored access token was used"
+    );
+    let mut secrets = stored_tokens(&world.path("tokens.json"));
+    secrets.push(world.sim.client_secret().to_string());
+    assert_no_secrets("sync stdout", &sync.stdout, &secrets);
+    assert_no_secrets("sync stderr", &sync.stderr, &secrets);
+
+    // The first config still holds the older token: `--refresh` rotates that user once.
+    let run = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["refreshed"].as_array().unwrap().len(), 1, "{out}");
+}
+
+#[test]
+fn auth_reads_the_pasted_redirect_url_with_no_listen_and_asks_for_demo_mode() {
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/cb");
+    let world = auth_world(sim_config(1, 3), &redirect);
+    let mut auth = start_auth(&world, &["--no-listen", "--demo"], &[]);
+    let url = auth.authorize_url();
+    assert!(url.contains("&mode=demo"), "{url}");
+    auth.wait_for("paste");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "--no-listen opens no listener"
+    );
+    let (status, location, _) = http_get(&url);
+    assert_eq!(status, 302);
+    auth.paste("");
+    auth.paste(&location.unwrap());
+    check_consent(&world, &auth.finish());
+}
+
+#[test]
+fn a_non_loopback_redirect_uri_is_pasted_on_stdin() {
+    let world = auth_world(sim_config(1, 3), "https://tap.example/withings/callback");
+    let mut auth = start_auth(&world, &[], &[]);
+    let url = auth.authorize_url();
+    auth.wait_for("paste");
+    let (_, location, _) = http_get(&url);
+    let location = location.unwrap();
+    assert!(
+        location.starts_with("https://tap.example/withings/callback?code="),
+        "{location}"
+    );
+    auth.paste(&location);
+    check_consent(&world, &auth.finish());
+}
+
+fn with_forged_state(location: &str) -> String {
+    let (head, tail) = location.split_once("state=").unwrap();
+    let rest = tail
+        .split_once('&')
+        .map(|(_, r)| format!("&{r}"))
+        .unwrap_or_default();
+    format!("{head}state=forged{rest}")
+}
+
+fn assert_refused_state(world: &World, run: &Run) {
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = error_line(run);
+    assert!(
+        line.contains("state does not match") && line.contains("tap-withings auth"),
+        "{line}"
+    );
+    assert!(run.stdout.is_empty());
+    assert!(!world.path("tokens.json").exists(), "nothing stored");
+}
+
+#[test]
+fn a_wrong_state_is_rejected_on_the_listener_and_on_stdin() {
+    let port = free_port();
+    let world = auth_world(
+        sim_config(1, 3),
+        &format!("http://127.0.0.1:{port}/callback"),
+    );
+    let mut auth = start_auth(&world, &[], &[]);
+    let (_, location, _) = http_get(&auth.authorize_url());
+    let (status, _, page) = http_get(&with_forged_state(&location.unwrap()));
+    assert_eq!(status, 400);
+    assert!(page.contains("Authorization failed"), "{page}");
+    assert_refused_state(&world, &auth.finish());
+
+    let mut auth = start_auth(&world, &["--no-listen"], &[]);
+    let (_, location, _) = http_get(&auth.authorize_url());
+    auth.paste(&with_forged_state(&location.unwrap()));
+    assert_refused_state(&world, &auth.finish());
+    assert_eq!(token_grants(&world), 0, "no code was exchanged");
+}
+
+#[test]
+fn the_listener_ignores_other_paths_until_the_redirect_arrives() {
+    let port = free_port();
+    let world = auth_world(
+        sim_config(1, 3),
+        &format!("http://localhost:{port}/callback"),
+    );
+    let mut auth = start_auth(&world, &[], &[]);
+    let url = auth.authorize_url();
+    assert_eq!(
+        http_get(&format!("http://127.0.0.1:{port}/favicon.ico")).0,
+        404
+    );
+    let (_, location, _) = http_get(&url);
+    let location = location.unwrap().replace("localhost", "127.0.0.1");
+    assert_eq!(http_get(&location).0, 200);
+    check_consent(&world, &auth.finish());
+}
+
+#[test]
+fn an_expired_code_says_to_run_auth_again_quickly() {
+    let cfg = SimConfig {
+        code_ttl_secs: 0,
+        ..sim_config(1, 3)
+    };
+    let world = auth_world(cfg, "https://tap.example/cb");
+    let mut auth = start_auth(&world, &[], &[]);
+    let (_, location, _) = http_get(&auth.authorize_url());
+    auth.paste(&location.unwrap());
+    let run = auth.finish();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = error_line(&run);
+    assert!(
+        line.contains("invalid code")
+            && line.contains("30 seconds")
+            && line.contains("run `tap-withings auth` again"),
+        "{line}"
+    );
+    assert!(run.stdout.is_empty());
+    assert!(!world.path("tokens.json").exists());
+}
+
+#[test]
+fn auth_without_redirect_uri_is_a_one_line_config_error() {
+    let world = World::new(sim_config(1, 3));
+    let run = run_auth(&world, &[], &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        error_line(&run).contains("setting `redirect_uri` is required"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        tap(&[
+            "auth",
+            "--config",
+            &world.config.display().to_string(),
+            "--discover"
+        ])
+        .code,
+        2
+    );
+}
+
+#[test]
+fn refresh_and_status_show_users_and_expiry_but_never_a_token() {
+    let world = World::new(sim_config(1, 3));
+    let store_path = world.path("tokens.json");
+    let status = run_auth(&world, &["--status"], &[]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let out: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(out["token_stores"][0]["users"], json!([]));
+
+    let refresh = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(refresh.code, 0, "{}", refresh.stderr);
+    let out: Value = serde_json::from_str(&refresh.stdout).unwrap();
+    assert_eq!(out["refreshed"][0]["userid"], json!(world.userid()));
+    assert!(out["refreshed"][0]["access_token_expires_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    let store = assert_store_intact(&store_path);
+    let user = &store["users"][world.userid().to_string()];
+    assert_eq!(
+        user["seeded_from"],
+        json!(fingerprint(&world.sim.refresh_token(world.userid())))
+    );
+
+    // A second refresh rotates the stored chain (the configured token is its seed).
+    let first_refresh = user["refresh_token"].clone();
+    let mut seen = stored_tokens(&store_path);
+    let again = run_auth(
+        &world,
+        &["--refresh", "--user", &world.userid().to_string()],
+        &[],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_ne!(
+        read_store(&store_path)["users"][world.userid().to_string()]["refresh_token"],
+        first_refresh
+    );
+
+    let status = run_auth(&world, &["--status"], &[]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let out: Value = serde_json::from_str(&status.stdout).unwrap();
+    let users = &out["token_stores"][0]["users"];
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_eq!(users[0]["userid"], json!(world.userid()));
+    assert_eq!(users[0]["scopes"], json!(ALL_SCOPES));
+    assert_eq!(users[0]["access_token_expired"], json!(false));
+    assert_eq!(users[0]["from_configured_refresh_token"], json!(true));
+
+    let sync = sync_goals(&world, &world.config);
+    seen.extend(stored_tokens(&store_path));
+    seen.push(world.sim.refresh_token(world.userid()));
+    seen.push(world.sim.client_secret().to_string());
+    for (what, run) in [
+        ("status", &status),
+        ("refresh", &refresh),
+        ("second refresh", &again),
+        ("sync", &sync),
+    ] {
+        assert_no_secrets(&format!("{what} stdout"), &run.stdout, &seen);
+        assert_no_secrets(&format!("{what} stderr"), &run.stderr, &seen);
+    }
+
+    let unknown = run_auth(&world, &["--refresh", "--user", "42"], &[]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        error_line(&unknown).contains("user 42 is in no token store"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn a_refused_refresh_token_says_to_run_auth_again() {
+    let world = World::with_settings(sim_config(1, 3), json!({"refresh_token": "revoked-token"}));
+    let run = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = error_line(&run);
+    assert!(
+        line.contains("invalid refresh_token") && line.contains("run `tap-withings auth` again"),
+        "{line}"
+    );
+    assert!(!line.contains("revoked-token"));
+}
+
+/// Starts `auth --refresh` paused at `point` and SIGKILLs it there.
+fn kill_refresh_at(world: &World, point: &str) {
+    let mut running = start_auth(
+        world,
+        &["--refresh"],
+        &[("TAP_WITHINGS_DEBUG_PAUSE", point)],
+    );
+    running.wait_for(&format!("debug pause at {point}"));
+    running.kill();
+}
+
+#[test]
+fn a_kill_right_after_the_token_reply_leaves_the_old_refresh_token_working() {
+    let world = World::new(sim_config(1, 3));
+    let store_path = world.path("tokens.json");
+
+    // No store yet: the killed run answered nothing to disk, and the next sync refreshes with
+    // the configured token, which is still alive because the new access token was never used.
+    kill_refresh_at(&world, "token_reply");
+    assert_eq!(
+        token_grants(&world),
+        1,
+        "the token endpoint answered before the kill"
+    );
+    assert!(!store_path.exists());
+    sync_goals(&world, &world.config);
+    assert_eq!(token_grants(&world), 2);
+    let before = assert_store_intact(&store_path);
+
+    // With a stored chain: the killed run's rotation is lost, the stored refresh token is not.
+    kill_refresh_at(&world, "token_reply");
+    assert_eq!(token_grants(&world), 3);
+    assert_eq!(
+        assert_store_intact(&store_path),
+        before,
+        "the store is unchanged"
+    );
+    let run = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(
+        run.code, 0,
+        "the stored refresh token still works: {}",
+        run.stderr
+    );
+    assert_ne!(assert_store_intact(&store_path), before);
+    sync_goals(&world, &world.config);
+}
+
+#[test]
+fn a_kill_right_after_the_store_is_written_loses_nothing() {
+    let world = World::new(sim_config(1, 3));
+    let store_path = world.path("tokens.json");
+    kill_refresh_at(&world, "store_written");
+    let store = assert_store_intact(&store_path);
+    let user = &store["users"][world.userid().to_string()];
+    assert_eq!(
+        user["seeded_from"],
+        json!(fingerprint(&world.sim.refresh_token(world.userid())))
+    );
+    let grants = token_grants(&world);
+
+    // The next run uses the stored access token as is (that kills the configured token) ...
+    sync_goals(&world, &world.config);
+    assert_eq!(token_grants(&world), grants, "no refresh needed");
+    // ... and the stored rotated refresh token goes on working.
+    let run = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_store_intact(&store_path);
+    sync_goals(&world, &world.config);
+}
