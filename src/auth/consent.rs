@@ -42,13 +42,20 @@ pub const DEBUG_PAUSE: Duration = Duration::from_secs(30);
 /// How long the loopback listener waits for the browser's redirect.
 pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The account host of the US medical cloud (`api_url` https://wbsapi.us.withingsmed.net).
+pub const US_ACCOUNT_HOST: &str = "https://account.us.withingsmed.com";
+
 /// The consent page for `api_url`: `{api_url}/oauth2_user/authorize2` when `api_url` is a
-/// loopback address (withings-sim serves consent on the API listener), else Withings'
-/// account host. The US cloud's consent host is not handled here yet.
+/// loopback address (withings-sim serves consent on the API listener), the US medical
+/// cloud's account host for `*.us.withingsmed.net`, else Withings' account host.
 pub fn authorize_base(api_url: &str) -> String {
     match Url::parse(api_url) {
         Ok(url) if url.host_str().is_some_and(is_loopback_host) => {
             format!("{}{AUTHORIZE_PATH}", api_url.trim_end_matches('/'))
+        }
+        // The US medical (HIPAA) cloud has its own account host (fact sheet §1).
+        Ok(url) if url.host_str().is_some_and(|h| h.ends_with(".us.withingsmed.net")) => {
+            format!("{US_ACCOUNT_HOST}{AUTHORIZE_PATH}")
         }
         _ => AUTHORIZE_URL.to_string(),
     }
@@ -848,7 +855,14 @@ mod tests {
             ),
             ("http://[::1]:80", "http://[::1]:80/oauth2_user/authorize2"),
             ("https://wbsapi.withings.net", AUTHORIZE_URL),
-            ("https://wbsapi.us.withingsmed.net", AUTHORIZE_URL),
+            (
+                "https://wbsapi.us.withingsmed.net",
+                "https://account.us.withingsmed.com/oauth2_user/authorize2",
+            ),
+            (
+                "https://staging-wbsapi.us.withingsmed.net",
+                "https://account.us.withingsmed.com/oauth2_user/authorize2",
+            ),
             ("not a url", AUTHORIZE_URL),
         ];
         for (api, expected) in cases {
