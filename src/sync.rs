@@ -79,6 +79,7 @@ pub const SOURCES: &[Source] = &[
     Source::SleepGet,
     Source::Getsummary,
     Source::HeartList,
+    Source::StethoList,
     Source::Getdevice,
     Source::Getgoals,
 ];
@@ -88,7 +89,9 @@ pub fn wanted(source: Source, out: &Emitter) -> Vec<&'static str> {
     STREAMS
         .iter()
         .filter(|d| {
-            d.source == source || (source == Source::HeartList && d.source == Source::HeartGet)
+            d.source == source
+                || (source == Source::HeartList && d.source == Source::HeartGet)
+                || (source == Source::StethoList && d.source == Source::StethoGet)
         })
         .map(|d| d.name)
         .filter(|n| out.is_selected(n))
@@ -171,7 +174,8 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<()
         Source::Getsummary => sync_changes(&ctx, &out, userid, &CHANGES_SUMMARIES).await,
         Source::Getintradayactivity => sync_windows(&ctx, &out, userid, &WINDOWS_INTRADAY).await,
         Source::SleepGet => sync_windows(&ctx, &out, userid, &WINDOWS_SLEEP).await,
-        Source::HeartList => sync_ecg(&ctx, &out, userid).await,
+        Source::HeartList => sync_recordings(&ctx, &out, userid, &ECG).await,
+        Source::StethoList => sync_recordings(&ctx, &out, userid, &STETHO).await,
         Source::Getdevice => {
             sync_single(
                 &ctx,
@@ -186,7 +190,7 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<()
         Source::Getgoals => {
             sync_single(&ctx, &out, userid, "goals", "getgoals", user::goals_records).await
         }
-        Source::HeartGet => Ok(()),
+        Source::HeartGet | Source::StethoGet => Ok(()),
     };
     match result {
         Ok(()) => Ok(()),
@@ -510,9 +514,45 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
     Ok(())
 }
 
-async fn sync_ecg(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
-    let recordings = stream_def("ecg_recordings");
-    let signals = stream_def("ecg_signals");
+type SignalBuilder = fn(&Value, i64, i64) -> std::result::Result<Vec<Record>, ReplyError>;
+
+/// A list of recordings (epoch range, newest first, offset pages) whose signals are fetched
+/// once per recording.
+struct Recordings {
+    recordings: &'static str,
+    signals: &'static str,
+    path: &'static str,
+    build: Builder,
+    build_signal: SignalBuilder,
+    /// Extra parameters of the signal call.
+    signal_params: &'static [(&'static str, &'static str)],
+}
+
+const ECG: Recordings = Recordings {
+    recordings: "ecg_recordings",
+    signals: "ecg_signals",
+    path: "/v2/heart",
+    build: heart::ecg_recordings_records,
+    build_signal: heart::ecg_signals_records,
+    signal_params: heart::HEART_GET_OPTIONS,
+};
+const STETHO: Recordings = Recordings {
+    recordings: "stetho_recordings",
+    signals: "stetho_signals",
+    path: "/v2/stetho",
+    build: heart::stetho_recordings_records,
+    build_signal: heart::stetho_signals_records,
+    signal_params: &[],
+};
+
+async fn sync_recordings(
+    ctx: &SyncCtx,
+    out: &Emitter,
+    userid: i64,
+    spec: &Recordings,
+) -> StreamResult {
+    let recordings = stream_def(spec.recordings);
+    let signals = stream_def(spec.signals);
     let want_signals = out.is_selected(signals.name);
     let mark_rec = resume_from(
         out.bookmark(recordings.name, userid),
@@ -543,9 +583,9 @@ async fn sync_ecg(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
         if pager.offset() > 0 {
             params.push(("offset", pager.offset().to_string()));
         }
-        let body = ctx.session.call(&ctx.client, "/v2/heart", &params).await?;
+        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
         let time_extracted = now_text();
-        let records = heart::ecg_recordings_records(&body, userid)?;
+        let records = (spec.build)(&body, userid)?;
         recent.next_page();
         let fingerprint = page_fingerprint(
             page_rows(&body, "series"),
@@ -583,12 +623,13 @@ async fn sync_ecg(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
                 let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
                     continue;
                 };
-                let params = vec![
+                let mut params = vec![
                     ("action", "get".to_string()),
                     ("signalid", signalid.to_string()),
                 ];
-                let sbody = ctx.session.call(&ctx.client, "/v2/heart", &params).await?;
-                let mut srecs = heart::ecg_signals_records(&sbody, userid, signalid)?;
+                params.extend(spec.signal_params.iter().map(|(k, v)| (*k, v.to_string())));
+                let sbody = ctx.session.call(&ctx.client, spec.path, &params).await?;
+                let mut srecs = (spec.build_signal)(&sbody, userid, signalid)?;
                 for s in &mut srecs {
                     s.insert(
                         "timestamp".into(),
@@ -608,7 +649,8 @@ async fn sync_ecg(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
                 warn!(
                     userid,
                     offset = pager.offset(),
-                    "ecg_recordings: a page repeated the previous one; stopping."
+                    stream = recordings.name,
+                    "A page repeated the previous one; stopping."
                 );
                 break;
             }

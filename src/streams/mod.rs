@@ -49,6 +49,10 @@ pub enum Source {
     HeartList,
     /// `POST /v2/heart get`, once per new recording of `heart_list`.
     HeartGet,
+    /// `POST /v2/stetho list`: epoch range, newest first, offset pages.
+    StethoList,
+    /// `POST /v2/stetho get`, once per new recording of `stetho_list`.
+    StethoGet,
     /// `POST /v2/user getdevice`.
     Getdevice,
     /// `POST /v2/user getgoals`.
@@ -172,6 +176,24 @@ pub static STREAMS: &[StreamDef] = &[
         source: Source::HeartGet,
         parent: Some("ecg_recordings"),
         schema_text: schema!("ecg_signals"),
+    },
+    StreamDef {
+        name: "stetho_recordings",
+        description: "Digital stethoscope recordings (BeamO, BPM Core): one record per recording",
+        keys: &["userid", "signalid"],
+        replication: Replication::Incremental("timestamp"),
+        source: Source::StethoList,
+        parent: None,
+        schema_text: schema!("stetho_recordings"),
+    },
+    StreamDef {
+        name: "stetho_signals",
+        description: "Stethoscope audio: one record per recording, A-law bytes and decoded 16-bit PCM",
+        keys: &["userid", "signalid"],
+        replication: Replication::Incremental("timestamp"),
+        source: Source::StethoGet,
+        parent: Some("stetho_recordings"),
+        schema_text: schema!("stetho_signals"),
     },
     StreamDef {
         name: "devices",

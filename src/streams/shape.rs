@@ -659,7 +659,7 @@ mod conformance {
     fn every_schema_property_has_a_description() {
         fn walk(props: &Value, path: &str, out: &mut Vec<String>) {
             for (name, prop) in props.as_object().into_iter().flatten() {
-                if !prop["description"].as_str().is_some_and(|d| !d.is_empty()) {
+                if prop["description"].as_str().is_none_or(|d| d.is_empty()) {
                     out.push(format!("{path}.{name}"));
                 }
                 if let Some(inner) = prop.get("properties") {

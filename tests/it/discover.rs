@@ -54,6 +54,8 @@ fn discover_needs_no_credentials_and_ignores_state_and_catalog() {
             "sleep_summaries",
             "ecg_recordings",
             "ecg_signals",
+            "stetho_recordings",
+            "stetho_signals",
             "devices",
             "goals"
         ]

@@ -19,6 +19,8 @@ pub(crate) const ALL: &[&str] = &[
     "sleep_summaries",
     "ecg_recordings",
     "ecg_signals",
+    "stetho_recordings",
+    "stetho_signals",
     "devices",
     "goals",
 ];
@@ -142,6 +144,27 @@ pub(crate) fn expected(
                 (
                     key(&[id]),
                     json!({"signal": signals[id.to_string()]["signal"]}),
+                )
+            })
+            .collect(),
+    );
+    let stetho = arr("stetho_list");
+    let stetho_signals = truth("stetho_get");
+    out.insert(
+        "stetho_recordings",
+        stetho
+            .iter()
+            .map(|r| (key(&[&r["signalid"]]), json!({"vhd": r["vhd"]})))
+            .collect(),
+    );
+    out.insert(
+        "stetho_signals",
+        stetho
+            .iter()
+            .map(|r| {
+                (
+                    key(&[&r["signalid"]]),
+                    json!({"signal": stetho_signals[r["signalid"].to_string()]["signal"]}),
                 )
             })
             .collect(),
@@ -373,6 +396,7 @@ fn a_second_run_reads_only_what_changed() {
         "sleep_get",
         "getintradayactivity",
         "heart_list",
+        "stetho_list",
     ] {
         let at = world.sim.anchor()
             + if module == "sleep_get" {
