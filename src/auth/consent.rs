@@ -54,7 +54,11 @@ pub fn authorize_base(api_url: &str) -> String {
             format!("{}{AUTHORIZE_PATH}", api_url.trim_end_matches('/'))
         }
         // The US medical (HIPAA) cloud has its own account host (fact sheet §1).
-        Ok(url) if url.host_str().is_some_and(|h| h.ends_with(".us.withingsmed.net")) => {
+        Ok(url)
+            if url
+                .host_str()
+                .is_some_and(|h| h.ends_with(".us.withingsmed.net")) =>
+        {
             format!("{US_ACCOUNT_HOST}{AUTHORIZE_PATH}")
         }
         _ => AUTHORIZE_URL.to_string(),
