@@ -57,10 +57,13 @@ pub fn getmeas(user: &UserData, p: &Params, opts: &Opts) -> Result<Body, ApiErro
     // Candidate indexes in reply order, without copying or sorting.
     let simple = filter.category.is_none() && filter.types.is_none();
     let (rows, more): (Vec<&MeasureGroup>, bool) = if let Some(lu) = lastupdate {
-        let from = store
-            .by_modified
-            .partition_point(|&i| groups[i as usize].modified <= lu);
-        let idx = &store.by_modified[from..];
+        // A category filter alone is served from its own index.
+        let (index, simple) = match (filter.category, filter.types.is_none()) {
+            (Some(c @ 1..=2), true) => (&store.by_modified_cat[c as usize - 1], true),
+            _ => (&store.by_modified, simple),
+        };
+        let from = index.partition_point(|&i| groups[i as usize].modified <= lu);
+        let idx = &index[from..];
         if simple && filter.start.is_none() && filter.end.is_none() {
             let pg = page(idx.len(), offset, size, false);
             (

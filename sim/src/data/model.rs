@@ -67,6 +67,9 @@ pub struct MeasStore {
     pub groups: Vec<MeasureGroup>,
     /// Indexes into `groups`, sorted by (modified, grpid) ascending.
     pub by_modified: Vec<u32>,
+    /// `by_modified` restricted to category 1 and to category 2 (the tap always asks one
+    /// category, so its pages are slices, not scans).
+    pub by_modified_cat: [Vec<u32>; 2],
 }
 
 impl MeasStore {
@@ -76,6 +79,12 @@ impl MeasStore {
         let mut idx: Vec<u32> = (0..self.groups.len() as u32).collect();
         let groups = &self.groups;
         idx.sort_by_key(|&i| (groups[i as usize].modified, groups[i as usize].grpid));
+        self.by_modified_cat = [1u8, 2].map(|c| {
+            idx.iter()
+                .copied()
+                .filter(|&i| groups[i as usize].category == c)
+                .collect()
+        });
         self.by_modified = idx;
     }
 
