@@ -48,6 +48,10 @@ pub struct Cli {
     #[arg(long)]
     pub test: bool,
 
+    /// Log level on stderr: debug, info, warning or error (RUST_LOG when not given).
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = ["debug", "info", "warning", "warn", "error", "critical"])]
+    pub log_level: Option<String>,
+
     /// Without a subcommand the tap runs as a Singer tap (sync, --discover, --about, --test).
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -155,7 +155,13 @@ pub struct Output<W: Write> {
     counts: BTreeMap<&'static str, StreamCounts>,
     buf: Vec<u8>,
     warned: HashSet<String>,
+    /// When a STATE was last written.
+    state_written: std::time::Instant,
 }
+
+/// The longest a changed state waits before it is written (a killed run re-reads at most
+/// this much; writing every window's STATE would multiply the output).
+const STATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<W: Write> Output<W> {
     /// Compiles an output plan for every selected stream.
@@ -184,6 +190,7 @@ impl<W: Write> Output<W> {
             counts: BTreeMap::new(),
             buf: Vec::with_capacity(64 * 1024),
             warned: HashSet::new(),
+            state_written: std::time::Instant::now(),
         })
     }
 
@@ -282,7 +289,7 @@ impl<W: Write> Output<W> {
                 fields,
             } => {
                 self.state.set_fields(def.name, userid, &fields);
-                self.writer.state(&self.state.to_value())
+                self.state_changed()
             }
         }
     }
@@ -300,7 +307,17 @@ impl<W: Write> Output<W> {
         };
         self.state
             .set_bookmark(def.name, userid, key, Value::String(text), &[]);
-        self.writer.state(&self.state.to_value())
+        self.state_changed()
+    }
+
+    /// Writes STATE now if the last one is older than [`STATE_INTERVAL`], else later. Any
+    /// STATE written covers only records already written, since events arrive in order.
+    fn state_changed(&mut self) -> Result<()> {
+        if self.state_written.elapsed() >= STATE_INTERVAL {
+            self.state_written = std::time::Instant::now();
+            self.writer.state(&self.state.to_value())?;
+        }
+        Ok(())
     }
 
     /// Writes the final STATE and flushes; gives the writer back.

@@ -47,6 +47,34 @@ pub fn keys_to_state(keys: &KeySet) -> Value {
     )
 }
 
+/// The most keys remembered per stream and user: past it, only the newest are kept, so
+/// deletions are detected within a shorter recent window (dense data, e.g. millions of
+/// measures) and the state stays small.
+pub const MAX_KEYS: usize = 5_000;
+
+/// Keeps only the `max` newest keys.
+pub fn cap_newest(keys: &mut KeySet, max: usize) {
+    if keys.len() <= max {
+        return;
+    }
+    let mut times: Vec<i64> = keys.values().copied().collect();
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    let cutoff = times[max - 1];
+    keys.retain(|_, t| *t >= cutoff);
+    // Ties at the cutoff can leave a few more than `max`; drop them in key order.
+    if keys.len() > max {
+        let extra: Vec<String> = keys
+            .iter()
+            .filter(|(_, t)| **t == cutoff)
+            .map(|(k, _)| k.clone())
+            .take(keys.len() - max)
+            .collect();
+        for k in extra {
+            keys.remove(&k);
+        }
+    }
+}
+
 /// Is a re-scan due? (`every` seconds since the last one, or never done.)
 pub fn due(last: Option<i64>, now: i64, every: i64) -> bool {
     last.is_none_or(|l| now - l >= every)
@@ -65,6 +93,7 @@ pub struct Reconciled {
 pub fn remember(mut remembered: KeySet, emitted: &KeySet, since: i64) -> KeySet {
     remembered.extend(emitted.iter().map(|(k, t)| (k.clone(), *t)));
     remembered.retain(|_, t| *t >= since);
+    cap_newest(&mut remembered, MAX_KEYS);
     remembered
 }
 
@@ -131,6 +160,22 @@ mod tests {
             50,
         );
         assert_eq!(r, set(&[("[2]", 100), ("[3]", 120)]));
+    }
+
+    #[test]
+    fn the_remembered_set_is_capped_to_the_newest_keys() {
+        let mut keys: KeySet = (0..10)
+            .map(|i| (format!("[{i}]"), i64::from(i % 5)))
+            .collect();
+        cap_newest(&mut keys, 4);
+        assert_eq!(keys.len(), 4);
+        assert!(keys.values().all(|t| *t >= 3));
+        let big: KeySet = (0..(MAX_KEYS as i64 + 10))
+            .map(|i| (format!("[{i}]"), i))
+            .collect();
+        let r = remember(big, &KeySet::new(), 0);
+        assert_eq!(r.len(), MAX_KEYS);
+        assert_eq!(r.values().min(), Some(&10));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::output::{Emitter, WriterGone};
 use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
 use crate::reconcile::{
-    due, keys_from_state, keys_to_state, reconcile, remember, KeySet, FIELD_KEYS,
-    FIELD_RECONCILED_AT,
+    cap_newest, due, keys_from_state, keys_to_state, reconcile, remember, KeySet, FIELD_KEYS,
+    FIELD_RECONCILED_AT, MAX_KEYS,
 };
 use crate::streams::measure::{lenient_i64, measures_records};
 use crate::streams::{activity, heart, sleep, user, workouts};
@@ -745,6 +745,9 @@ fn track(ctx: &SyncCtx, def: &StreamDef, record: &Record, time_field: &str, emit
     if let Some(t) = record.get(time_field).and_then(lenient_i64) {
         if t >= ctx.now - ctx.reconcile_window {
             emitted.insert(key_text(def, record), t);
+            if emitted.len() > 2 * MAX_KEYS {
+                cap_newest(emitted, MAX_KEYS);
+            }
         }
     }
 }

@@ -241,15 +241,11 @@ where
     W: Write,
     R: BufRead + Send + 'static,
 {
-    if cli.discover
-        || cli.about
-        || cli.test
-        || cli.state.is_some()
-        || cli.catalog.is_some()
-        || cli.properties.is_some()
-    {
+    // Meltano passes --catalog and --state to every invocation: they are ignored here, as
+    // discovery ignores them.
+    if cli.discover || cli.about || cli.test {
         return Err(Error::Usage(
-            "`tap-withings auth` takes only --config and its own flags (not --discover, --about, --test, --state or --catalog)".into(),
+            "`tap-withings auth` takes only --config and its own flags (not --discover, --about or --test)".into(),
         ));
     }
     let cfg = crate::load_raw_config(cli, env)?.validate(env, chrono::Utc::now())?;
