@@ -24,8 +24,8 @@ enum Kind {
     Object(Vec<Field>),
     /// An array whose items have this kind.
     Array(Box<Kind>, bool),
-    /// Anything JSON (free-form objects, unions).
-    Any,
+    /// Free-form JSON of these JSON types (empty: any type).
+    Any(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,15 +87,24 @@ fn kind_of(schema: &Value) -> (Kind, bool) {
             Some("date") => Kind::Date,
             _ => Kind::String,
         },
+        // `properties` without a `type` still describes an object.
+        [] if schema["properties"].is_object() => Kind::Object(
+            schema["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(n, s)| field(n, s))
+                .collect(),
+        ),
         ["object"] => match schema["properties"].as_object() {
             Some(props) => Kind::Object(props.iter().map(|(n, s)| field(n, s)).collect()),
-            None => Kind::Any,
+            None => Kind::Any(vec!["object".into()]),
         },
         ["array"] => {
             let (item, item_nullable) = kind_of(&schema["items"]);
             Kind::Array(Box::new(item), item_nullable)
         }
-        _ => Kind::Any,
+        other => Kind::Any(other.iter().map(|t| t.to_string()).collect()),
     };
     (kind, nullable)
 }
@@ -198,6 +207,13 @@ impl OutputPlan {
         let fields = flatten_fields("", &kept, 0, flattening, &mut out_props);
         let mut seen = BTreeSet::new();
         collect_columns(&fields, "", &mut seen)?;
+        // A value that cannot be coerced is written as null, so every non-key column must
+        // admit null.
+        for (name, prop) in out_props.iter_mut() {
+            if !keys.contains(&name.as_str()) {
+                *prop = with_null(prop.clone());
+            }
+        }
         let mut out_schema = schema.clone();
         out_schema["properties"] = Value::Object(out_props);
         Ok(OutputPlan {
@@ -333,6 +349,19 @@ fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// Does a value have this JSON Schema type?
+fn json_type_fits(t: &str, v: &Value) -> bool {
+    match (t, v) {
+        ("object", Value::Object(_))
+        | ("array", Value::Array(_))
+        | ("string", Value::String(_)) => true,
+        ("boolean", Value::Bool(_)) | ("null", Value::Null) => true,
+        ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
 /// Turns a coerced DateTime epoch into its RFC 3339 text (for values that are not written
 /// through `write_value`).
 fn finish(kind: &Kind, value: Value) -> Value {
@@ -352,7 +381,19 @@ fn coerce(kind: &Kind, v: &Value) -> Option<Value> {
         return Some(Value::Null);
     }
     match kind {
-        Kind::Any => Some(v.clone()),
+        Kind::Any(types) => {
+            let fits = |v: &Value| types.is_empty() || types.iter().any(|t| json_type_fits(t, v));
+            if fits(v) {
+                return Some(v.clone());
+            }
+            // A free-form object or list sent as JSON text.
+            match v {
+                Value::String(s) => serde_json::from_str::<Value>(s)
+                    .ok()
+                    .filter(|p| !p.is_string() && fits(p)),
+                _ => None,
+            }
+        }
         Kind::Integer => match v {
             Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
             Value::Number(n) => n

@@ -154,6 +154,15 @@ async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// Puts the user in front of an error's message.
+fn prefix_error(who: &str, e: Error) -> Error {
+    match e {
+        Error::Auth(m) => Error::Auth(format!("{who}: {m}")),
+        Error::Api(m) => Error::Api(format!("{who}: {m}")),
+        other => other,
+    }
+}
+
 /// How many stream tasks run at once (they share one request budget).
 const MAX_TASKS: usize = 16;
 
@@ -189,9 +198,10 @@ async fn sync<W: Write>(
                 break;
             }
             Err(e) => {
+                let who = session.describe().await;
                 let err = session_error(None, e);
-                tracing::error!("user not synced: {err}");
-                failures.push(("a user whose token was refused".to_string(), err));
+                tracing::error!("{who} not synced: {err}");
+                failures.push((who.clone(), prefix_error(&who, err)));
                 continue;
             }
         };

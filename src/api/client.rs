@@ -212,11 +212,14 @@ impl ApiClient {
                 return Err(CallError::Cancelled);
             }
             debug!(path, action = action_of(params), params = %loggable(params), "Request.");
-            let sent_at = self.now();
             let outcome = tokio::select! {
                 outcome = self.send_once(path, params, bearer, endpoint) => outcome,
                 _ = self.cancel.cancelled() => return Err(CallError::Cancelled),
             };
+            // The API times its repeat guard from when it took the request, which is after
+            // we sent it: count from the reply, which comes after both.
+            let sent_at = self.now();
+            lock(&self.sent).insert(fp, sent_at);
             let (asked, reason) = match outcome {
                 Outcome::Ok(body) => return Ok(body),
                 Outcome::Refresh(_) => return Err(CallError::Refresh),

@@ -111,7 +111,13 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
         })
     };
     match status {
-        0 => Outcome::Ok(if body.is_null() {
+        0 if !(body.is_object()
+            || body.is_null()
+            || body.as_array().is_some_and(Vec::is_empty)) =>
+        {
+            Outcome::Retry("reply body is not an object".into())
+        }
+        0 => Outcome::Ok(if body.is_null() || body.is_array() {
             Value::Object(Default::default())
         } else {
             body

@@ -37,6 +37,8 @@ pub struct Session {
     client_secret: Secret,
     store: PathBuf,
     tokens: Mutex<Tokens>,
+    /// Where this user comes from, for messages before its userid is known.
+    label: String,
 }
 
 /// What a data call can fail with, worded for the user.
@@ -86,7 +88,21 @@ impl Session {
             client_secret: cfg.client_secret.clone(),
             store: store.to_path_buf(),
             tokens: Mutex::new(tokens),
+            label: "the configured refresh_token".to_string(),
         }
+    }
+
+    /// Names the user in messages: `user N` once known, else where its token came from.
+    pub async fn describe(&self) -> String {
+        match self.userid().await {
+            Some(id) => format!("user {id}"),
+            None => format!("the user of {}", self.label),
+        }
+    }
+
+    fn labelled(mut self, label: String) -> Self {
+        self.label = label;
+        self
     }
 
     /// Every user of the run: the configured refresh token, each `users` entry, and every
@@ -108,10 +124,11 @@ impl Session {
         if cfg.refresh_token.is_some() {
             push(Self::open(cfg)?, &mut known, &mut sessions);
         }
-        for user in &cfg.users {
+        for (i, user) in cfg.users.iter().enumerate() {
             let store = user.token_store.as_deref().unwrap_or(&cfg.token_store);
             push(
-                Self::open_with(cfg, user.refresh_token.as_ref(), store)?,
+                Self::open_with(cfg, user.refresh_token.as_ref(), store)?
+                    .labelled(format!("users[{i}]")),
                 &mut known,
                 &mut sessions,
             );
@@ -357,10 +374,12 @@ pub fn parse_token_reply(body: &Value) -> std::result::Result<TokenReply, String
         userid,
         access_token: text("access_token").ok_or("the token reply has no access_token")?,
         refresh_token: text("refresh_token").ok_or("the token reply has no refresh_token")?,
+        // Bounded to ten years so expiry arithmetic cannot overflow.
         expires_in: body
             .get("expires_in")
             .and_then(Value::as_i64)
-            .unwrap_or(10_800),
+            .unwrap_or(10_800)
+            .clamp(0, 10 * 366 * 86_400),
         scope: text("scope").unwrap_or_default(),
     })
 }

@@ -136,6 +136,17 @@ impl Selection {
             let mut top = None;
             let mut props: BTreeMap<String, &Value> = BTreeMap::new();
             for md in metadata {
+                for flag in ["selected", "selected-by-default"] {
+                    if md["metadata"]
+                        .get(flag)
+                        .is_some_and(|v| !v.is_boolean() && !v.is_null())
+                    {
+                        return Err(format!(
+                            "catalog file {name}: stream `{id}`: metadata `{flag}` must be true or false, got {}",
+                            md["metadata"][flag]
+                        ));
+                    }
+                }
                 let crumb = md["breadcrumb"]
                     .as_array()
                     .ok_or_else(|| format!("catalog file {name}: stream `{id}`: metadata entry without a breadcrumb list"))?;

@@ -44,6 +44,15 @@ impl State {
                         if !p.is_object() || !p.get("context").is_some_and(Value::is_object) {
                             return Err(format!("state file {name}: a partition of `{stream}` has no `context` object"));
                         }
+                        match p.get("replication_key_value") {
+                            None | Some(Value::Null) | Some(Value::Number(_)) => {}
+                            Some(Value::String(s)) if crate::timefmt::parse_rfc3339(s).is_some() || s.parse::<i64>().is_ok() => {}
+                            Some(other) => {
+                                return Err(format!(
+                                    "state file {name}: a bookmark of `{stream}` is {other}, expected an RFC 3339 date-time"
+                                ))
+                            }
+                        }
                     }
                 }
                 Some(_) => {
@@ -238,9 +247,12 @@ mod tests {
 
     #[test]
     fn parsing_round_trips_and_keeps_unknown_streams() {
-        let text = r#"{"bookmarks": {"old_stream": {"x": 1}, "measures": {"partitions": [{"context": {"userid": "7"}, "replication_key_value": "v"}]}}}"#;
+        let text = r#"{"bookmarks": {"old_stream": {"x": 1}, "measures": {"partitions": [{"context": {"userid": "7"}, "replication_key_value": "2024-01-01T00:00:00Z"}]}}}"#;
         let s = State::parse("s.json", text).unwrap();
-        assert_eq!(s.bookmark("measures", 7), Some(&json!("v")));
+        assert_eq!(
+            s.bookmark("measures", 7),
+            Some(&json!("2024-01-01T00:00:00Z"))
+        );
         assert_eq!(s.to_value()["bookmarks"]["old_stream"], json!({"x": 1}));
         let wrapped = State::parse("s.json", r#"{"singer_state": {"bookmarks": {}}}"#).unwrap();
         assert_eq!(wrapped, State::default());

@@ -103,8 +103,9 @@ pub fn lenient_i64(v: &Value) -> Option<i64> {
 }
 
 /// Turns one getmeas `body` into measure records. `measuregrps` may be absent or empty (no
-/// data); groups without an integer `grpid` and measures without an integer `type` cannot be
-/// keyed and are returned in the second vector as readable reasons.
+/// data); a group without an integer `grpid` or a measure without an integer `type` cannot
+/// be keyed: the reply is refused (no data is dropped silently). The second vector is kept
+/// for callers that log notes about a page.
 pub fn measures_records(
     body: &Value,
     userid: i64,
@@ -146,6 +147,9 @@ pub fn measures_records(
             };
             records.push(measure_record(userid, grpid, kind, g, m, &timezone));
         }
+    }
+    if let Some(first) = skipped.first() {
+        return Err(ReplyError(format!("getmeas reply: {first}")));
     }
     Ok((records, skipped))
 }
@@ -302,10 +306,14 @@ mod tests {
             assert_eq!(measures_records(&body, 1).unwrap().0.len(), 0, "{body}");
         }
         assert!(measures_records(&json!({"measuregrps": "x"}), 1).is_err());
-        let (records, skipped) =
-            measures_records(&json!({"measuregrps": [{"measures": []}, 3, {"grpid": 1, "measures": [{"value": 1}]}]}), 1).unwrap();
-        assert!(records.is_empty());
-        assert_eq!(skipped.len(), 3);
+        for groups in [
+            json!([{"measures": []}]),
+            json!([3]),
+            json!([{"grpid": 1, "measures": [{"value": 1}]}]),
+        ] {
+            let err = measures_records(&json!({ "measuregrps": groups }), 1).unwrap_err();
+            assert!(err.0.starts_with("getmeas reply: "), "{err}");
+        }
     }
 
     #[test]

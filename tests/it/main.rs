@@ -2,7 +2,14 @@
 
 mod support;
 
+mod auth;
+mod bad_input;
 mod cli;
 mod discover;
+mod faults;
+mod kills;
 mod measures;
+mod properties;
+mod secrets;
 mod streams;
+mod users;

@@ -1,0 +1,384 @@
+//! Invariants of the reply parsers and the output plan (flattener) under arbitrary input,
+//! shared by the cargo-fuzz targets (`fuzz_targets/`) and the proptest suite of the main crate
+//! (`tests/it/properties.rs` includes this file with `#[path]`). Every check panics when an
+//! invariant breaks and returns quietly otherwise; errors returned by the tap are fine.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+use tap_withings::api::envelope::{classify, Endpoint};
+use tap_withings::conform::{Flattening, OutputPlan};
+use tap_withings::streams::{self, Record, ReplyError, STREAMS};
+
+type Builder = fn(&Value, i64) -> Result<Vec<Record>, ReplyError>;
+
+fn measures(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
+    streams::measure::measures_records(body, userid).map(|(records, _)| records)
+}
+
+fn ecg_signals(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
+    streams::heart::ecg_signals_records(body, userid, 4_242)
+}
+
+/// Every reply builder, with the stream its records are written to.
+pub fn builders() -> Vec<(&'static str, Builder)> {
+    vec![
+        ("measures", measures as Builder),
+        ("activity", streams::activity::activity_records),
+        (
+            "intraday_activity",
+            streams::activity::intraday_activity_records,
+        ),
+        ("workouts", streams::workouts::workouts_records),
+        ("sleep_series", streams::sleep::sleep_series_records),
+        ("sleep_vitals", streams::sleep::sleep_vitals_records),
+        ("sleep_summaries", streams::sleep::sleep_summaries_records),
+        ("ecg_recordings", streams::heart::ecg_recordings_records),
+        ("ecg_signals", ecg_signals),
+        ("devices", streams::user::devices_records),
+        ("goals", streams::user::goals_records),
+    ]
+}
+
+/// A compiled plan of a stream and the validator of the schema it writes to.
+pub struct Compiled {
+    pub stream: &'static str,
+    pub keys: &'static [&'static str],
+    pub flattening: Flattening,
+    pub plan: OutputPlan,
+    pub validator: jsonschema::Validator,
+}
+
+/// Plans of every stream under three flattenings (the default, one level, none).
+pub fn plans() -> &'static [Compiled] {
+    static PLANS: OnceLock<Vec<Compiled>> = OnceLock::new();
+    PLANS.get_or_init(|| {
+        let mut out = Vec::new();
+        for def in STREAMS {
+            for (enabled, max_depth) in [(true, 10), (true, 1), (false, 0)] {
+                let flattening = Flattening { enabled, max_depth };
+                let plan = OutputPlan::new(&def.schema(), def.keys, None, flattening)
+                    .unwrap_or_else(|e| panic!("{}: the stream's own schema: {e}", def.name));
+                let validator = jsonschema::options()
+                    .should_validate_formats(true)
+                    .build(plan.schema())
+                    .unwrap_or_else(|e| panic!("{}: plan schema compiles: {e}", def.name));
+                out.push(Compiled {
+                    stream: def.name,
+                    keys: def.keys,
+                    flattening,
+                    plan,
+                    validator,
+                });
+            }
+        }
+        out
+    })
+}
+
+thread_local! {
+    /// Whether free-form columns must validate too. Off until the known bug is fixed (see
+    /// `a_free_form_property_of_the_wrong_type_still_validates`): free-form properties are
+    /// written as sent, so a string where the schema says object fails its SCHEMA.
+    pub static STRICT_FREE_FORM: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Columns of a plan schema that are free-form: an object (or array) without `properties`
+/// (or `items`), or `properties` without a `type`.
+pub fn free_form_columns(schema: &Value) -> Vec<String> {
+    schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, s)| !typed_schema(s))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn typed_schema(s: &Value) -> bool {
+    let Some(o) = s.as_object() else { return true };
+    let types: Vec<&str> = match o.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let free_form = (types.contains(&"object") && !o.contains_key("properties"))
+        || (types.contains(&"array") && !o.contains_key("items"))
+        || (types.is_empty() && (o.contains_key("properties") || o.contains_key("items")));
+    !free_form
+        && o.get("properties")
+            .and_then(Value::as_object)
+            .is_none_or(|p| p.values().all(typed_schema))
+        && o.get("items").is_none_or(typed_schema)
+}
+
+/// Writes `record` with `plan`; checks the bytes are one JSON object, the same on a second
+/// write, valid against the plan's schema, with non-null keys. None when the record lacks a key.
+pub fn write_checked(c: &Compiled, record: &Map<String, Value>) -> Option<Value> {
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    let (mut coerced, mut coerced_again) = (Vec::new(), Vec::new());
+    let written = c.plan.write(record, &mut first, &mut coerced);
+    let rewritten = c.plan.write(record, &mut again, &mut coerced_again);
+    assert_eq!(
+        written.is_ok(),
+        rewritten.is_ok(),
+        "{}: write is deterministic",
+        c.stream
+    );
+    assert_eq!(first, again, "{}: write is deterministic", c.stream);
+    assert_eq!(
+        coerced, coerced_again,
+        "{}: coercions are deterministic",
+        c.stream
+    );
+    if written.is_err() {
+        assert!(
+            first.is_empty(),
+            "{}: a refused record writes nothing",
+            c.stream
+        );
+        return None;
+    }
+    let value: Value = serde_json::from_slice(&first).unwrap_or_else(|e| {
+        panic!(
+            "{}: written record is not JSON ({e}): {}",
+            c.stream,
+            String::from_utf8_lossy(&first)
+        )
+    });
+    let object = value.as_object().expect("a record is a JSON object");
+    let columns = c.plan.schema()["properties"]
+        .as_object()
+        .map_or(0, Map::len);
+    assert_eq!(
+        object.len(),
+        columns,
+        "{}: one value per column, no column written twice",
+        c.stream
+    );
+    let free = if STRICT_FREE_FORM.with(|s| s.get()) {
+        Vec::new()
+    } else {
+        free_form_columns(c.plan.schema())
+    };
+    let errors: Vec<String> = c
+        .validator
+        .iter_errors(&value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .filter(|e| {
+            !free.iter().any(|col| {
+                e.ends_with(&format!(" at /{col}")) || e.contains(&format!(" at /{col}/"))
+            })
+        })
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} ({:?}): record invalid against its schema: {errors:?}\n{value}",
+        c.stream,
+        c.flattening
+    );
+    for key in c.keys {
+        assert!(
+            !value[*key].is_null(),
+            "{}: key `{key}` written as null",
+            c.stream
+        );
+    }
+    Some(value)
+}
+
+/// Every builder on `body` (and on `body.body` when it is an envelope): never panics, gives
+/// the same records twice, and every record it gives is written validly by its stream's plans.
+/// Returns how many records were written.
+pub fn check_reply(body: &Value) -> usize {
+    let mut targets = vec![body];
+    if let Some(inner) = body.get("body") {
+        targets.push(inner);
+    }
+    let mut written = 0;
+    for target in targets {
+        for (stream, build) in builders() {
+            let first = build(target, 1_000_001);
+            let again = build(target, 1_000_001);
+            assert_eq!(first, again, "{stream}: the builder is deterministic");
+            let Ok(records) = first else { continue };
+            for c in plans().iter().filter(|c| c.stream == stream) {
+                for record in &records {
+                    written += usize::from(write_checked(c, record).is_some());
+                }
+            }
+        }
+    }
+    written
+}
+
+/// Arbitrary bytes as a reply: classified under every endpoint and a few HTTP statuses, then,
+/// when they are JSON, [`check_reply`].
+pub fn check_reply_bytes(data: &[u8]) {
+    for http in [200, 401, 429, 502] {
+        for endpoint in [Endpoint::Data, Endpoint::Token] {
+            let _ = classify(http, data, endpoint);
+        }
+    }
+    if let Ok(value) = serde_json::from_slice::<Value>(data) {
+        check_reply(&value);
+    }
+}
+
+/// The columns flattening `props` must give (the Meltano SDK rule the plan follows): an
+/// object property with known properties becomes `parent__child` columns while
+/// `depth < max_depth`; anything else is one column.
+pub fn expected_columns(
+    props: &Map<String, Value>,
+    prefix: &str,
+    depth: usize,
+    f: Flattening,
+    out: &mut Vec<String>,
+) {
+    for (name, schema) in props {
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}__{name}")
+        };
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let concrete: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+        match schema["properties"].as_object() {
+            Some(inner) if concrete == ["object"] && f.enabled && depth < f.max_depth => {
+                expected_columns(inner, &full, depth + 1, f, out)
+            }
+            _ => out.push(full),
+        }
+    }
+}
+
+/// An arbitrary object schema and record: the plan refuses exactly the flattenings whose
+/// columns collide, otherwise has exactly the expected columns and writes the record validly
+/// and deterministically, one value per column.
+pub fn check_flatten(props: &Map<String, Value>, record: &Value, f: Flattening) {
+    let schema = serde_json::json!({"type": "object", "properties": props});
+    let mut columns = Vec::new();
+    expected_columns(props, "", 0, f, &mut columns);
+    let unique: BTreeSet<&String> = columns.iter().collect();
+    let plan = OutputPlan::new(&schema, &[], None, f);
+    let plan = match plan {
+        Err(e) => {
+            assert!(
+                unique.len() < columns.len(),
+                "refused a flattening without collisions ({e}): {columns:?}"
+            );
+            return;
+        }
+        Ok(plan) => {
+            assert_eq!(
+                unique.len(),
+                columns.len(),
+                "two columns were merged silently: {columns:?}"
+            );
+            plan
+        }
+    };
+    let got: BTreeSet<&String> = plan.schema()["properties"]
+        .as_object()
+        .expect("plan schema has properties")
+        .keys()
+        .collect();
+    assert_eq!(got, unique, "the plan's columns are the expected ones");
+    let again = OutputPlan::new(&schema, &[], None, f).expect("same input, same plan");
+    assert_eq!(plan.schema(), again.schema(), "planning is deterministic");
+    let Ok(validator) = jsonschema::options()
+        .should_validate_formats(true)
+        .build(plan.schema())
+    else {
+        // An arbitrary schema may be invalid JSON Schema (e.g. an unknown format); the
+        // tap's own schemas are checked in `plans()`.
+        return;
+    };
+    let c = Compiled {
+        stream: "arbitrary",
+        keys: &[],
+        flattening: f,
+        plan,
+        validator,
+    };
+    let empty = Map::new();
+    write_checked(&c, record.as_object().unwrap_or(&empty));
+}
+
+/// Arbitrary bytes for [`check_flatten`]: JSON `{"schema": {properties}, "record": {..},
+/// "max_depth": N, "enabled": bool}`; anything else is ignored.
+pub fn check_flatten_bytes(data: &[u8]) {
+    let Ok(input) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Some(props) = input["schema"].as_object() else {
+        return;
+    };
+    if !props.values().all(plain_schema) {
+        return;
+    }
+    // Non-nullable properties are written as null when a value is missing (a known bug, see
+    // the ignored test `a_non_nullable_property_without_a_value_still_validates`): fuzz the
+    // nullable schemas the tap uses until it is fixed.
+    let props: Map<String, Value> = props
+        .iter()
+        .map(|(k, v)| (k.clone(), nullable(v)))
+        .collect();
+    let props = &props;
+    let f = Flattening {
+        enabled: input["enabled"].as_bool().unwrap_or(true),
+        max_depth: input["max_depth"].as_u64().unwrap_or(10).min(20) as usize,
+    };
+    check_flatten(props, &input["record"], f);
+}
+
+/// `schema` with "null" added to every `type` (nested properties and items too).
+fn nullable(schema: &Value) -> Value {
+    let mut s = schema.clone();
+    if let Some(o) = s.as_object_mut() {
+        match o.get_mut("type") {
+            Some(Value::String(t)) if t != "null" => {
+                let t = t.clone();
+                o.insert("type".into(), serde_json::json!([t, "null"]));
+            }
+            Some(Value::Array(types)) if !types.iter().any(|t| t == "null") => {
+                types.push("null".into())
+            }
+            _ => {}
+        }
+        if let Some(items) = o.get("items").map(nullable) {
+            o.insert("items".into(), items);
+        }
+        if let Some(Value::Object(props)) = o.get_mut("properties") {
+            for v in props.values_mut() {
+                *v = nullable(v);
+            }
+        }
+    }
+    s
+}
+
+/// Schemas the flattener is meant for: objects whose `type`, `format`, `items` and
+/// `properties` have JSON Schema's shapes, typed where they nest (the tap's schemas are).
+fn plain_schema(s: &Value) -> bool {
+    let Some(o) = s.as_object() else { return false };
+    let type_ok = match o.get("type") {
+        None => true,
+        Some(Value::String(_)) => true,
+        Some(Value::Array(a)) => a.iter().all(Value::is_string),
+        _ => false,
+    };
+    // Free-form properties are written unchecked (see `STRICT_FREE_FORM`): leave them out.
+    let typed = typed_schema(s);
+    type_ok
+        && typed
+        && o.get("format").is_none_or(Value::is_string)
+        && o.get("items").is_none_or(plain_schema)
+        && o.get("properties")
+            .is_none_or(|p| p.as_object().is_some_and(|p| p.values().all(plain_schema)))
+}
