@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::api::cancel::Cancel;
-use crate::api::client::ApiClient;
+use crate::api::client::{ApiClient, TaskCounters, TASK_COUNTERS};
 use crate::auth::session::{Session, SessionError};
 use crate::cli::{AboutFormat, Cli};
 use crate::config::{Config, RawConfig};
@@ -230,9 +230,23 @@ async fn sync<W: Write>(
             }
             let (ctx, out, permits, source) =
                 (ctx.clone(), emitter.clone(), Arc::clone(&permits), *source);
+            let names = wanted(source, &emitter).join("+");
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                (userid, run_source(ctx, out, source).await)
+                let counters = Arc::new(TaskCounters::default());
+                let started = Instant::now();
+                let result = TASK_COUNTERS
+                    .scope(Arc::clone(&counters), run_source(ctx, out, source))
+                    .await;
+                let load =
+                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                let summary = (
+                    names,
+                    load(&counters.requests),
+                    load(&counters.retries),
+                    started.elapsed().as_secs_f64(),
+                );
+                (userid, summary, result)
             });
         }
     }
@@ -247,7 +261,16 @@ async fn sync<W: Write>(
     }
     drop(events);
     let mut failed_users = BTreeSet::new();
+    // Per source (its streams): requests, retries, seconds (summed over users).
+    let mut summaries: BTreeMap<String, (u64, u64, f64)> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
+        let joined = joined.map(|(userid, (names, requests, retries, seconds), result)| {
+            let entry = summaries.entry(names).or_insert((0, 0, 0.0));
+            entry.0 += requests;
+            entry.1 += retries;
+            entry.2 += seconds;
+            (userid, result)
+        });
         match joined {
             Ok((_, Ok(()))) => {}
             Ok((_, Err(Error::Interrupted))) => {
@@ -271,6 +294,14 @@ async fn sync<W: Write>(
     let counts = out.counts().clone();
     // The final STATE is true for what was written, whether or not the sync failed.
     let finished = out.finish();
+    for (streams, (requests, retries, seconds)) in &summaries {
+        let records: u64 = streams
+            .split('+')
+            .filter_map(|s| counts.get(s))
+            .map(|c| c.records)
+            .sum();
+        info!(streams = %streams, records, requests, retries, seconds, "Stream summary.");
+    }
     for (stream, c) in &counts {
         info!(
             target: "tap_withings::metrics",

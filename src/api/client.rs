@@ -32,6 +32,22 @@ pub enum CallError {
     Cancelled,
 }
 
+/// Requests and retries of one stream task (the per-stream summary).
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+tokio::task_local! {
+    /// The counters of the stream task a request is made for.
+    pub static TASK_COUNTERS: std::sync::Arc<TaskCounters>;
+}
+
+fn count_task(f: impl FnOnce(&TaskCounters)) {
+    let _ = TASK_COUNTERS.try_with(|c| f(c));
+}
+
 /// Counters for the end-of-run summary.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClientStats {
@@ -179,6 +195,10 @@ impl ApiClient {
             ),
         };
         lock(&self.stats).requests += 1;
+        count_task(|c| {
+            c.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         let outcome_tag = match &result.1 {
             Outcome::Ok(_) => "succeeded",
             _ => "failed",
@@ -251,6 +271,9 @@ impl ApiClient {
             {
                 let mut stats = lock(&self.stats);
                 stats.retries += 1;
+                count_task(|c| {
+                    c.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
                 *stats
                     .retry_reasons
                     .entry(reason_family(&reason))

@@ -114,3 +114,86 @@ fn the_readme_settings_table_is_the_about_markdown_table() {
         "regenerate the README table from `tap-withings --about --format markdown`"
     );
 }
+
+#[test]
+fn sigterm_stops_promptly_with_a_final_state() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let mut cfg = crate::support::sim_config(1, 5);
+    cfg.faults.delay_ms = 300;
+    let world = crate::support::World::new(cfg);
+    let catalog = world.catalog(&[
+        "measures",
+        "intraday_activity",
+        "sleep_series",
+        "sleep_vitals",
+    ]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tap-withings"))
+        .args([
+            "--config",
+            &world.config.display().to_string(),
+            "--catalog",
+            &catalog.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let code = child.wait().unwrap().code();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{stderr}"
+    );
+    let messages: Vec<crate::support::Msg> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a whole Singer line"))
+        .collect();
+    let run = crate::support::Run {
+        code: 130,
+        stdout,
+        stderr,
+        messages,
+    };
+    run.check();
+    assert!(
+        world
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.action == "getintradayactivity")
+            .count()
+            < 6,
+        "it stopped requesting"
+    );
+}
