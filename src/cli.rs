@@ -52,6 +52,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "LEVEL", value_parser = ["debug", "info", "warning", "warn", "error", "critical"])]
     pub log_level: Option<String>,
 
+    /// Log line format on stderr: text, or json (the Meltano SDK's structured shape).
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+
     /// Without a subcommand the tap runs as a Singer tap (sync, --discover, --about, --test).
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod conform;
 pub mod error;
+pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod reconcile;

@@ -197,3 +197,41 @@ fn sigterm_stops_promptly_with_a_final_state() {
         "it stopped requesting"
     );
 }
+
+#[test]
+fn json_logs_are_sdk_shaped_objects() {
+    let world = crate::support::World::new(crate::support::sim_config(1, 2));
+    let catalog = world.catalog(&["goals"]);
+    let run = tap(&[
+        "--config",
+        &world.config.display().to_string(),
+        "--catalog",
+        &catalog.display().to_string(),
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() > 3);
+    for line in &lines {
+        for key in [
+            "level",
+            "pid",
+            "logger_name",
+            "ts",
+            "thread_name",
+            "app_name",
+            "stream_name",
+            "message",
+        ] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l["message"].as_str().unwrap().starts_with("METRIC: ")));
+}
