@@ -159,6 +159,24 @@ fn page_fingerprint(rows: usize, first: Option<u64>, last: Option<u64>) -> u64 {
     h.finish()
 }
 
+/// Records a page in the pager: true when the next page must be requested; a page that
+/// repeats the previous one ends the chain with a warning (never an endless loop).
+fn next_page(pager: &mut Pager, rows: usize, fingerprint: u64, stream: &str, userid: i64) -> bool {
+    match pager.advance(rows, fingerprint) {
+        Next::Offset(_) => true,
+        Next::Done => false,
+        Next::Repeated => {
+            warn!(
+                userid,
+                stream,
+                offset = pager.offset(),
+                "A page repeated the previous one; stopping."
+            );
+            false
+        }
+    }
+}
+
 /// Runs one source of one user; the error is worded for the user.
 pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<(), Error> {
     let names = wanted(source, &out);
@@ -277,17 +295,14 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                 fresh.push(r);
             }
             out.emit(def, fresh, &time_extracted).await?;
-            match pager.advance(page_rows(&body, "measuregrps"), fingerprint) {
-                Next::Offset(_) => continue,
-                Next::Done => break,
-                Next::Repeated => {
-                    warn!(
-                        userid,
-                        offset = pager.offset(),
-                        "measures: a page repeated the previous one; stopping this chain"
-                    );
-                    break;
-                }
+            if !next_page(
+                &mut pager,
+                page_rows(&body, "measuregrps"),
+                fingerprint,
+                def.name,
+                userid,
+            ) {
+                break;
             }
         }
     }
@@ -390,18 +405,14 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             fresh.push(r);
         }
         out.emit(def, fresh, &time_extracted).await?;
-        match pager.advance(page_rows(&body, spec.list_key), fingerprint) {
-            Next::Offset(_) => continue,
-            Next::Done => break,
-            Next::Repeated => {
-                warn!(
-                    userid,
-                    stream = def.name,
-                    offset = pager.offset(),
-                    "A page repeated the previous one; stopping."
-                );
-                break;
-            }
+        if !next_page(
+            &mut pager,
+            page_rows(&body, spec.list_key),
+            fingerprint,
+            def.name,
+            userid,
+        ) {
+            break;
         }
     }
     if let Some(m) = max_seen {
@@ -642,18 +653,14 @@ async fn sync_recordings(
                 }
             }
         }
-        match pager.advance(page_rows(&body, "series"), fingerprint) {
-            Next::Offset(_) => continue,
-            Next::Done => break,
-            Next::Repeated => {
-                warn!(
-                    userid,
-                    offset = pager.offset(),
-                    stream = recordings.name,
-                    "A page repeated the previous one; stopping."
-                );
-                break;
-            }
+        if !next_page(
+            &mut pager,
+            page_rows(&body, "series"),
+            fingerprint,
+            recordings.name,
+            userid,
+        ) {
+            break;
         }
     }
     // Newest first: bookmarks move only after the whole list was read.
@@ -888,17 +895,14 @@ async fn scan_window(
                     current.insert(key_text(def, r), t);
                 }
             }
-            match pager.advance(page_rows(&body, scan.list_key), fingerprint) {
-                Next::Offset(_) => continue,
-                Next::Done => break,
-                Next::Repeated => {
-                    warn!(
-                        userid,
-                        stream = def.name,
-                        "A page repeated the previous one during the deletion re-scan; stopping."
-                    );
-                    break;
-                }
+            if !next_page(
+                &mut pager,
+                page_rows(&body, scan.list_key),
+                fingerprint,
+                def.name,
+                userid,
+            ) {
+                break;
             }
         }
     }

@@ -89,15 +89,8 @@ impl State {
             .filter(|v| !v.is_null())
     }
 
-    /// Sets a user's bookmark (creating the partition) and any extra partition fields.
-    pub fn set_bookmark(
-        &mut self,
-        stream: &str,
-        userid: i64,
-        key: &str,
-        value: Value,
-        extra: &[(&str, Value)],
-    ) {
+    /// A user's partition of a stream, created when missing.
+    fn partition_mut(&mut self, stream: &str, userid: i64) -> Option<&mut Map<String, Value>> {
         let entry = self
             .bookmarks
             .entry(stream.to_string())
@@ -106,15 +99,13 @@ impl State {
             *entry = json!({});
         }
         let parts = entry
-            .as_object_mut()
-            .map(|o| o.entry("partitions").or_insert_with(|| json!([])));
-        let Some(parts) = parts else { return };
+            .as_object_mut()?
+            .entry("partitions")
+            .or_insert_with(|| json!([]));
         if !parts.is_array() {
             *parts = json!([]);
         }
-        let Some(list) = parts.as_array_mut() else {
-            return;
-        };
+        let list = parts.as_array_mut()?;
         let idx = match list
             .iter()
             .position(|p| p.as_object().is_some_and(|p| same_user(p, userid)))
@@ -125,7 +116,19 @@ impl State {
                 list.len() - 1
             }
         };
-        if let Some(p) = list[idx].as_object_mut() {
+        list[idx].as_object_mut()
+    }
+
+    /// Sets a user's bookmark (creating the partition) and any extra partition fields.
+    pub fn set_bookmark(
+        &mut self,
+        stream: &str,
+        userid: i64,
+        key: &str,
+        value: Value,
+        extra: &[(&str, Value)],
+    ) {
+        if let Some(p) = self.partition_mut(stream, userid) {
             p.insert("replication_key".into(), Value::from(key));
             p.insert("replication_key_value".into(), value);
             for (field, v) in extra {
@@ -136,34 +139,7 @@ impl State {
 
     /// Sets fields of a user's partition (creating it) without touching its bookmark.
     pub fn set_fields(&mut self, stream: &str, userid: i64, fields: &[(&str, Value)]) {
-        let entry = self
-            .bookmarks
-            .entry(stream.to_string())
-            .or_insert_with(|| json!({}));
-        if !entry.is_object() {
-            *entry = json!({});
-        }
-        let Some(obj) = entry.as_object_mut() else {
-            return;
-        };
-        let parts = obj.entry("partitions").or_insert_with(|| json!([]));
-        if !parts.is_array() {
-            *parts = json!([]);
-        }
-        let Some(list) = parts.as_array_mut() else {
-            return;
-        };
-        let idx = match list
-            .iter()
-            .position(|p| p.as_object().is_some_and(|p| same_user(p, userid)))
-        {
-            Some(i) => i,
-            None => {
-                list.push(json!({"context": {"userid": userid}}));
-                list.len() - 1
-            }
-        };
-        if let Some(p) = list[idx].as_object_mut() {
+        if let Some(p) = self.partition_mut(stream, userid) {
             for (field, v) in fields {
                 p.insert((*field).into(), v.clone());
             }
