@@ -43,6 +43,7 @@ use crate::output::Output;
 use crate::singer::catalog::{build_catalog, Selection};
 use crate::singer::message::MessageWriter;
 use crate::singer::state::State;
+use crate::streams::{Replication, STREAMS};
 use crate::sync::{run_source, session_error, wanted, SyncCtx, SOURCES};
 
 fn read_file(kind: &str, path: &Path) -> Result<String> {
@@ -262,10 +263,14 @@ async fn sync<W: Write>(
     }
     drop(events);
     let mut failed_users = BTreeSet::new();
+    let mut failed_streams: BTreeSet<String> = BTreeSet::new();
     // Per source (its streams): requests, retries, seconds (summed over users).
     let mut summaries: BTreeMap<String, (u64, u64, f64)> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let joined = joined.map(|(userid, (names, requests, retries, seconds), result)| {
+            if result.is_err() {
+                failed_streams.extend(names.split('+').map(str::to_string));
+            }
             let entry = summaries.entry(names).or_insert((0, 0, 0.0));
             entry.0 += requests;
             entry.1 += retries;
@@ -289,6 +294,17 @@ async fn sync<W: Write>(
                     "a stream task".to_string(),
                     Error::Api(format!("a stream task failed: {e}")),
                 ));
+            }
+        }
+    }
+    // Full-table streams read completely for every user replace the target's older rows.
+    if fatal.is_none() && failures.is_empty() {
+        for def in STREAMS
+            .iter()
+            .filter(|d| d.replication == Replication::FullTable)
+        {
+            if !failed_streams.contains(def.name) {
+                out.activate_version(def)?;
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::singer::catalog::Selection;
 use crate::singer::message::MessageWriter;
 use crate::singer::state::State;
-use crate::streams::{Record, StreamDef, STREAMS};
+use crate::streams::{Record, Replication, StreamDef, STREAMS};
 use crate::timefmt;
 
 /// What a stream task sends to the writer.
@@ -157,6 +157,8 @@ pub struct Output<W: Write> {
     warned: HashSet<String>,
     /// When a STATE was last written.
     state_written: std::time::Instant,
+    /// The table version of full-table streams in this run (milliseconds since the epoch).
+    version: i64,
 }
 
 /// The longest a changed state waits before it is written (a killed run re-reads at most
@@ -191,6 +193,7 @@ impl<W: Write> Output<W> {
             buf: Vec::with_capacity(64 * 1024),
             warned: HashSet::new(),
             state_written: std::time::Instant::now(),
+            version: chrono::Utc::now().timestamp_millis(),
         })
     }
 
@@ -230,7 +233,10 @@ impl<W: Write> Output<W> {
             coerced.clear();
             match plan.write(record, &mut self.buf, &mut coerced) {
                 Ok(()) => {
-                    self.writer.record(def.name, &self.buf, time_extracted)?;
+                    let version =
+                        (def.replication == Replication::FullTable).then_some(self.version);
+                    self.writer
+                        .record(def.name, &self.buf, time_extracted, version)?;
                     written += 1;
                 }
                 Err(ConformError::MissingKey(key)) => skipped.push(key),
@@ -318,6 +324,21 @@ impl<W: Write> Output<W> {
             self.writer.state(&self.state.to_value())?;
         }
         Ok(())
+    }
+
+    /// Ends a full-table stream that was read completely for every user: ACTIVATE_VERSION
+    /// tells the target that rows of older versions (e.g. an unlinked device) are gone.
+    pub fn activate_version(&mut self, def: &'static StreamDef) -> Result<()> {
+        let Some(plan) = self.plans.get(def.name) else {
+            return Ok(());
+        };
+        if def.replication != Replication::FullTable {
+            return Ok(());
+        }
+        if self.schema_sent.insert(def.name) {
+            self.writer.schema(def.name, plan.schema(), def.keys, &[])?;
+        }
+        self.writer.activate_version(def.name, self.version)
     }
 
     /// Writes the final STATE and flushes; gives the writer back.

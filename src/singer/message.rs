@@ -51,7 +51,13 @@ impl<W: Write> MessageWriter<W> {
     }
 
     /// A RECORD message whose `record` is already serialized JSON (see `OutputPlan`).
-    pub fn record(&mut self, stream: &str, record_json: &[u8], time_extracted: &str) -> Result<()> {
+    pub fn record(
+        &mut self,
+        stream: &str,
+        record_json: &[u8],
+        time_extracted: &str,
+        version: Option<i64>,
+    ) -> Result<()> {
         self.line.clear();
         self.line
             .extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
@@ -59,10 +65,19 @@ impl<W: Write> MessageWriter<W> {
             .map_err(|e| Error::io("cannot encode record", e))?;
         self.line.extend_from_slice(b",\"record\":");
         self.line.extend_from_slice(record_json);
+        if let Some(v) = version {
+            self.line
+                .extend_from_slice(format!(",\"version\":{v}").as_bytes());
+        }
         self.line.extend_from_slice(b",\"time_extracted\":\"");
         self.line.extend_from_slice(time_extracted.as_bytes());
         self.line.extend_from_slice(b"\"}\n");
         self.out.write_all(&self.line).map_err(write_error)
+    }
+
+    /// An ACTIVATE_VERSION message: rows of the stream from older versions are gone.
+    pub fn activate_version(&mut self, stream: &str, version: i64) -> Result<()> {
+        self.value_line(&json!({"type": "ACTIVATE_VERSION", "stream": stream, "version": version}))
     }
 
     /// A STATE message, flushed at once so a killed run leaves it behind.
@@ -102,7 +117,7 @@ mod tests {
         let mut w = MessageWriter::new(Vec::new());
         w.schema("s", &json!({"type": "object"}), &["id"], &["modified"])
             .unwrap();
-        w.record("s", br#"{"id":1}"#, "2024-01-01T00:00:00Z")
+        w.record("s", br#"{"id":1}"#, "2024-01-01T00:00:00Z", None)
             .unwrap();
         w.state(&json!({"bookmarks": {}})).unwrap();
         let out = String::from_utf8(w.into_inner().unwrap()).unwrap();

@@ -598,3 +598,41 @@ fn deletions_in_withings_become_tombstones_on_the_next_rescan() {
         .iter()
         .all(|r| r["_sdc_deleted_at"].is_null()));
 }
+
+#[test]
+fn full_table_streams_are_versioned_and_activated_after_a_complete_read() {
+    let world = World::new(sim_config(1, 2));
+    let run = world.sync(&["devices", "goals", "measures"], None);
+    let versions: BTreeSet<i64> = run
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            crate::support::Msg::Record {
+                stream, version, ..
+            } if stream == "devices" || stream == "goals" => {
+                Some(version.expect("full-table records carry a version"))
+            }
+            crate::support::Msg::Record { version, .. } => {
+                assert!(version.is_none(), "incremental records carry no version");
+                None
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(versions.len(), 1);
+    let activated: Vec<(String, i64)> = run
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            crate::support::Msg::ActivateVersion { stream, version } => {
+                Some((stream.clone(), *version))
+            }
+            _ => None,
+        })
+        .collect();
+    let v = *versions.iter().next().unwrap();
+    assert_eq!(
+        activated,
+        vec![("devices".to_string(), v), ("goals".to_string(), v)]
+    );
+}

@@ -29,7 +29,11 @@ pub enum Msg {
         stream: String,
         record: Value,
         time_extracted: String,
+        #[serde(default)]
+        version: Option<i64>,
     },
+    #[serde(rename = "ACTIVATE_VERSION")]
+    ActivateVersion { stream: String, version: i64 },
     #[serde(rename = "STATE")]
     State { value: Value },
 }
@@ -244,10 +248,17 @@ impl Run {
                         .expect("schema compiles");
                     validators.insert(stream.clone(), (v, key_properties.clone()));
                 }
+                Msg::ActivateVersion { stream, .. } => {
+                    assert!(
+                        validators.contains_key(stream),
+                        "ACTIVATE_VERSION of {stream} before its SCHEMA"
+                    );
+                }
                 Msg::Record {
                     stream,
                     record,
                     time_extracted,
+                    ..
                 } => {
                     let (v, keys) = validators
                         .get(stream)
