@@ -3,7 +3,9 @@
 //! fields dropped), coerces values to the declared types (numeric strings, `false` for a
 //! number, epoch seconds for a date-time) and writes the RECORD JSON directly, flattening
 //! nested objects into `parent__child` columns. The same plan gives the SCHEMA it matches,
-//! so every record validates against the schema sent for it. Pure.
+//! so every record validates against the schema sent for it. The plan reads the keywords
+//! `type`, `format`, `properties` and `items`; value constraints such as `enum` or `minimum`
+//! are not enforced (the tap's schemas declare none). Pure.
 
 use std::collections::BTreeSet;
 
@@ -35,8 +37,9 @@ struct Field {
     json_key: Vec<u8>,
     kind: Kind,
     nullable: bool,
-    /// Flattened columns replacing this object property (empty when not flattened).
-    flat: Vec<Field>,
+    /// Flattened columns replacing this object property (None when not flattened; an
+    /// object without properties flattens to no column, as in the SDK).
+    flat: Option<Vec<Field>>,
 }
 
 /// Why a record could not be written.
@@ -116,7 +119,7 @@ fn field(name: &str, schema: &Value) -> Field {
         json_key: json_key(name),
         kind,
         nullable,
-        flat: Vec::new(),
+        flat: None,
     }
 }
 
@@ -154,7 +157,7 @@ fn flatten_fields(
             for s in &mut sub {
                 s.nullable = true;
             }
-            f.flat = sub;
+            f.flat = Some(sub);
         } else {
             let mut s = schema.clone();
             if !prefix.is_empty() {
@@ -278,15 +281,13 @@ fn collect_columns(
     seen: &mut BTreeSet<Vec<u8>>,
 ) -> Result<(), PlanError> {
     for f in fields {
-        if f.flat.is_empty() {
-            if !seen.insert(f.json_key.clone()) {
-                return Err(PlanError(format!(
-                    "flattening makes two columns named {}",
-                    String::from_utf8_lossy(&f.json_key[..f.json_key.len() - 1])
-                )));
-            }
-        } else {
-            collect_columns(&f.flat, "", seen)?;
+        if let Some(flat) = &f.flat {
+            collect_columns(flat, "", seen)?;
+        } else if !seen.insert(f.json_key.clone()) {
+            return Err(PlanError(format!(
+                "flattening makes two columns named {}",
+                String::from_utf8_lossy(&f.json_key[..f.json_key.len() - 1])
+            )));
         }
     }
     Ok(())
@@ -303,12 +304,12 @@ fn write_fields(
 ) -> Result<(), ConformError> {
     for f in fields {
         let raw = record.and_then(|r| r.get(&f.name));
-        if !f.flat.is_empty() {
+        if let Some(flat) = &f.flat {
             let inner = raw.and_then(Value::as_object);
             if raw.is_some_and(|v| !v.is_null() && !v.is_object()) {
                 coerced.push(f.name.clone());
             }
-            write_fields(&f.flat, inner, out, first, coerced, keys, false)?;
+            write_fields(flat, inner, out, first, coerced, keys, false)?;
             continue;
         }
         let value = match raw {
@@ -632,6 +633,19 @@ mod tests {
             .0
             .contains("a__b"));
         assert!(OutputPlan::new(&s, &[], None, OFF).is_ok());
+    }
+
+    #[test]
+    fn an_object_without_properties_flattens_to_no_column() {
+        let s = json!({"type": "object", "properties": {
+            "a": {"type": "object", "properties": {}}, "a__b": {"type": "integer"}}});
+        let plan = OutputPlan::new(&s, &[], None, ON).unwrap();
+        let (written, _) = write(&plan, json!({"a": {"b": 1}, "a__b": 2}));
+        assert_eq!(written, json!({"a__b": 2}));
+        assert_eq!(
+            plan.schema()["properties"],
+            json!({"a__b": {"type": ["integer", "null"]}})
+        );
     }
 
     #[test]

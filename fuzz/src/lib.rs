@@ -363,10 +363,26 @@ fn nullable(schema: &Value) -> Value {
     s
 }
 
+/// Keywords of the schemas the flattener is meant for: the shape keywords it plans with and
+/// annotations. Value constraints (`enum`, `const`, `minimum`, `pattern`, …) are not
+/// enforced by the plan (the tap's schemas have none), so a schema using them is skipped.
+const PLAIN_KEYWORDS: &[&str] = &[
+    "type",
+    "format",
+    "items",
+    "properties",
+    "description",
+    "title",
+    "$comment",
+];
+
 /// Schemas the flattener is meant for: objects whose `type`, `format`, `items` and
 /// `properties` have JSON Schema's shapes, typed where they nest (the tap's schemas are).
 fn plain_schema(s: &Value) -> bool {
     let Some(o) = s.as_object() else { return false };
+    if !o.keys().all(|k| PLAIN_KEYWORDS.contains(&k.as_str())) {
+        return false;
+    }
     let type_ok = match o.get("type") {
         None => true,
         Some(Value::String(_)) => true,
