@@ -69,6 +69,48 @@ pub struct OutputPlan {
 #[error("{0}")]
 pub struct PlanError(pub String);
 
+/// One property's value in a record, as the plan reads it: typed reply rows hand over
+/// numbers and borrowed strings without building a [`Value`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Val<'a> {
+    Missing,
+    Null,
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    Json(&'a Value),
+}
+
+impl Val<'_> {
+    fn is_null(self) -> bool {
+        matches!(self, Val::Missing | Val::Null | Val::Json(Value::Null))
+    }
+}
+
+impl<'a> From<Option<i64>> for Val<'a> {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Val::Missing, Val::Int)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Val<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Val::Missing, Val::Str)
+    }
+}
+
+/// A record an [`OutputPlan`] can write: a JSON object, or a typed row of a reply.
+pub trait Fields {
+    /// The value of a top-level property.
+    fn get(&self, name: &str) -> Val<'_>;
+}
+
+impl Fields for Map<String, Value> {
+    fn get(&self, name: &str) -> Val<'_> {
+        Map::get(self, name).map_or(Val::Missing, Val::Json)
+    }
+}
+
 fn type_names(schema: &Value) -> Vec<&str> {
     match &schema["type"] {
         Value::String(s) => vec![s.as_str()],
@@ -234,14 +276,14 @@ impl OutputPlan {
     /// Writes `record` as conformed JSON into `out` (appending). Values that cannot be
     /// coerced to their declared type become null and their property names are pushed to
     /// `coerced`. Fails only when a key property is missing.
-    pub fn write(
+    pub fn write<F: Fields + ?Sized>(
         &self,
-        record: &Map<String, Value>,
+        record: &F,
         out: &mut Vec<u8>,
         coerced: &mut Vec<String>,
     ) -> Result<(), ConformError> {
         for key in &self.keys {
-            if record.get(key).is_none_or(Value::is_null) {
+            if record.get(key).is_null() {
                 return Err(ConformError::MissingKey(key.clone()));
             }
         }
@@ -293,9 +335,9 @@ fn collect_columns(
     Ok(())
 }
 
-fn write_fields(
+fn write_fields<F: Fields + ?Sized>(
     fields: &[Field],
-    record: Option<&Map<String, Value>>,
+    record: Option<&F>,
     out: &mut Vec<u8>,
     first: &mut bool,
     coerced: &mut Vec<String>,
@@ -303,36 +345,89 @@ fn write_fields(
     top: bool,
 ) -> Result<(), ConformError> {
     for f in fields {
-        let raw = record.and_then(|r| r.get(&f.name));
+        let raw = record.map_or(Val::Missing, |r| r.get(&f.name));
         if let Some(flat) = &f.flat {
-            let inner = raw.and_then(Value::as_object);
-            if raw.is_some_and(|v| !v.is_null() && !v.is_object()) {
+            let inner = match raw {
+                Val::Json(Value::Object(o)) => Some(o),
+                _ => None,
+            };
+            if inner.is_none() && !raw.is_null() {
                 coerced.push(f.name.clone());
             }
-            write_fields(flat, inner, out, first, coerced, keys, false)?;
+            write_fields::<Map<String, Value>>(flat, inner, out, first, coerced, keys, false)?;
             continue;
-        }
-        let value = match raw {
-            None | Some(Value::Null) => Value::Null,
-            Some(v) => match coerce(&f.kind, v) {
-                Some(c) => c,
-                None => {
-                    coerced.push(f.name.clone());
-                    Value::Null
-                }
-            },
-        };
-        if value.is_null() && top && keys.contains(&f.name) {
-            return Err(ConformError::MissingKey(f.name.clone()));
         }
         if !*first {
             out.push(b',');
         }
         *first = false;
         out.extend_from_slice(&f.json_key);
-        write_value(&f.kind, &value, out);
+        let wrote_null = match write_val(&f.kind, raw, out) {
+            Some(null) => null,
+            None => {
+                coerced.push(f.name.clone());
+                out.extend_from_slice(b"null");
+                true
+            }
+        };
+        if wrote_null && top && keys.contains(&f.name) {
+            return Err(ConformError::MissingKey(f.name.clone()));
+        }
     }
     Ok(())
+}
+
+/// Writes a number or string (writing into a Vec<u8> cannot fail).
+fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Writes `val` as `kind`: Some(whether null was written), or None (nothing written) when
+/// it cannot be coerced. The common cases write without building a [`Value`].
+fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Option<bool> {
+    match (kind, val) {
+        (_, v) if v.is_null() => {
+            out.extend_from_slice(b"null");
+            return Some(true);
+        }
+        (Kind::Integer | Kind::Number, Val::Int(i)) => put(out, &i),
+        (Kind::Number, Val::Float(x)) if x.is_finite() => put(out, &x),
+        (Kind::DateTime, Val::Int(secs)) => {
+            out.push(b'"');
+            if !timefmt::write_rfc3339(out, secs) {
+                out.pop();
+                return None;
+            }
+            out.push(b'"');
+        }
+        (Kind::String, Val::Str(s)) => put(out, &s),
+        (Kind::String, Val::Json(Value::String(s))) => put(out, s),
+        (Kind::Integer, Val::Json(Value::Number(n))) if n.is_i64() || n.is_u64() => put(out, n),
+        (Kind::Number, Val::Json(Value::Number(n))) => put(out, n),
+        (_, v) => {
+            let owned;
+            let value = match v {
+                Val::Json(v) => v,
+                Val::Int(i) => {
+                    owned = Value::from(i);
+                    &owned
+                }
+                Val::Float(x) => {
+                    owned = Value::from(x);
+                    &owned
+                }
+                Val::Str(s) => {
+                    owned = Value::String(s.to_owned());
+                    &owned
+                }
+                Val::Missing | Val::Null => return Some(true),
+            };
+            let c = coerce(kind, value)?;
+            write_value(kind, &c, out);
+            return Some(c.is_null());
+        }
+    }
+    Some(false)
 }
 
 fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>) {

@@ -1,9 +1,11 @@
 //! The writer side of a sync: [`Output`] owns stdout and the state; it receives [`Event`]s
 //! from the concurrent stream tasks (through [`Emitter`]) and writes SCHEMA once per stream,
-//! conformed RECORDs, and a STATE after each bookmark advance. Events of one task arrive in
-//! order, so a STATE is only ever written after the records it covers.
+//! the RECORD lines the tasks rendered (conformed by the stream's [`OutputPlan`] in a
+//! [`Batch`], so conforming runs beside the writer), and a STATE after bookmark advances.
+//! Events of one task arrive in order, so a STATE is only ever written after the records it
+//! covers.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -11,10 +13,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::conform::{ConformError, Flattening, OutputPlan};
+use crate::conform::{ConformError, Fields, Flattening, OutputPlan};
 use crate::error::{Error, Result};
 use crate::singer::catalog::Selection;
-use crate::singer::message::MessageWriter;
+use crate::singer::message::{push_record, MessageWriter};
 use crate::singer::state::State;
 use crate::streams::{Record, Replication, StreamDef, STREAMS};
 use crate::timefmt;
@@ -22,12 +24,8 @@ use crate::timefmt;
 /// What a stream task sends to the writer.
 #[derive(Debug)]
 pub enum Event {
-    /// Records of a stream, in order.
-    Records {
-        def: &'static StreamDef,
-        records: Vec<Record>,
-        time_extracted: String,
-    },
+    /// Rendered records of a stream, in order.
+    Lines(Batch),
     /// Extra fields of a user's partition (deletion tracking), after the records they cover.
     Partition {
         def: &'static StreamDef,
@@ -47,8 +45,68 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Emitter {
     tx: mpsc::Sender<Event>,
-    selected: Arc<BTreeSet<&'static str>>,
+    plans: Arc<BTreeMap<&'static str, Arc<OutputPlan>>>,
     start_state: Arc<State>,
+    version: i64,
+}
+
+/// RECORD lines of one stream rendered in a task, with what conforming noticed.
+#[derive(Debug)]
+pub struct Batch {
+    def: &'static StreamDef,
+    plan: Arc<OutputPlan>,
+    version: Option<i64>,
+    lines: Vec<u8>,
+    records: u64,
+    /// Key properties of records skipped for lacking them.
+    skipped: Vec<String>,
+    /// Properties whose value could not be coerced (written as null).
+    coerced: Vec<String>,
+}
+
+impl Batch {
+    /// Renders one record (skipped, and noted, when it lacks a key property).
+    pub fn push<F: Fields + ?Sized>(&mut self, record: &F, time_extracted: &str) {
+        let plan = &self.plan;
+        let coerced = &mut self.coerced;
+        let known = coerced.len();
+        let result = push_record(
+            &mut self.lines,
+            self.def.name,
+            time_extracted,
+            self.version,
+            |line| plan.write(record, line, coerced),
+        );
+        // Each property is noted once per batch.
+        if coerced.len() > known {
+            let mut i = known;
+            while i < coerced.len() {
+                if coerced[..i].contains(&coerced[i]) {
+                    coerced.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        match result {
+            Ok(()) => self.records += 1,
+            Err(ConformError::MissingKey(key)) => {
+                if !self.skipped.contains(&key) {
+                    self.skipped.push(key);
+                }
+            }
+        }
+    }
+
+    /// Records rendered so far.
+    pub fn len(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether nothing was rendered or noted.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.skipped.is_empty() && self.coerced.is_empty()
+    }
 }
 
 /// The writer is gone (stdout failed): the task stops.
@@ -58,7 +116,32 @@ pub struct WriterGone;
 impl Emitter {
     /// Is the stream selected?
     pub fn is_selected(&self, stream: &str) -> bool {
-        self.selected.contains(stream)
+        self.plans.contains_key(stream)
+    }
+
+    /// An empty batch of a selected stream's records (None when it is not selected).
+    pub fn batch(&self, def: &'static StreamDef) -> Option<Batch> {
+        let plan = self.plans.get(def.name)?;
+        Some(Batch {
+            def,
+            plan: Arc::clone(plan),
+            version: (def.replication == Replication::FullTable).then_some(self.version),
+            lines: Vec::new(),
+            records: 0,
+            skipped: Vec::new(),
+            coerced: Vec::new(),
+        })
+    }
+
+    /// Sends a batch to the writer (nothing when it is empty).
+    pub async fn send(&self, batch: Batch) -> Result<(), WriterGone> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Event::Lines(batch))
+            .await
+            .map_err(|_| WriterGone)
     }
 
     /// The bookmark of a user's stream when the run started, as epoch seconds.
@@ -73,17 +156,13 @@ impl Emitter {
         records: Vec<Record>,
         time_extracted: &str,
     ) -> Result<(), WriterGone> {
-        if records.is_empty() || !self.is_selected(def.name) {
+        let Some(mut batch) = self.batch(def) else {
             return Ok(());
+        };
+        for record in &records {
+            batch.push(record, time_extracted);
         }
-        self.tx
-            .send(Event::Records {
-                def,
-                records,
-                time_extracted: time_extracted.to_string(),
-            })
-            .await
-            .map_err(|_| WriterGone)
+        self.send(batch).await
     }
 
     /// A field of a user's partition when the run started.
@@ -150,10 +229,9 @@ pub struct StreamCounts {
 pub struct Output<W: Write> {
     writer: MessageWriter<W>,
     state: State,
-    plans: BTreeMap<&'static str, OutputPlan>,
+    plans: BTreeMap<&'static str, Arc<OutputPlan>>,
     schema_sent: HashSet<&'static str>,
     counts: BTreeMap<&'static str, StreamCounts>,
-    buf: Vec<u8>,
     warned: HashSet<String>,
     /// When a STATE was last written.
     state_written: std::time::Instant,
@@ -182,7 +260,7 @@ impl<W: Write> Output<W> {
                 flattening,
             )
             .map_err(|e| Error::input(format!("stream {}: {e}", def.name)))?;
-            plans.insert(def.name, plan);
+            plans.insert(def.name, Arc::new(plan));
         }
         Ok(Output {
             writer,
@@ -190,7 +268,6 @@ impl<W: Write> Output<W> {
             plans,
             schema_sent: HashSet::new(),
             counts: BTreeMap::new(),
-            buf: Vec::with_capacity(64 * 1024),
             warned: HashSet::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
@@ -207,47 +284,24 @@ impl<W: Write> Output<W> {
         &self.counts
     }
 
-    /// Writes the records of a selected stream (SCHEMA first if not yet sent).
-    pub fn emit(
-        &mut self,
-        def: &'static StreamDef,
-        records: &[Record],
-        time_extracted: &str,
-    ) -> Result<()> {
-        let Some(plan) = self.plans.get(def.name) else {
-            return Ok(());
-        };
-        if records.is_empty() {
-            return Ok(());
-        }
-        if self.schema_sent.insert(def.name) {
+    /// Writes a batch of rendered records (SCHEMA first if not yet sent).
+    pub fn write_batch(&mut self, batch: Batch) -> Result<()> {
+        let def = batch.def;
+        if batch.records > 0 && self.schema_sent.insert(def.name) {
             let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
             self.writer
-                .schema(def.name, plan.schema(), def.keys, &bookmark)?;
+                .schema(def.name, batch.plan.schema(), def.keys, &bookmark)?;
         }
-        let mut coerced = Vec::new();
-        let mut written = 0u64;
-        let mut skipped = Vec::new();
-        for record in records {
-            self.buf.clear();
-            coerced.clear();
-            match plan.write(record, &mut self.buf, &mut coerced) {
-                Ok(()) => {
-                    let version =
-                        (def.replication == Replication::FullTable).then_some(self.version);
-                    self.writer
-                        .record(def.name, &self.buf, time_extracted, version)?;
-                    written += 1;
-                }
-                Err(ConformError::MissingKey(key)) => skipped.push(key),
-            }
-            for field in coerced.drain(..) {
-                if self.warned.insert(format!("{}.{}", def.name, field)) {
-                    warn!("stream {}: field `{field}` had a value of an unexpected type; written as null", def.name);
-                }
+        self.writer.lines(&batch.lines)?;
+        for field in &batch.coerced {
+            if self.warned.insert(format!("{}.{}", def.name, field)) {
+                warn!(
+                    "stream {}: field `{field}` had a value of an unexpected type; written as null",
+                    def.name
+                );
             }
         }
-        for key in &skipped {
+        for key in &batch.skipped {
             if self.warned.insert(format!("{}#{key}", def.name)) {
                 warn!(
                     "stream {}: skipped a record without its key property `{key}`",
@@ -256,8 +310,8 @@ impl<W: Write> Output<W> {
             }
         }
         let c = self.counts.entry(def.name).or_default();
-        c.records += written;
-        c.skipped += skipped.len() as u64;
+        c.records += batch.records;
+        c.skipped += batch.skipped.len() as u64;
         Ok(())
     }
 
@@ -269,12 +323,12 @@ impl<W: Write> Output<W> {
     /// A channel and the emitter tasks use to reach this writer.
     pub fn channel(&self, capacity: usize) -> (Emitter, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let selected = Arc::new(self.plans.keys().copied().collect());
         (
             Emitter {
                 tx,
-                selected,
+                plans: Arc::new(self.plans.clone()),
                 start_state: Arc::new(self.state.clone()),
+                version: self.version,
             },
             rx,
         )
@@ -283,11 +337,7 @@ impl<W: Write> Output<W> {
     /// Writes one event.
     pub fn handle(&mut self, event: Event) -> Result<()> {
         match event {
-            Event::Records {
-                def,
-                records,
-                time_extracted,
-            } => self.emit(def, &records, &time_extracted),
+            Event::Lines(batch) => self.write_batch(batch),
             Event::Advance { def, userid, epoch } => self.advance(def, userid, epoch),
             Event::Partition {
                 def,

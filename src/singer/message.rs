@@ -50,29 +50,9 @@ impl<W: Write> MessageWriter<W> {
         self.value_line(&msg)
     }
 
-    /// A RECORD message whose `record` is already serialized JSON (see `OutputPlan`).
-    pub fn record(
-        &mut self,
-        stream: &str,
-        record_json: &[u8],
-        time_extracted: &str,
-        version: Option<i64>,
-    ) -> Result<()> {
-        self.line.clear();
-        self.line
-            .extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
-        serde_json::to_writer(&mut self.line, stream)
-            .map_err(|e| Error::io("cannot encode record", e))?;
-        self.line.extend_from_slice(b",\"record\":");
-        self.line.extend_from_slice(record_json);
-        if let Some(v) = version {
-            self.line
-                .extend_from_slice(format!(",\"version\":{v}").as_bytes());
-        }
-        self.line.extend_from_slice(b",\"time_extracted\":\"");
-        self.line.extend_from_slice(time_extracted.as_bytes());
-        self.line.extend_from_slice(b"\"}\n");
-        self.out.write_all(&self.line).map_err(write_error)
+    /// RECORD lines rendered by [`push_record`] (any number of whole lines).
+    pub fn lines(&mut self, lines: &[u8]) -> Result<()> {
+        self.out.write_all(lines).map_err(write_error)
     }
 
     /// An ACTIVATE_VERSION message: rows of the stream from older versions are gone.
@@ -107,6 +87,34 @@ impl<W: Write> MessageWriter<W> {
     }
 }
 
+/// Appends one RECORD line to `line`, its `record` written by `write_record`; when that
+/// fails, nothing is appended.
+pub fn push_record<E>(
+    line: &mut Vec<u8>,
+    stream: &str,
+    time_extracted: &str,
+    version: Option<i64>,
+    write_record: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let start = line.len();
+    line.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
+    // Writing a string into a Vec<u8> cannot fail.
+    let _ = serde_json::to_writer(&mut *line, stream);
+    line.extend_from_slice(b",\"record\":");
+    if let Err(e) = write_record(line) {
+        line.truncate(start);
+        return Err(e);
+    }
+    if let Some(v) = version {
+        line.extend_from_slice(b",\"version\":");
+        line.extend_from_slice(v.to_string().as_bytes());
+    }
+    line.extend_from_slice(b",\"time_extracted\":\"");
+    line.extend_from_slice(time_extracted.as_bytes());
+    line.extend_from_slice(b"\"}\n");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,8 +125,18 @@ mod tests {
         let mut w = MessageWriter::new(Vec::new());
         w.schema("s", &json!({"type": "object"}), &["id"], &["modified"])
             .unwrap();
-        w.record("s", br#"{"id":1}"#, "2024-01-01T00:00:00Z", None)
-            .unwrap();
+        let mut line = Vec::new();
+        push_record(&mut line, "s", "2024-01-01T00:00:00Z", None, |l| {
+            l.extend_from_slice(br#"{"id":1}"#);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert!(push_record(&mut line, "s", "x", Some(1), |l| {
+            l.extend_from_slice(b"{half");
+            Err(())
+        })
+        .is_err());
+        w.lines(&line).unwrap();
         w.state(&json!({"bookmarks": {}})).unwrap();
         let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
         let lines: Vec<Value> = out
