@@ -12,14 +12,15 @@ use tracing::{info, warn};
 
 use crate::api::client::ApiClient;
 use crate::auth::session::{Session, SessionError};
+use crate::conform::Fields;
 use crate::error::Error;
-use crate::output::{Emitter, WriterGone};
+use crate::output::{Batch, Emitter, WriterGone};
 use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
 use crate::reconcile::{
     cap_newest, due, keys_from_state, keys_to_state, reconcile, remember, KeySet, FIELD_KEYS,
     FIELD_RECONCILED_AT, MAX_KEYS,
 };
-use crate::streams::measure::{lenient_i64, measures_records};
+use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
 use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
 use crate::timefmt;
@@ -243,6 +244,96 @@ pub fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
     }
 }
 
+/// What paging, filtering and deletion tracking need of a measure record, typed or not.
+trait MeasureLike: Fields {
+    fn key_hash(&self, def: &StreamDef) -> u64;
+    fn date(&self) -> Option<i64>;
+    fn change_time(&self) -> Option<i64>;
+    fn key_text(&self, def: &StreamDef) -> String;
+}
+
+impl MeasureLike for Record {
+    fn key_hash(&self, def: &StreamDef) -> u64 {
+        record_key(def, self)
+    }
+    fn date(&self) -> Option<i64> {
+        self.get("date").and_then(lenient_i64)
+    }
+    fn change_time(&self) -> Option<i64> {
+        measure::change_time(self)
+    }
+    fn key_text(&self, def: &StreamDef) -> String {
+        key_text(def, self)
+    }
+}
+
+impl MeasureLike for MeasureRow<'_> {
+    /// The same hash as [`record_key`] of the equal record.
+    fn key_hash(&self, _def: &StreamDef) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for v in [
+            self.userid,
+            self.group.grpid,
+            self.measure.kind,
+            self.position(),
+        ] {
+            hash_value(&Value::from(v), &mut h);
+        }
+        h.finish()
+    }
+    fn date(&self) -> Option<i64> {
+        self.group.date
+    }
+    fn change_time(&self) -> Option<i64> {
+        MeasureRow::change_time(self)
+    }
+    fn key_text(&self, _def: &StreamDef) -> String {
+        format!(
+            "[{},{},{}]",
+            self.group.grpid,
+            self.measure.kind,
+            self.position()
+        )
+    }
+}
+
+/// One getmeas page being taken: de-duplication against the neighbouring page, the date
+/// filter, the bookmark candidate, deletion tracking and rendering.
+struct MeasurePage<'s> {
+    ctx: &'s SyncCtx,
+    def: &'static StreamDef,
+    time_extracted: String,
+    batch: Option<Batch>,
+    recent: &'s mut RecentKeys,
+    emitted: &'s mut KeySet,
+    max_seen: &'s mut Option<i64>,
+    /// Key hashes of the page's first and last records (the repeat check).
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+impl MeasurePage<'_> {
+    fn take<R: MeasureLike>(&mut self, r: &R) {
+        let key = r.key_hash(self.def);
+        self.first.get_or_insert(key);
+        self.last = Some(key);
+        if !self.recent.insert(key) {
+            return;
+        }
+        let date = r.date();
+        if date.is_some_and(|d| d < self.ctx.start || d > self.ctx.end) {
+            return;
+        }
+        if let Some(t) = r.change_time() {
+            *self.max_seen = Some(self.max_seen.map_or(t, |m| m.max(t)));
+        }
+        track(self.ctx, date, || r.key_text(self.def), self.emitted);
+        if let Some(batch) = &mut self.batch {
+            batch.push(r, &self.time_extracted);
+        }
+    }
+}
+
 async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
     let def = stream_def("measures");
     // lastupdate returns groups changed strictly after it (Withings' own incremental recipe:
@@ -267,41 +358,45 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
             if pager.offset() > 0 {
                 params.push(("offset", pager.offset().to_string()));
             }
-            let body = ctx.session.call(&ctx.client, "/measure", &params).await?;
-            let time_extracted = now_text();
-            let (records, skipped) = measures_records(&body, userid)?;
-            for reason in skipped {
-                warn!(userid, "measures: skipped {reason}");
+            let reply = ctx
+                .session
+                .call_reply(&ctx.client, "/measure", &params)
+                .await?;
+            let mut page = MeasurePage {
+                ctx,
+                def,
+                time_extracted: now_text(),
+                batch: out.batch(def),
+                recent: &mut recent,
+                emitted: &mut emitted,
+                max_seen: &mut max_seen,
+                first: None,
+                last: None,
+            };
+            page.recent.next_page();
+            // The usual shape is read typed, borrowing from the reply; anything else leniently.
+            let rows = match reply.raw_body().and_then(measure::fast_page) {
+                Some(fast) => {
+                    fast.rows(userid).for_each(|row| page.take(&row));
+                    fast.measuregrps.len()
+                }
+                None => {
+                    let body = reply
+                        .into_value()
+                        .map_err(|m| ReplyError(format!("getmeas reply: {m}")))?;
+                    let (records, skipped) = measures_records(&body, userid)?;
+                    for reason in skipped {
+                        warn!(userid, "measures: skipped {reason}");
+                    }
+                    records.iter().for_each(|r| page.take(r));
+                    page_rows(&body, "measuregrps")
+                }
+            };
+            let fingerprint = page_fingerprint(rows, page.first, page.last);
+            if let Some(batch) = page.batch {
+                out.send(batch).await?;
             }
-            recent.next_page();
-            let fingerprint = page_fingerprint(
-                page_rows(&body, "measuregrps"),
-                records.first().map(|r| record_key(def, r)),
-                records.last().map(|r| record_key(def, r)),
-            );
-            let mut fresh = Vec::with_capacity(records.len());
-            for r in records {
-                if !recent.insert(record_key(def, &r)) {
-                    continue;
-                }
-                let date = r.get("date").and_then(lenient_i64);
-                if date.is_some_and(|d| d < ctx.start || d > ctx.end) {
-                    continue;
-                }
-                if let Some(t) = crate::streams::measure::change_time(&r) {
-                    max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
-                }
-                track(ctx, def, &r, "date", &mut emitted);
-                fresh.push(r);
-            }
-            out.emit(def, fresh, &time_extracted).await?;
-            if !next_page(
-                &mut pager,
-                page_rows(&body, "measuregrps"),
-                fingerprint,
-                def.name,
-                userid,
-            ) {
+            if !next_page(&mut pager, rows, fingerprint, def.name, userid) {
                 break;
             }
         }
@@ -400,7 +495,8 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
                 max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
             }
             if spec.scan.is_some() {
-                track(ctx, def, &r, "startdate", &mut emitted);
+                let t = r.get("startdate").and_then(lenient_i64);
+                track(ctx, t, || key_text(def, &r), &mut emitted);
             }
             fresh.push(r);
         }
@@ -744,17 +840,15 @@ fn key_text(def: &StreamDef, record: &Record) -> String {
     .to_string()
 }
 
-/// Remembers an emitted record whose event time lies in the deletion-detection window.
-fn track(ctx: &SyncCtx, def: &StreamDef, record: &Record, time_field: &str, emitted: &mut KeySet) {
+/// Remembers an emitted record whose event time `t` lies in the deletion-detection window.
+fn track(ctx: &SyncCtx, t: Option<i64>, key: impl FnOnce() -> String, emitted: &mut KeySet) {
     if ctx.reconcile_window <= 0 {
         return;
     }
-    if let Some(t) = record.get(time_field).and_then(lenient_i64) {
-        if t >= ctx.now - ctx.reconcile_window {
-            emitted.insert(key_text(def, record), t);
-            if emitted.len() > 2 * MAX_KEYS {
-                cap_newest(emitted, MAX_KEYS);
-            }
+    if let Some(t) = t.filter(|t| *t >= ctx.now - ctx.reconcile_window) {
+        emitted.insert(key(), t);
+        if emitted.len() > 2 * MAX_KEYS {
+            cap_newest(emitted, MAX_KEYS);
         }
     }
 }

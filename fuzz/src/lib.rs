@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
-use tap_withings::api::envelope::{classify, Endpoint};
+use tap_withings::api::envelope::{classify, Endpoint, Outcome};
 use tap_withings::conform::{Flattening, OutputPlan};
 use tap_withings::streams::{self, Record, ReplyError, STREAMS};
 
@@ -218,7 +218,19 @@ pub fn check_reply(body: &Value) -> usize {
 pub fn check_reply_bytes(data: &[u8]) {
     for http in [200, 401, 429, 502] {
         for endpoint in [Endpoint::Data, Endpoint::Token] {
-            let _ = classify(http, data, endpoint);
+            let outcome = classify(http, data, endpoint);
+            // A body kept as text is exactly the envelope's `body`.
+            if let Outcome::Ok(reply) = outcome {
+                if reply.raw_body().is_some() {
+                    let envelope: Value =
+                        serde_json::from_slice(data).expect("a kept body comes from valid JSON");
+                    assert_eq!(
+                        reply.into_value().ok().as_ref(),
+                        Some(&envelope["body"]),
+                        "the kept body is the envelope's"
+                    );
+                }
+            }
         }
     }
     if let Ok(value) = serde_json::from_slice::<Value>(data) {

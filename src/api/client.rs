@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use super::cancel::Cancel;
-use super::envelope::{classify, ApiFailure, Endpoint, Outcome};
+use super::envelope::{classify, ApiFailure, Endpoint, FailKind, Outcome, Reply};
 use super::rate_limit::Pacer;
 use super::retry::RetryPolicy;
 use crate::config::Config;
@@ -216,7 +216,8 @@ impl ApiClient {
         result.1
     }
 
-    /// Calls `path` with form `params`, retrying transient failures within the policy.
+    /// Calls `path` with form `params`, retrying transient failures within the policy; the
+    /// reply's body as a value.
     pub async fn request(
         &self,
         path: &str,
@@ -224,6 +225,18 @@ impl ApiClient {
         bearer: Option<&Secret>,
         endpoint: Endpoint,
     ) -> std::result::Result<Value, CallError> {
+        let reply = self.request_reply(path, params, bearer, endpoint).await?;
+        reply.into_value().map_err(unreadable)
+    }
+
+    /// As [`ApiClient::request`], with the body kept as text when it is an object.
+    pub async fn request_reply(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        bearer: Option<&Secret>,
+        endpoint: Endpoint,
+    ) -> std::result::Result<Reply, CallError> {
         let fp = Self::fingerprint(path, params, bearer);
         let started = self.now();
         let mut attempt = 0u32;
@@ -292,6 +305,15 @@ impl ApiClient {
             }
         }
     }
+}
+
+/// A kept body that does not parse (it was checked as JSON already: only nesting limits).
+pub fn unreadable(message: String) -> CallError {
+    CallError::Failed(ApiFailure {
+        kind: FailKind::Fatal,
+        status: 0,
+        message,
+    })
 }
 
 fn short(e: &reqwest::Error) -> String {

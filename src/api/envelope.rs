@@ -1,6 +1,78 @@
 //! Classifies one HTTP reply from Withings into what to do next. Pure; the client acts.
 
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
+
+/// A successful reply's `body`. An object body is kept as its JSON text, so a typed parser
+/// can borrow from it (see `streams::measure`); anything else is normalized to a value.
+#[derive(Debug, Clone)]
+pub struct Reply(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// The whole reply and where its `body` object lies in it.
+    Raw {
+        text: Vec<u8>,
+        body: Range<usize>,
+    },
+    Parsed(Value),
+}
+
+impl Reply {
+    /// The body's JSON text, when it was kept (an object).
+    pub fn raw_body(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Repr::Raw { text, body } => Some(&text[body.clone()]),
+            Repr::Parsed(_) => None,
+        }
+    }
+
+    /// The body as a JSON value.
+    pub fn into_value(self) -> Result<Value, String> {
+        match self.0 {
+            Repr::Raw { text, body } => serde_json::from_slice(&text[body])
+                .map_err(|e| format!("reply body cannot be read ({e})")),
+            Repr::Parsed(v) => Ok(v),
+        }
+    }
+}
+
+impl From<Value> for Reply {
+    fn from(v: Value) -> Self {
+        Reply(Repr::Parsed(v))
+    }
+}
+
+impl PartialEq for Reply {
+    fn eq(&self, other: &Self) -> bool {
+        self.clone().into_value() == other.clone().into_value()
+    }
+}
+
+/// The envelope of a status-0 reply, read without building the body.
+#[derive(Deserialize)]
+struct FastEnvelope<'a> {
+    status: i64,
+    #[serde(borrow)]
+    body: Option<&'a RawValue>,
+}
+
+/// A status-0 reply whose body is an object, kept as text (None: classify it the slow way).
+fn fast_ok(body: &[u8]) -> Option<Reply> {
+    let env: FastEnvelope = serde_json::from_slice(body).ok()?;
+    let raw = env.body?.get();
+    if env.status != 0 || !raw.starts_with('{') {
+        return None;
+    }
+    let start = raw.as_ptr() as usize - body.as_ptr() as usize;
+    Some(Reply(Repr::Raw {
+        text: body.to_vec(),
+        body: start..start + raw.len(),
+    }))
+}
 
 /// Why a call failed for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +98,7 @@ pub struct ApiFailure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Status 0: the reply's `body`.
-    Ok(Value),
+    Ok(Reply),
     /// Transient: retry after a backoff.
     Retry(String),
     /// Throttled: wait this many seconds, then retry.
@@ -87,6 +159,9 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
             })
         }
     }
+    if let Some(reply) = fast_ok(body) {
+        return Outcome::Ok(reply);
+    }
     let envelope: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(_) if body.is_empty() => return Outcome::Retry("empty reply body".into()),
@@ -117,11 +192,11 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
         {
             Outcome::Retry("reply body is not an object".into())
         }
-        0 => Outcome::Ok(if body.is_null() || body.is_array() {
+        0 => Outcome::Ok(Reply::from(if body.is_null() || body.is_array() {
             Value::Object(Default::default())
         } else {
             body
-        }),
+        })),
         601 => {
             let wait = body
                 .get("wait_seconds")
@@ -198,9 +273,26 @@ mod tests {
     fn classification_table() {
         assert_eq!(
             data(200, r#"{"status":0,"body":{"a":1}}"#),
-            Outcome::Ok(json!({"a": 1}))
+            Outcome::Ok(json!({"a": 1}).into())
         );
-        assert_eq!(data(200, r#"{"status":0}"#), Outcome::Ok(json!({})));
+        assert_eq!(data(200, r#"{"status":0}"#), Outcome::Ok(json!({}).into()));
+        assert_eq!(
+            data(200, r#"{"status":0,"body":[]}"#),
+            Outcome::Ok(json!({}).into())
+        );
+        // An object body is kept as text, exactly the bytes of the reply.
+        let Outcome::Ok(reply) = data(
+            200,
+            r#"{"error":"", "body": {"a": [1, {"b": 2}]} ,"status":0}"#,
+        ) else {
+            panic!("not ok")
+        };
+        assert_eq!(reply.raw_body(), Some(&br#"{"a": [1, {"b": 2}]}"#[..]));
+        // Duplicate or odd envelope fields go the careful way.
+        assert!(matches!(
+            data(200, r#"{"status":0,"status":0,"body":{}}"#),
+            Outcome::Ok(_) | Outcome::Retry(_)
+        ));
         assert_eq!(
             data(
                 200,

@@ -11,7 +11,7 @@ use tracing::info;
 
 use super::token_store::{self, fingerprint, StoredUser, TokenFile};
 use crate::api::client::{ApiClient, CallError};
-use crate::api::envelope::{ApiFailure, Endpoint, FailKind};
+use crate::api::envelope::{ApiFailure, Endpoint, FailKind, Reply};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -262,12 +262,25 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Value, SessionError> {
+        let reply = self.call_reply(client, path, params).await?;
+        reply
+            .into_value()
+            .map_err(|m| describe(crate::api::client::unreadable(m)))
+    }
+
+    /// As [`Session::call`], with an object body kept as text for a typed parser.
+    pub async fn call_reply(
+        &self,
+        client: &ApiClient,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> std::result::Result<Reply, SessionError> {
         let (mut token, _) = self.access(client).await?;
         // A refused token is refreshed (once per refusal of a token this call refreshed
         // itself; a token another task already replaced is simply swapped), within a bound.
         let (mut own_refreshes, mut attempts) = (0, 0);
         loop {
-            match client.request(path, params, Some(&token), Endpoint::Data).await {
+            match client.request_reply(path, params, Some(&token), Endpoint::Data).await {
                 Ok(body) => return Ok(body),
                 Err(CallError::Refresh) if own_refreshes < 3 && attempts < 10 => {
                     attempts += 1;

@@ -1,9 +1,16 @@
 //! `measures`: getmeas replies (`body.measuregrps[].measures[]`) → one record per measure with
-//! its group's fields alongside. Pure.
+//! its group's fields alongside. Two readers give the same records: [`fast_page`] reads a
+//! reply of the usual shape into borrowing typed structs (the hot path: no JSON tree, no map
+//! per record), and [`measures_records`] reads any other shape leniently (numbers as strings,
+//! `model_id`, odd `measuregrps`). Pure.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Record, ReplyError};
+use crate::conform::{Fields, Val};
 
 /// Group fields copied onto every measure record, verbatim.
 const GROUP_FIELDS: &[&str] = &[
@@ -75,6 +82,18 @@ pub fn type_name(code: i64) -> Option<&'static str> {
 pub fn scale(raw: i64, unit: i64) -> Option<f64> {
     if !(-30..=30).contains(&unit) {
         return None;
+    }
+    // Both operands exact (|raw| < 2^53, 10^k exact up to 10^22): IEEE division and
+    // multiplication round the exact result once, to the nearest double.
+    const EXACT: i64 = 1 << 53;
+    if (-EXACT..=EXACT).contains(&raw) && (-22..=22).contains(&unit) {
+        let p = 10f64.powi(unit.unsigned_abs() as i32);
+        let v = if unit < 0 {
+            raw as f64 / p
+        } else {
+            raw as f64 * p
+        };
+        return v.is_finite().then_some(v);
     }
     let digits = raw.unsigned_abs().to_string();
     let sign = if raw < 0 { "-" } else { "" };
@@ -204,6 +223,138 @@ fn measure_record(
     r
 }
 
+/// A getmeas body of the usual shape, borrowed from the reply text. Unknown fields are
+/// ignored; any field of another type than these makes [`fast_page`] give None.
+#[derive(Debug, Deserialize)]
+pub struct FastPage<'a> {
+    #[serde(borrow, default)]
+    pub measuregrps: Vec<FastGroup<'a>>,
+    #[serde(borrow, default)]
+    pub timezone: Option<Cow<'a, str>>,
+}
+
+/// One measure group of a [`FastPage`].
+#[derive(Debug, Deserialize)]
+pub struct FastGroup<'a> {
+    pub grpid: i64,
+    pub attrib: Option<i64>,
+    pub date: Option<i64>,
+    pub created: Option<i64>,
+    pub modified: Option<i64>,
+    pub category: Option<i64>,
+    #[serde(borrow)]
+    pub deviceid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub hash_deviceid: Option<Cow<'a, str>>,
+    pub modelid: Option<i64>,
+    pub model_id: Option<i64>,
+    #[serde(borrow)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub comment: Option<Cow<'a, str>>,
+    pub brand: Option<i64>,
+    pub devtype: Option<i64>,
+    #[serde(default)]
+    pub measures: Vec<FastMeasure>,
+}
+
+/// One measure of a [`FastGroup`].
+#[derive(Debug, Deserialize)]
+pub struct FastMeasure {
+    pub value: Option<i64>,
+    #[serde(rename = "type")]
+    pub kind: i64,
+    pub unit: Option<i64>,
+    pub position: Option<i64>,
+    pub algo: Option<i64>,
+    pub fm: Option<i64>,
+    pub apppfmid: Option<i64>,
+    pub appliver: Option<i64>,
+    /// Free-form; rare, so owned.
+    pub algo_params: Option<Value>,
+}
+
+/// Reads a getmeas body of the usual shape (None: read it with [`measures_records`]).
+pub fn fast_page(body: &[u8]) -> Option<FastPage<'_>> {
+    serde_json::from_slice(body).ok()
+}
+
+impl<'a> FastPage<'a> {
+    /// Every measure of the page as a record, in reply order.
+    pub fn rows(&self, userid: i64) -> impl Iterator<Item = MeasureRow<'_>> {
+        let timezone = self.timezone.as_deref();
+        self.measuregrps.iter().flat_map(move |group| {
+            group.measures.iter().map(move |measure| MeasureRow {
+                userid,
+                group,
+                measure,
+                timezone,
+            })
+        })
+    }
+}
+
+/// One measure record of a [`FastPage`], written by the output plan through [`Fields`]
+/// with exactly the values [`measures_records`] gives.
+#[derive(Debug, Clone, Copy)]
+pub struct MeasureRow<'p> {
+    pub userid: i64,
+    pub group: &'p FastGroup<'p>,
+    pub measure: &'p FastMeasure,
+    pub timezone: Option<&'p str>,
+}
+
+impl MeasureRow<'_> {
+    /// The measure's position (-1 when Withings gives none: key properties are non-null).
+    pub fn position(&self) -> i64 {
+        self.measure.position.unwrap_or(-1)
+    }
+
+    /// The group's change time (see [`change_time`]).
+    pub fn change_time(&self) -> Option<i64> {
+        let g = self.group;
+        g.modified.or(g.created).or(g.date)
+    }
+}
+
+impl Fields for MeasureRow<'_> {
+    fn get(&self, name: &str) -> Val<'_> {
+        let (g, m) = (self.group, self.measure);
+        match name {
+            "userid" => Val::Int(self.userid),
+            "grpid" => Val::Int(g.grpid),
+            "type" => Val::Int(m.kind),
+            "position" => Val::Int(self.position()),
+            "type_name" => type_name(m.kind).into(),
+            "value" => match (m.value, m.unit) {
+                (Some(raw), Some(unit)) => scale(raw, unit).map_or(Val::Null, Val::Float),
+                _ => Val::Null,
+            },
+            "raw_value" => m.value.into(),
+            "unit" => m.unit.into(),
+            "algo" => m.algo.into(),
+            "fm" => m.fm.into(),
+            "apppfmid" => m.apppfmid.into(),
+            "appliver" => m.appliver.into(),
+            "algo_params" => m.algo_params.as_ref().map_or(Val::Missing, Val::Json),
+            "attrib" => g.attrib.into(),
+            "date" => g.date.into(),
+            "created" => g.created.into(),
+            "modified" => g.modified.into(),
+            "category" => g.category.into(),
+            "deviceid" => g.deviceid.as_deref().into(),
+            "hash_deviceid" => g.hash_deviceid.as_deref().into(),
+            "modelid" => g.modelid.or(g.model_id).into(),
+            "model" => g.model.as_deref().into(),
+            "comment" => g.comment.as_deref().into(),
+            "brand" => g.brand.into(),
+            "devtype" => g.devtype.into(),
+            "timezone" => self.timezone.into(),
+            _ => Val::Missing,
+        }
+    }
+}
+
 /// The group's change time for bookmarks: `modified`, else `created`, else `date` (older
 /// replies lack `modified`).
 pub fn change_time(record: &Record) -> Option<i64> {
@@ -313,6 +464,74 @@ mod tests {
         ] {
             let err = measures_records(&json!({ "measuregrps": groups }), 1).unwrap_err();
             assert!(err.0.starts_with("getmeas reply: "), "{err}");
+        }
+    }
+
+    /// Every record of `body` written by the measures plan, read typed and leniently.
+    fn both_readers(body: &str) -> (Option<Vec<String>>, Vec<String>) {
+        use crate::conform::{Flattening, OutputPlan};
+        let def = crate::streams::find("measures").unwrap();
+        let flattening = Flattening {
+            enabled: true,
+            max_depth: 10,
+        };
+        let plan = OutputPlan::new(&def.schema(), def.keys, None, flattening).unwrap();
+        let line = |r: &dyn Fn(&mut Vec<u8>, &mut Vec<String>)| {
+            let (mut out, mut coerced) = (Vec::new(), Vec::new());
+            r(&mut out, &mut coerced);
+            assert!(coerced.is_empty(), "{coerced:?}");
+            String::from_utf8(out).unwrap()
+        };
+        let fast = fast_page(body.as_bytes()).map(|page| {
+            page.rows(9)
+                .map(|row| line(&|o, c| plan.write(&row, o, c).unwrap()))
+                .collect()
+        });
+        let value: Value = serde_json::from_str(body).unwrap();
+        let lenient = measures_records(&value, 9)
+            .unwrap()
+            .0
+            .iter()
+            .map(|r| line(&|o, c| plan.write(r, o, c).unwrap()))
+            .collect();
+        (fast, lenient)
+    }
+
+    #[test]
+    fn the_typed_reader_writes_what_the_lenient_one_writes() {
+        let capture = include_str!("../../tests/fixtures/aiowithings/measurement_list.json");
+        let body = format!(
+            r#"{{"updatetime": 1, "timezone": "Europe\/Paris", "measuregrps": {capture}, "more": 0}}"#
+        );
+        let (fast, lenient) = both_readers(&body);
+        assert!(lenient.len() > 10);
+        assert_eq!(fast, Some(lenient));
+        let odd = r#"{"measuregrps": [{"grpid": 3, "date": 1700000000, "modified": 1700000001, "model_id": 7,
+            "deviceid": "a\"b", "comment": null, "new_field": [1],
+            "measures": [{"value": 123456789, "type": 1, "unit": -5, "algo_params": {"x": 1}},
+                         {"type": 4, "position": 0}, {"value": 5, "type": 12, "unit": 3}]}]}"#;
+        let (fast, lenient) = both_readers(odd);
+        assert_eq!(fast, Some(lenient));
+        // Shapes the typed reader leaves to the lenient one.
+        for body in [
+            r#"{"measuregrps": {}}"#,
+            r#"{"measuregrps": [{"grpid": "11", "measures": []}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "measures": [{"value": 1.5, "type": 1, "unit": 0}]}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "deviceid": 5, "measures": []}]}"#,
+        ] {
+            assert!(fast_page(body.as_bytes()).is_none(), "{body}");
+        }
+    }
+
+    #[test]
+    fn fast_scaling_equals_the_decimal_text() {
+        for raw in [0i64, 1, 5, 7235, -125, 123456789, 9_007_199_254_740_991] {
+            for unit in -22..=22 {
+                let digits = raw.unsigned_abs().to_string();
+                let sign = if raw < 0 { "-" } else { "" };
+                let exact: f64 = format!("{sign}{digits}e{unit}").parse().unwrap();
+                assert_eq!(scale(raw, unit), Some(exact), "{raw}e{unit}");
+            }
         }
     }
 
