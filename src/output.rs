@@ -16,7 +16,7 @@ use tracing::warn;
 use crate::conform::{ConformError, Fields, Flattening, OutputPlan};
 use crate::error::{Error, Result};
 use crate::singer::catalog::Selection;
-use crate::singer::message::{push_record, MessageWriter};
+use crate::singer::message::{push_record, record_prefix, MessageWriter};
 use crate::singer::state::State;
 use crate::streams::{Record, Replication, StreamDef, STREAMS};
 use crate::timefmt;
@@ -56,6 +56,7 @@ pub struct Batch {
     def: &'static StreamDef,
     plan: Arc<OutputPlan>,
     version: Option<i64>,
+    prefix: Vec<u8>,
     lines: Vec<u8>,
     records: u64,
     /// Key properties of records skipped for lacking them.
@@ -72,7 +73,7 @@ impl Batch {
         let known = coerced.len();
         let result = push_record(
             &mut self.lines,
-            self.def.name,
+            &self.prefix,
             time_extracted,
             self.version,
             |line| plan.write(record, line, coerced),
@@ -96,6 +97,16 @@ impl Batch {
                 }
             }
         }
+    }
+
+    /// Makes room for about `records` more lines (a page's worth, written without regrowing).
+    pub fn reserve(&mut self, records: usize) {
+        let per_line = if self.records > 0 {
+            self.lines.len() / self.records as usize + 16
+        } else {
+            768
+        };
+        self.lines.reserve(records.saturating_mul(per_line));
     }
 
     /// Records rendered so far.
@@ -126,6 +137,7 @@ impl Emitter {
             def,
             plan: Arc::clone(plan),
             version: (def.replication == Replication::FullTable).then_some(self.version),
+            prefix: record_prefix(def.name),
             lines: Vec::new(),
             records: 0,
             skipped: Vec::new(),

@@ -75,6 +75,42 @@ pub fn cap_newest(keys: &mut KeySet, max: usize) {
     }
 }
 
+/// Keys emitted during a run that lie in the window, capped to the newest as they come: once
+/// capped, a key older than every kept one is not even built (it would be dropped anyway).
+/// A plain list pruned by selection, so remembering costs no ordered-map insert per record.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    keys: Vec<(i64, String)>,
+    floor: Option<i64>,
+}
+
+impl Emitted {
+    /// Remembers the key `key()` of a record with event time `t`.
+    pub fn insert_with(&mut self, t: i64, key: impl FnOnce() -> String) {
+        if self.floor.is_some_and(|f| t < f) {
+            return;
+        }
+        self.keys.push((t, key()));
+        if self.keys.len() > 2 * MAX_KEYS {
+            // The MAX_KEYS newest first (ties in any order), the rest dropped.
+            self.keys
+                .select_nth_unstable_by(MAX_KEYS - 1, |a, b| b.0.cmp(&a.0));
+            self.keys.truncate(MAX_KEYS);
+            self.floor = self.keys.iter().map(|(t, _)| *t).min();
+        }
+    }
+
+    /// The keys with their latest time (at most 2 × [`MAX_KEYS`]; [`remember`] caps them).
+    pub fn into_keys(self) -> KeySet {
+        let mut out = KeySet::new();
+        for (t, k) in self.keys {
+            let kept = out.entry(k).or_insert(t);
+            *kept = (*kept).max(t);
+        }
+        out
+    }
+}
+
 /// Is a re-scan due? (`every` seconds since the last one, or never done.)
 pub fn due(last: Option<i64>, now: i64, every: i64) -> bool {
     last.is_none_or(|l| now - l >= every)
@@ -125,6 +161,36 @@ pub fn reconcile(remembered: &KeySet, current: &KeySet, since: i64) -> Reconcile
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn emitted_keys_keep_what_capping_everything_at_the_end_keeps() {
+        // Times in a scrambled order, some repeated.
+        let times: Vec<i64> = (0..40_000i64).map(|i| (i * 7_919) % 25_000).collect();
+        let mut emitted = Emitted::default();
+        let mut all = KeySet::new();
+        let mut built = 0;
+        for (i, t) in times.iter().enumerate() {
+            emitted.insert_with(*t, || {
+                built += 1;
+                format!("[{i}]")
+            });
+            all.insert(format!("[{i}]"), *t);
+        }
+        let since = 0;
+        let kept = remember(KeySet::new(), &emitted.into_keys(), since);
+        let expected = remember(KeySet::new(), &all, since);
+        let newest = |k: &KeySet| {
+            let mut t: Vec<i64> = k.values().copied().collect();
+            t.sort_unstable();
+            t
+        };
+        assert_eq!(kept.len(), MAX_KEYS);
+        assert_eq!(newest(&kept), newest(&expected));
+        assert!(
+            built < times.len(),
+            "keys older than the kept ones are not built"
+        );
+    }
 
     fn set(items: &[(&str, i64)]) -> KeySet {
         items.iter().map(|(k, t)| (k.to_string(), *t)).collect()

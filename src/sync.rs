@@ -17,8 +17,8 @@ use crate::error::Error;
 use crate::output::{Batch, Emitter, WriterGone};
 use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
 use crate::reconcile::{
-    cap_newest, due, keys_from_state, keys_to_state, reconcile, remember, KeySet, FIELD_KEYS,
-    FIELD_RECONCILED_AT, MAX_KEYS,
+    due, keys_from_state, keys_to_state, reconcile, remember, Emitted, KeySet, FIELD_KEYS,
+    FIELD_RECONCILED_AT,
 };
 use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
 use crate::streams::{activity, heart, sleep, user, workouts};
@@ -305,7 +305,7 @@ struct MeasurePage<'s> {
     time_extracted: String,
     batch: Option<Batch>,
     recent: &'s mut RecentKeys,
-    emitted: &'s mut KeySet,
+    emitted: &'s mut Emitted,
     max_seen: &'s mut Option<i64>,
     /// Key hashes of the page's first and last records (the repeat check).
     first: Option<u64>,
@@ -345,7 +345,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
         &["1"]
     };
     let mut max_seen: Option<i64> = None;
-    let mut emitted = KeySet::new();
+    let mut emitted = Emitted::default();
     for category in categories {
         let mut pager = Pager::new();
         let mut recent = RecentKeys::default();
@@ -377,6 +377,9 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
             // The usual shape is read typed, borrowing from the reply; anything else leniently.
             let rows = match reply.raw_body().and_then(measure::fast_page) {
                 Some(fast) => {
+                    if let Some(batch) = &mut page.batch {
+                        batch.reserve(fast.measuregrps.iter().map(|g| g.measures.len()).sum());
+                    }
                     fast.rows(userid).for_each(|row| page.take(&row));
                     fast.measuregrps.len()
                 }
@@ -406,7 +409,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
     if let Some(m) = max_seen {
         out.advance(def, userid, m).await?;
     }
-    reconcile_after(ctx, out, userid, def, emitted, &SCAN_MEASURES).await
+    reconcile_after(ctx, out, userid, def, emitted.into_keys(), &SCAN_MEASURES).await
 }
 
 type Builder = fn(&Value, i64) -> std::result::Result<Vec<Record>, ReplyError>;
@@ -469,7 +472,7 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
     let mut pager = Pager::new();
     let mut recent = RecentKeys::default();
     let mut max_seen: Option<i64> = None;
-    let mut emitted = KeySet::new();
+    let mut emitted = Emitted::default();
     loop {
         let mut params = vec![("action", spec.action.to_string())];
         params.extend(range.iter().cloned());
@@ -515,7 +518,7 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
         out.advance(def, userid, m).await?;
     }
     match spec.scan {
-        Some(scan) => reconcile_after(ctx, out, userid, def, emitted, scan).await,
+        Some(scan) => reconcile_after(ctx, out, userid, def, emitted.into_keys(), scan).await,
         None => Ok(()),
     }
 }
@@ -841,15 +844,12 @@ fn key_text(def: &StreamDef, record: &Record) -> String {
 }
 
 /// Remembers an emitted record whose event time `t` lies in the deletion-detection window.
-fn track(ctx: &SyncCtx, t: Option<i64>, key: impl FnOnce() -> String, emitted: &mut KeySet) {
+fn track(ctx: &SyncCtx, t: Option<i64>, key: impl FnOnce() -> String, emitted: &mut Emitted) {
     if ctx.reconcile_window <= 0 {
         return;
     }
     if let Some(t) = t.filter(|t| *t >= ctx.now - ctx.reconcile_window) {
-        emitted.insert(key(), t);
-        if emitted.len() > 2 * MAX_KEYS {
-            cap_newest(emitted, MAX_KEYS);
-        }
+        emitted.insert_with(t, key);
     }
 }
 

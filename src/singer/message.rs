@@ -87,20 +87,26 @@ impl<W: Write> MessageWriter<W> {
     }
 }
 
-/// Appends one RECORD line to `line`, its `record` written by `write_record`; when that
-/// fails, nothing is appended.
+/// The start of a stream's RECORD lines, up to the record (encoded once per batch).
+pub fn record_prefix(stream: &str) -> Vec<u8> {
+    let mut prefix = b"{\"type\":\"RECORD\",\"stream\":".to_vec();
+    // Writing a string into a Vec<u8> cannot fail.
+    let _ = serde_json::to_writer(&mut prefix, stream);
+    prefix.extend_from_slice(b",\"record\":");
+    prefix
+}
+
+/// Appends one RECORD line to `line` (`prefix` from [`record_prefix`]), its `record` written
+/// by `write_record`; when that fails, nothing is appended.
 pub fn push_record<E>(
     line: &mut Vec<u8>,
-    stream: &str,
+    prefix: &[u8],
     time_extracted: &str,
     version: Option<i64>,
     write_record: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     let start = line.len();
-    line.extend_from_slice(b"{\"type\":\"RECORD\",\"stream\":");
-    // Writing a string into a Vec<u8> cannot fail.
-    let _ = serde_json::to_writer(&mut *line, stream);
-    line.extend_from_slice(b",\"record\":");
+    line.extend_from_slice(prefix);
     if let Err(e) = write_record(line) {
         line.truncate(start);
         return Err(e);
@@ -126,16 +132,24 @@ mod tests {
         w.schema("s", &json!({"type": "object"}), &["id"], &["modified"])
             .unwrap();
         let mut line = Vec::new();
-        push_record(&mut line, "s", "2024-01-01T00:00:00Z", None, |l| {
-            l.extend_from_slice(br#"{"id":1}"#);
-            Ok::<(), ()>(())
-        })
+        push_record(
+            &mut line,
+            &record_prefix("s"),
+            "2024-01-01T00:00:00Z",
+            None,
+            |l| {
+                l.extend_from_slice(br#"{"id":1}"#);
+                Ok::<(), ()>(())
+            },
+        )
         .unwrap();
-        assert!(push_record(&mut line, "s", "x", Some(1), |l| {
-            l.extend_from_slice(b"{half");
-            Err(())
-        })
-        .is_err());
+        assert!(
+            push_record(&mut line, &record_prefix("s"), "x", Some(1), |l| {
+                l.extend_from_slice(b"{half");
+                Err(())
+            })
+            .is_err()
+        );
         w.lines(&line).unwrap();
         w.state(&json!({"bookmarks": {}})).unwrap();
         let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
