@@ -103,6 +103,31 @@ impl<'a> From<Option<&'a str>> for Val<'a> {
 pub trait Fields {
     /// The value of a top-level property.
     fn get(&self, name: &str) -> Val<'_>;
+
+    /// Properties whose values are the same for a run of consecutive records, and an id of
+    /// the current run (e.g. a measure group's fields): [`OutputPlan::write_cached`] writes
+    /// them once per run and copies the bytes. None: nothing is shared.
+    fn shared(&self) -> Option<(u64, &'static [&'static str])> {
+        None
+    }
+}
+
+/// Bytes of shared columns kept between records by [`OutputPlan::write_cached`]. Keep one
+/// per sequence of records whose shared ids are unique (e.g. one page).
+#[derive(Debug, Default)]
+pub struct SpanCache {
+    /// The shared-names list the segments were computed for (its address).
+    names: usize,
+    /// Consecutive top-level fields: shared (with its cached bytes) or not.
+    segments: Vec<Segment>,
+    id: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    fields: std::ops::Range<usize>,
+    /// For a shared segment: its bytes for the current id, with a leading comma.
+    shared: Option<Option<Vec<u8>>>,
 }
 
 impl Fields for Map<String, Value> {
@@ -282,6 +307,18 @@ impl OutputPlan {
         out: &mut Vec<u8>,
         coerced: &mut Vec<String>,
     ) -> Result<(), ConformError> {
+        self.write_cached(record, out, coerced, &mut SpanCache::default())
+    }
+
+    /// As [`OutputPlan::write`], reusing the bytes of the record's shared columns (see
+    /// [`Fields::shared`]) from the previous record of the same run. The output is the same.
+    pub fn write_cached<F: Fields + ?Sized>(
+        &self,
+        record: &F,
+        out: &mut Vec<u8>,
+        coerced: &mut Vec<String>,
+        cache: &mut SpanCache,
+    ) -> Result<(), ConformError> {
         for key in &self.keys {
             if record.get(key).is_null() {
                 return Err(ConformError::MissingKey(key.clone()));
@@ -290,19 +327,91 @@ impl OutputPlan {
         let start = out.len();
         out.push(b'{');
         let mut first = true;
-        if let Err(e) = write_fields(
-            &self.fields,
-            Some(record),
-            out,
-            &mut first,
-            coerced,
-            &self.keys,
-            true,
-        ) {
+        let result = match record.shared() {
+            None => write_fields(
+                &self.fields,
+                Some(record),
+                out,
+                &mut first,
+                coerced,
+                &self.keys,
+                true,
+            ),
+            Some((id, names)) => {
+                self.segment(cache, names);
+                if cache.id != Some(id) {
+                    cache.id = Some(id);
+                    for seg in &mut cache.segments {
+                        if let Some(bytes) = &mut seg.shared {
+                            *bytes = None;
+                        }
+                    }
+                }
+                self.write_segments(record, out, &mut first, coerced, cache)
+            }
+        };
+        if let Err(e) = result {
             out.truncate(start);
             return Err(e);
         }
         out.push(b'}');
+        Ok(())
+    }
+
+    /// Splits the top-level fields into runs of shared and other columns (once per list).
+    fn segment(&self, cache: &mut SpanCache, names: &'static [&'static str]) {
+        let tag = names.as_ptr() as usize;
+        if cache.names == tag && !cache.segments.is_empty() {
+            return;
+        }
+        let is_shared = |f: &Field| {
+            f.flat.is_none() && names.contains(&f.name.as_str()) && !self.keys.contains(&f.name)
+        };
+        let mut segments: Vec<Segment> = Vec::new();
+        for (i, f) in self.fields.iter().enumerate() {
+            let shared = is_shared(f);
+            match segments.last_mut() {
+                Some(seg) if seg.shared.is_some() == shared => seg.fields.end = i + 1,
+                _ => segments.push(Segment {
+                    fields: i..i + 1,
+                    shared: shared.then_some(None),
+                }),
+            }
+        }
+        cache.names = tag;
+        cache.segments = segments;
+        cache.id = None;
+    }
+
+    fn write_segments<F: Fields + ?Sized>(
+        &self,
+        record: &F,
+        out: &mut Vec<u8>,
+        first: &mut bool,
+        coerced: &mut Vec<String>,
+        cache: &mut SpanCache,
+    ) -> Result<(), ConformError> {
+        for seg in &mut cache.segments {
+            let fields = &self.fields[seg.fields.clone()];
+            match &mut seg.shared {
+                Some(Some(bytes)) => {
+                    out.extend_from_slice(if *first { &bytes[1..] } else { bytes });
+                    *first = false;
+                }
+                Some(slot) => {
+                    let at = out.len();
+                    let was_first = *first;
+                    write_fields(fields, Some(record), out, first, coerced, &self.keys, true)?;
+                    let mut bytes = Vec::with_capacity(out.len() - at + 1);
+                    if was_first {
+                        bytes.push(b',');
+                    }
+                    bytes.extend_from_slice(&out[at..]);
+                    *slot = Some(bytes);
+                }
+                None => write_fields(fields, Some(record), out, first, coerced, &self.keys, true)?,
+            }
+        }
         Ok(())
     }
 
@@ -728,6 +837,54 @@ mod tests {
             .0
             .contains("a__b"));
         assert!(OutputPlan::new(&s, &[], None, OFF).is_ok());
+    }
+
+    /// A record sharing `s` and `t` with the other records of run `run`.
+    struct Shared {
+        run: u64,
+        id: i64,
+        t: i64,
+    }
+
+    impl Fields for Shared {
+        fn get(&self, name: &str) -> Val<'_> {
+            match name {
+                "id" => Val::Int(self.id),
+                "s" => Val::Str("group text"),
+                "t" => Val::Int(self.t),
+                "n" => Val::Float(self.id as f64 / 2.0),
+                _ => Val::Missing,
+            }
+        }
+        fn shared(&self) -> Option<(u64, &'static [&'static str])> {
+            Some((self.run, &["s", "t", "b", "d"]))
+        }
+    }
+
+    #[test]
+    fn shared_columns_are_written_once_per_run_with_the_same_output() {
+        let some: BTreeSet<String> = ["s", "t", "n"].iter().map(|s| s.to_string()).collect();
+        for selected in [None, Some(&some)] {
+            let plan = OutputPlan::new(&schema(), &["id"], selected, ON).unwrap();
+            let mut cache = SpanCache::default();
+            for (run, id, t) in [
+                (1, 1, 100),
+                (1, 2, 100),
+                (2, 3, 200),
+                (2, 4, 200),
+                (1, 5, 300),
+            ] {
+                let r = Shared { run, id, t };
+                let (mut plain, mut cached) = (Vec::new(), Vec::new());
+                plan.write(&r, &mut plain, &mut Vec::new()).unwrap();
+                plan.write_cached(&r, &mut cached, &mut Vec::new(), &mut cache)
+                    .unwrap();
+                assert_eq!(
+                    String::from_utf8(cached).unwrap(),
+                    String::from_utf8(plain).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::conform::{ConformError, Fields, Flattening, OutputPlan};
+use crate::conform::{ConformError, Fields, Flattening, OutputPlan, SpanCache};
 use crate::error::{Error, Result};
 use crate::singer::catalog::Selection;
 use crate::singer::message::{push_record, record_prefix, MessageWriter};
@@ -57,6 +57,8 @@ pub struct Batch {
     plan: Arc<OutputPlan>,
     version: Option<i64>,
     prefix: Vec<u8>,
+    /// Shared columns of consecutive records (a measure group's), written once per run.
+    spans: SpanCache,
     lines: Vec<u8>,
     records: u64,
     /// Key properties of records skipped for lacking them.
@@ -70,13 +72,14 @@ impl Batch {
     pub fn push<F: Fields + ?Sized>(&mut self, record: &F, time_extracted: &str) {
         let plan = &self.plan;
         let coerced = &mut self.coerced;
+        let spans = &mut self.spans;
         let known = coerced.len();
         let result = push_record(
             &mut self.lines,
             &self.prefix,
             time_extracted,
             self.version,
-            |line| plan.write(record, line, coerced),
+            |line| plan.write_cached(record, line, coerced, spans),
         );
         // Each property is noted once per batch.
         if coerced.len() > known {
@@ -138,6 +141,7 @@ impl Emitter {
             plan: Arc::clone(plan),
             version: (def.replication == Replication::FullTable).then_some(self.version),
             prefix: record_prefix(def.name),
+            spans: SpanCache::default(),
             lines: Vec::new(),
             records: 0,
             skipped: Vec::new(),

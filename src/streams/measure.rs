@@ -317,7 +317,29 @@ impl MeasureRow<'_> {
     }
 }
 
+/// The columns a measure takes from its group (the same for every measure of the group).
+const SHARED_GROUP_COLUMNS: &[&str] = &[
+    "attrib",
+    "date",
+    "created",
+    "modified",
+    "category",
+    "deviceid",
+    "hash_deviceid",
+    "modelid",
+    "model",
+    "comment",
+    "brand",
+    "devtype",
+    "timezone",
+];
+
 impl Fields for MeasureRow<'_> {
+    /// The group's columns, identified by the group (its place in the page being written).
+    fn shared(&self) -> Option<(u64, &'static [&'static str])> {
+        Some((self.group as *const FastGroup as u64, SHARED_GROUP_COLUMNS))
+    }
+
     fn get(&self, name: &str) -> Val<'_> {
         let (g, m) = (self.group, self.measure);
         match name {
@@ -483,8 +505,15 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         let fast = fast_page(body.as_bytes()).map(|page| {
+            // Through one span cache, as a batch writes a page.
+            let cache = std::cell::RefCell::new(crate::conform::SpanCache::default());
             page.rows(9)
-                .map(|row| line(&|o, c| plan.write(&row, o, c).unwrap()))
+                .map(|row| {
+                    line(&|o, c| {
+                        plan.write_cached(&row, o, c, &mut cache.borrow_mut())
+                            .unwrap()
+                    })
+                })
                 .collect()
         });
         let value: Value = serde_json::from_str(body).unwrap();
