@@ -104,17 +104,9 @@ impl Batch {
 
     /// Makes room for about `records` more lines (a page's worth, written without regrowing).
     pub fn reserve(&mut self, records: usize) {
-        let per_line = if self.records > 0 {
-            self.lines.len() / self.records as usize + 16
-        } else {
-            768
-        };
-        self.lines.reserve(records.saturating_mul(per_line));
-    }
-
-    /// Records rendered so far.
-    pub fn len(&self) -> u64 {
-        self.records
+        /// A generous RECORD line of the widest stream (measures lines are ~650 bytes).
+        const LINE_ESTIMATE: usize = 768;
+        self.lines.reserve(records.saturating_mul(LINE_ESTIMATE));
     }
 
     /// Whether nothing was rendered or noted.
