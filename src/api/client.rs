@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
 use super::cancel::Cancel;
-use super::envelope::{classify, ApiFailure, Endpoint, FailKind, Outcome, Reply};
+use super::envelope::{classify_owned, ApiFailure, Endpoint, FailKind, Outcome, Reply};
 use super::rate_limit::Pacer;
 use super::retry::RetryPolicy;
 use crate::config::Config;
@@ -181,7 +181,10 @@ impl ApiClient {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
-                    Ok(body) => (Some(status), classify(status, &body, endpoint)),
+                    Ok(body) => (
+                        Some(status),
+                        classify_owned(status, Vec::from(body), endpoint),
+                    ),
                     Err(e) => (
                         Some(status),
                         Outcome::Retry(format!("reply body cut off ({})", short(&e))),

@@ -30,6 +30,15 @@ impl Reply {
         }
     }
 
+    /// The body as a JSON value, leaving the reply as it is.
+    pub fn to_value(&self) -> Result<Value, String> {
+        match &self.0 {
+            Repr::Raw { text, body } => serde_json::from_slice(&text[body.clone()])
+                .map_err(|e| format!("reply body cannot be read ({e})")),
+            Repr::Parsed(v) => Ok(v.clone()),
+        }
+    }
+
     /// The body as a JSON value.
     pub fn into_value(self) -> Result<Value, String> {
         match self.0 {
@@ -60,18 +69,18 @@ struct FastEnvelope<'a> {
     body: Option<&'a RawValue>,
 }
 
-/// A status-0 reply whose body is an object, kept as text (None: classify it the slow way).
-fn fast_ok(body: &[u8]) -> Option<Reply> {
-    let env: FastEnvelope = serde_json::from_slice(body).ok()?;
+/// Where the body of a status-0 reply whose body is an object lies in the reply text (None:
+/// classify it the slow way).
+fn fast_ok(body: &[u8]) -> Option<Range<usize>> {
+    // Checking the text as UTF-8 once is cheaper than string by string.
+    let text = std::str::from_utf8(body).ok()?;
+    let env: FastEnvelope = serde_json::from_str(text).ok()?;
     let raw = env.body?.get();
     if env.status != 0 || !raw.starts_with('{') {
         return None;
     }
-    let start = raw.as_ptr() as usize - body.as_ptr() as usize;
-    Some(Reply(Repr::Raw {
-        text: body.to_vec(),
-        body: start..start + raw.len(),
-    }))
+    let start = raw.as_ptr() as usize - text.as_ptr() as usize;
+    Some(start..start + raw.len())
 }
 
 /// Why a call failed for good.
@@ -137,6 +146,13 @@ pub const MAX_601_WAIT: f64 = 900.0;
 /// | HTTP 401/403 | `Refresh` (data) / `Fail(Auth)` (token) |
 /// | other HTTP 4xx | `Fail(Fatal)` |
 pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
+    classify_owned(http_status, body.to_vec(), endpoint)
+}
+
+/// [`classify`] of a reply text the caller gives away: a successful object body is kept
+/// without a copy.
+pub fn classify_owned(http_status: u16, text: Vec<u8>, endpoint: Endpoint) -> Outcome {
+    let body = &text[..];
     match http_status {
         200..=299 => {}
         429 => return Outcome::Wait(DEFAULT_601_WAIT, "HTTP 429".into()),
@@ -159,8 +175,8 @@ pub fn classify(http_status: u16, body: &[u8], endpoint: Endpoint) -> Outcome {
             })
         }
     }
-    if let Some(reply) = fast_ok(body) {
-        return Outcome::Ok(reply);
+    if let Some(range) = fast_ok(body) {
+        return Outcome::Ok(Reply(Repr::Raw { text, body: range }));
     }
     let envelope: Value = match serde_json::from_slice(body) {
         Ok(v) => v,

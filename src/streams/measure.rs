@@ -276,7 +276,8 @@ pub struct FastMeasure {
 
 /// Reads a getmeas body of the usual shape (None: read it with [`measures_records`]).
 pub fn fast_page(body: &[u8]) -> Option<FastPage<'_>> {
-    serde_json::from_slice(body).ok()
+    // Checking the text as UTF-8 once is cheaper than string by string.
+    serde_json::from_str(std::str::from_utf8(body).ok()?).ok()
 }
 
 impl<'a> FastPage<'a> {
