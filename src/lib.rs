@@ -13,6 +13,7 @@ pub mod error;
 pub mod logging;
 pub mod output;
 pub mod plan;
+pub mod prefetch;
 pub mod reconcile;
 pub mod secret;
 pub mod singer;

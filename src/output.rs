@@ -50,6 +50,11 @@ pub struct Emitter {
     version: i64,
 }
 
+/// The size past which a stream task sends its batch (and starts another): large enough
+/// that the writer makes one write call per batch without copying it (see
+/// `MessageWriter`), small enough that the batches in flight stay a few hundred KiB.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 /// RECORD lines of one stream rendered in a task, with what conforming noticed.
 #[derive(Debug)]
 pub struct Batch {
@@ -102,11 +107,21 @@ impl Batch {
         }
     }
 
-    /// Makes room for about `records` more lines (a page's worth, written without regrowing).
+    /// Makes room for about `records` more lines (up to a full batch), written without
+    /// regrowing.
     pub fn reserve(&mut self, records: usize) {
         /// A generous RECORD line of the widest stream (measures lines are ~650 bytes).
         const LINE_ESTIMATE: usize = 768;
-        self.lines.reserve(records.saturating_mul(LINE_ESTIMATE));
+        self.lines.reserve(
+            records
+                .saturating_mul(LINE_ESTIMATE)
+                .min(BATCH_BYTES + LINE_ESTIMATE),
+        );
+    }
+
+    /// Whether the batch should be sent now (see [`BATCH_BYTES`]).
+    pub fn is_full(&self) -> bool {
+        self.lines.len() >= BATCH_BYTES
     }
 
     /// Whether nothing was rendered or noted.

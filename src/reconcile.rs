@@ -80,17 +80,60 @@ pub fn cap_newest(keys: &mut KeySet, max: usize) {
 /// A plain list pruned by selection, so remembering costs no ordered-map insert per record.
 #[derive(Debug, Default)]
 pub struct Emitted {
-    keys: Vec<(i64, String)>,
+    keys: Vec<(i64, EmittedKey)>,
     floor: Option<i64>,
+}
+
+/// A key as it is remembered during a run: up to three integers as they are (the measures'
+/// key: no text built per record), any other key as its [`KeySet`] text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmittedKey {
+    /// Integer key values (the first `len` of them).
+    Ints { values: [i64; 3], len: u8 },
+    /// The JSON text of the key values.
+    Text(String),
+}
+
+impl EmittedKey {
+    /// A key of one to three integers (more go the text way).
+    pub fn ints(values: &[i64]) -> Self {
+        match values {
+            [_] | [_, _] | [_, _, _] => {
+                let mut v = [0; 3];
+                v[..values.len()].copy_from_slice(values);
+                EmittedKey::Ints {
+                    values: v,
+                    len: values.len() as u8,
+                }
+            }
+            _ => EmittedKey::Text(Value::from(values.to_vec()).to_string()),
+        }
+    }
+
+    /// The [`KeySet`] text: the JSON array of the key values.
+    pub fn into_text(self) -> String {
+        match self {
+            EmittedKey::Ints { values, len } => {
+                Value::from(values[..usize::from(len)].to_vec()).to_string()
+            }
+            EmittedKey::Text(t) => t,
+        }
+    }
+}
+
+impl From<String> for EmittedKey {
+    fn from(text: String) -> Self {
+        EmittedKey::Text(text)
+    }
 }
 
 impl Emitted {
     /// Remembers the key `key()` of a record with event time `t`.
-    pub fn insert_with(&mut self, t: i64, key: impl FnOnce() -> String) {
+    pub fn insert_with<K: Into<EmittedKey>>(&mut self, t: i64, key: impl FnOnce() -> K) {
         if self.floor.is_some_and(|f| t < f) {
             return;
         }
-        self.keys.push((t, key()));
+        self.keys.push((t, key().into()));
         if self.keys.len() > 2 * MAX_KEYS {
             // The MAX_KEYS newest first (ties in any order), the rest dropped.
             self.keys
@@ -104,7 +147,7 @@ impl Emitted {
     pub fn into_keys(self) -> KeySet {
         let mut out = KeySet::new();
         for (t, k) in self.keys {
-            let kept = out.entry(k).or_insert(t);
+            let kept = out.entry(k.into_text()).or_insert(t);
             *kept = (*kept).max(t);
         }
         out
@@ -189,6 +232,17 @@ mod tests {
         assert!(
             built < times.len(),
             "keys older than the kept ones are not built"
+        );
+    }
+
+    #[test]
+    fn integer_keys_give_the_text_of_their_json_array() {
+        assert_eq!(EmittedKey::ints(&[3, -1, 7]).into_text(), "[3,-1,7]");
+        assert_eq!(EmittedKey::ints(&[42]).into_text(), "[42]");
+        assert_eq!(EmittedKey::ints(&[1, 2, 3, 4]).into_text(), "[1,2,3,4]");
+        assert_eq!(
+            EmittedKey::ints(&[3000000001, 11, -1]).into_text(),
+            serde_json::json!([3000000001i64, 11, -1]).to_string()
         );
     }
 

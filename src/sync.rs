@@ -15,10 +15,11 @@ use crate::auth::session::{Session, SessionError};
 use crate::conform::Fields;
 use crate::error::Error;
 use crate::output::{Batch, Emitter, WriterGone};
-use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
+use crate::plan::{resume_from, windows, KeyHasher, Next, Pager, RecentKeys};
+use crate::prefetch::Prefetch;
 use crate::reconcile::{
-    due, keys_from_state, keys_to_state, reconcile, remember, Emitted, KeySet, FIELD_KEYS,
-    FIELD_RECONCILED_AT,
+    due, keys_from_state, keys_to_state, reconcile, remember, Emitted, EmittedKey, KeySet,
+    FIELD_KEYS, FIELD_RECONCILED_AT,
 };
 use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
 use crate::streams::{activity, heart, sleep, user, workouts};
@@ -143,7 +144,7 @@ fn hash_value(v: &Value, h: &mut impl Hasher) {
 
 /// A 64-bit hash of a record's key values (for de-duplication across neighbouring pages).
 fn record_key(def: &StreamDef, record: &Record) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = KeyHasher::default();
     for k in def.keys {
         match record.get(*k) {
             Some(v) => hash_value(v, &mut h),
@@ -249,7 +250,7 @@ trait MeasureLike: Fields {
     fn key_hash(&self, def: &StreamDef) -> u64;
     fn date(&self) -> Option<i64>;
     fn change_time(&self) -> Option<i64>;
-    fn key_text(&self, def: &StreamDef) -> String;
+    fn key(&self, def: &StreamDef) -> EmittedKey;
 }
 
 impl MeasureLike for Record {
@@ -262,22 +263,23 @@ impl MeasureLike for Record {
     fn change_time(&self) -> Option<i64> {
         measure::change_time(self)
     }
-    fn key_text(&self, def: &StreamDef) -> String {
-        key_text(def, self)
+    fn key(&self, def: &StreamDef) -> EmittedKey {
+        key_text(def, self).into()
     }
 }
 
 impl MeasureLike for MeasureRow<'_> {
     /// The same hash as [`record_key`] of the equal record.
     fn key_hash(&self, _def: &StreamDef) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = KeyHasher::default();
         for v in [
             self.userid,
             self.group.grpid,
             self.measure.kind,
             self.position(),
         ] {
-            hash_value(&Value::from(v), &mut h);
+            // As `hash_value` hashes an integer.
+            (2u8, v).hash(&mut h);
         }
         h.finish()
     }
@@ -287,13 +289,8 @@ impl MeasureLike for MeasureRow<'_> {
     fn change_time(&self) -> Option<i64> {
         MeasureRow::change_time(self)
     }
-    fn key_text(&self, _def: &StreamDef) -> String {
-        format!(
-            "[{},{},{}]",
-            self.group.grpid,
-            self.measure.kind,
-            self.position()
-        )
+    fn key(&self, _def: &StreamDef) -> EmittedKey {
+        EmittedKey::ints(&[self.group.grpid, self.measure.kind, self.position()])
     }
 }
 
@@ -307,17 +304,32 @@ struct MeasurePage<'s> {
     recent: &'s mut RecentKeys,
     emitted: &'s mut Emitted,
     max_seen: &'s mut Option<i64>,
-    /// Key hashes of the page's first and last records (the repeat check).
-    first: Option<u64>,
-    last: Option<u64>,
 }
 
 impl MeasurePage<'_> {
+    fn reserve(&mut self, records: usize) {
+        if let Some(batch) = &mut self.batch {
+            batch.reserve(records);
+        }
+    }
+
+    /// Sends the batch once it is full, and starts one for the `left` records to come.
+    async fn send_if_full(&mut self, out: &Emitter, left: usize) -> Result<(), WriterGone> {
+        if !self.batch.as_ref().is_some_and(Batch::is_full) {
+            return Ok(());
+        }
+        let mut fresh = out.batch(self.def);
+        if let Some(batch) = &mut fresh {
+            batch.reserve(left);
+        }
+        match std::mem::replace(&mut self.batch, fresh) {
+            Some(full) => out.send(full).await,
+            None => Ok(()),
+        }
+    }
+
     fn take<R: MeasureLike>(&mut self, r: &R) {
-        let key = r.key_hash(self.def);
-        self.first.get_or_insert(key);
-        self.last = Some(key);
-        if !self.recent.insert(key) {
+        if !self.recent.insert(r.key_hash(self.def)) {
             return;
         }
         let date = r.date();
@@ -327,7 +339,7 @@ impl MeasurePage<'_> {
         if let Some(t) = r.change_time() {
             *self.max_seen = Some(self.max_seen.map_or(t, |m| m.max(t)));
         }
-        track(self.ctx, date, || r.key_text(self.def), self.emitted);
+        track(self.ctx, date, || r.key(self.def), self.emitted);
         if let Some(batch) = &mut self.batch {
             batch.push(r, &self.time_extracted);
         }
@@ -349,19 +361,25 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
     for category in categories {
         let mut pager = Pager::new();
         let mut recent = RecentKeys::default();
-        loop {
+        let params = |offset: u64| {
             let mut params = vec![
                 ("action", "getmeas".to_string()),
                 ("category", category.to_string()),
                 ("lastupdate", since.to_string()),
             ];
-            if pager.offset() > 0 {
-                params.push(("offset", pager.offset().to_string()));
+            if offset > 0 {
+                params.push(("offset", offset.to_string()));
             }
-            let reply = ctx
-                .session
-                .call_reply(&ctx.client, "/measure", &params)
-                .await?;
+            params
+        };
+        let mut next = Some(Prefetch::start(
+            &ctx.session,
+            &ctx.client,
+            "/measure",
+            params(0),
+        ));
+        while let Some(call) = next.take() {
+            let reply = call.reply().await?;
             let mut page = MeasurePage {
                 ctx,
                 def,
@@ -370,37 +388,72 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                 recent: &mut recent,
                 emitted: &mut emitted,
                 max_seen: &mut max_seen,
-                first: None,
-                last: None,
             };
             page.recent.next_page();
             // The usual shape is read typed, borrowing from the reply; anything else leniently.
-            let rows = match reply.raw_body().and_then(measure::fast_page) {
-                Some(fast) => {
-                    if let Some(batch) = &mut page.batch {
-                        batch.reserve(fast.measuregrps.iter().map(|g| g.measures.len()).sum());
-                    }
-                    fast.rows(userid).for_each(|row| page.take(&row));
-                    fast.measuregrps.len()
-                }
+            // The next page is asked for as soon as this one's rows are known, before they
+            // are written.
+            let fast = reply.raw_body().and_then(measure::fast_page);
+            let lenient = match fast {
+                Some(_) => None,
                 None => {
                     let body = reply
-                        .into_value()
+                        .to_value()
                         .map_err(|m| ReplyError(format!("getmeas reply: {m}")))?;
                     let (records, skipped) = measures_records(&body, userid)?;
                     for reason in skipped {
                         warn!(userid, "measures: skipped {reason}");
                     }
-                    records.iter().for_each(|r| page.take(r));
-                    page_rows(&body, "measuregrps")
+                    Some((page_rows(&body, "measuregrps"), records))
                 }
             };
-            let fingerprint = page_fingerprint(rows, page.first, page.last);
+            let (rows, first, last) = match (&fast, &lenient) {
+                (Some(fast), _) => (
+                    fast.measuregrps.len(),
+                    fast.rows(userid).next().map(|r| r.key_hash(def)),
+                    fast.rows(userid).last().map(|r| r.key_hash(def)),
+                ),
+                (None, Some((rows, records))) => (
+                    *rows,
+                    records.first().map(|r| r.key_hash(def)),
+                    records.last().map(|r| r.key_hash(def)),
+                ),
+                (None, None) => (0, None, None),
+            };
+            if next_page(
+                &mut pager,
+                rows,
+                page_fingerprint(rows, first, last),
+                def.name,
+                userid,
+            ) {
+                next = Some(Prefetch::start(
+                    &ctx.session,
+                    &ctx.client,
+                    "/measure",
+                    params(pager.offset()),
+                ));
+            }
+            match (&fast, &lenient) {
+                (Some(fast), _) => {
+                    let mut left: usize = fast.measuregrps.iter().map(|g| g.measures.len()).sum();
+                    page.reserve(left);
+                    for row in fast.rows(userid) {
+                        page.take(&row);
+                        left -= 1;
+                        page.send_if_full(out, left).await?;
+                    }
+                }
+                (None, Some((_, records))) => {
+                    for (i, r) in records.iter().enumerate() {
+                        page.take(r);
+                        page.send_if_full(out, records.len() - i - 1).await?;
+                    }
+                }
+                (None, None) => {}
+            }
             if let Some(batch) = page.batch {
                 out.send(batch).await?;
-            }
-            if !next_page(&mut pager, rows, fingerprint, def.name, userid) {
-                break;
             }
         }
     }
@@ -844,7 +897,12 @@ fn key_text(def: &StreamDef, record: &Record) -> String {
 }
 
 /// Remembers an emitted record whose event time `t` lies in the deletion-detection window.
-fn track(ctx: &SyncCtx, t: Option<i64>, key: impl FnOnce() -> String, emitted: &mut Emitted) {
+fn track<K: Into<EmittedKey>>(
+    ctx: &SyncCtx,
+    t: Option<i64>,
+    key: impl FnOnce() -> K,
+    emitted: &mut Emitted,
+) {
     if ctx.reconcile_window <= 0 {
         return;
     }

@@ -25,7 +25,9 @@ impl<W: Write> MessageWriter<W> {
     /// Wraps an output (stdout in the binary, a `Vec<u8>` in tests).
     pub fn new(out: W) -> Self {
         MessageWriter {
-            out: BufWriter::with_capacity(256 * 1024, out),
+            // Batches of records (`output::BATCH_BYTES`) are at least this large, so they go
+            // to stdout in one write each without being copied into the buffer.
+            out: BufWriter::with_capacity(crate::output::BATCH_BYTES, out),
             line: Vec::with_capacity(4096),
         }
     }

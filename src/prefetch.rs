@@ -1,0 +1,52 @@
+//! A data call started ahead of time in a task of its own, so that the next page of a chain
+//! downloads (and its envelope is checked) on the other core while this page is written.
+//! The call goes through the same session and client as any other (budget, repeat guard,
+//! retries, token refresh); dropping a [`Prefetch`] that was not awaited aborts it.
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::api::client::{ApiClient, TASK_COUNTERS};
+use crate::api::envelope::Reply;
+use crate::auth::session::{Session, SessionError};
+
+/// A call in flight.
+pub struct Prefetch(tokio::task::JoinHandle<Result<Reply, SessionError>>);
+
+impl Prefetch {
+    /// Starts `path` with `params` now. The call counts for the calling stream task (its
+    /// request counters and log span).
+    pub fn start(
+        session: &Arc<Session>,
+        client: &Arc<ApiClient>,
+        path: &'static str,
+        params: Vec<(&'static str, String)>,
+    ) -> Self {
+        let (session, client) = (Arc::clone(session), Arc::clone(client));
+        let call = async move { session.call_reply(&client, path, &params).await };
+        let call = call.instrument(tracing::Span::current());
+        let handle = match TASK_COUNTERS.try_with(Arc::clone) {
+            Ok(counters) => tokio::spawn(TASK_COUNTERS.scope(counters, call)),
+            Err(_) => tokio::spawn(call),
+        };
+        Prefetch(handle)
+    }
+
+    /// The reply.
+    pub async fn reply(mut self) -> Result<Reply, SessionError> {
+        match (&mut self.0).await {
+            Ok(result) => result,
+            Err(e) if e.is_cancelled() => Err(SessionError::Cancelled),
+            Err(_) => Err(SessionError::Failed(
+                "a request task ended abnormally".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
