@@ -33,26 +33,13 @@ async fn wait_for_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = match cli.log_level.as_deref() {
-        Some(level) => tracing_subscriber::EnvFilter::new(match level {
-            "warning" => "warn",
-            "critical" => "error",
-            other => other,
-        }),
-        None => tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if cli.log_format.as_deref() == Some("json") {
-        builder.event_format(tap_withings::logging::SdkJson).init();
-    } else {
-        builder.init();
-    }
     let env: BTreeMap<String, String> = std::env::vars().collect();
+    tap_withings::logging::init(&tap_withings::logging::choose(
+        cli.log_level.as_deref(),
+        cli.log_format.as_deref(),
+        &env,
+        |path| std::fs::read_to_string(path).ok(),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
