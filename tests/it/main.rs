@@ -11,5 +11,6 @@ mod kills;
 mod measures;
 mod properties;
 mod secrets;
+mod signals;
 mod streams;
 mod users;
