@@ -429,3 +429,79 @@ fn log_level_and_format_follow_flags_then_the_environment() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("--log-format"), "{}", bad.stderr);
 }
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every `](target)` link of a Markdown text.
+fn links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        if let Some(end) = rest.find(')') {
+            out.push(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_of_the_readme_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut in_code = false;
+    let mut anchors = BTreeSet::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            anchors.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    let mut relative = 0;
+    for link in links(&readme) {
+        if link.starts_with("http://")
+            || link.starts_with("https://")
+            || link.starts_with("mailto:")
+        {
+            continue;
+        }
+        relative += 1;
+        let (path, fragment) = link.split_once('#').unwrap_or((&link, ""));
+        if path.is_empty() {
+            assert!(
+                anchors.contains(fragment),
+                "README link {link}: no such heading"
+            );
+            continue;
+        }
+        let target = root.join(path);
+        assert!(
+            target.exists()
+                && target
+                    .canonicalize()
+                    .unwrap()
+                    .starts_with(root.canonicalize().unwrap()),
+            "README link {link}: no such file in the repository"
+        );
+    }
+    assert!(relative >= 4, "{relative} relative links");
+    assert_eq!(
+        anchor("API quirks the tap handles"),
+        "api-quirks-the-tap-handles"
+    );
+    assert_eq!(
+        anchor(" Running `tap-withings auth`"),
+        "running-tap-withings-auth"
+    );
+}
