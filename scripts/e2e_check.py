@@ -16,10 +16,16 @@ import urllib.request
 from datetime import datetime, timezone
 from decimal import Decimal
 
-# stream -> (truth module, function(truth) -> list of primary-key tuples without userid)
+# Signal arrays (stetho_signals: 32,000 samples twice) make CSV fields far longer than the
+# default limit of 128 KiB.
+csv.field_size_limit(sys.maxsize)
+
+# Every stream of the tap (scripts/e2e checks that --discover lists exactly these); the
+# expected rows of each are derived from the simulator's truth in expected_rows().
 STREAMS = [
     "measures", "activity", "intraday_activity", "workouts", "sleep_series", "sleep_vitals",
-    "sleep_summaries", "ecg_recordings", "ecg_signals", "devices", "goals",
+    "sleep_summaries", "ecg_recordings", "ecg_signals", "stetho_recordings", "stetho_signals",
+    "devices", "goals",
 ]
 
 failures = []
@@ -83,7 +89,15 @@ def expected_rows(sim, userid, include_objectives=False):
                               for s in truth(sim, "getsummary", userid)}
     out["ecg_recordings"] = {(userid, e["ecg"]["signalid"]): {"heart_rate": e.get("heart_rate")}
                              for e in truth(sim, "heart_list", userid) if e.get("ecg")}
-    out["ecg_signals"] = {(userid, int(sid)): {} for sid in (truth(sim, "heart_get", userid) or {})}
+    out["ecg_signals"] = {(userid, int(sid)): {"sampling_frequency": e.get("sampling_frequency"),
+                                                "heart_rate": e.get("heart_rate")}
+                          for sid, e in (truth(sim, "heart_get", userid) or {}).items()}
+    out["stetho_recordings"] = {(userid, r["signalid"]): {"vhd": r.get("vhd"), "timestamp": iso(r["timestamp"]),
+                                                          "hash_deviceid": r.get("hash_deviceid")}
+                                for r in truth(sim, "stetho_list", userid)}
+    out["stetho_signals"] = {(userid, int(sid)): {"size": b.get("size"), "frequency": b.get("frequency"),
+                                                  "duration": b.get("duration"), "vhd": b.get("vhd")}
+                             for sid, b in (truth(sim, "stetho_get", userid) or {}).items()}
     out["devices"] = {(userid, d["hash_deviceid"]): {"model": d.get("model"), "battery": d.get("battery")}
                       for d in truth(sim, "getdevice", userid)}
     goals = truth(sim, "getgoals", userid)
@@ -96,6 +110,11 @@ def expected_all(sim, userids):
     for u in userids:
         for s, rows in expected_rows(sim, u).items():
             merged[s].update(rows)
+    assert set(merged) == set(STREAMS), sorted(set(merged) ^ set(STREAMS))
+    for s, rows in merged.items():
+        if not rows:
+            # A stream without data proves nothing about loading it.
+            fail(f"the simulator has no {s} data for users {userids}: raise E2E_DAYS or E2E_USERS")
     return merged
 
 

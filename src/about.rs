@@ -5,7 +5,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{Kind, Setting, SETTINGS};
 
-/// Capabilities in the Meltano SDK's vocabulary.
+/// Capabilities in the Meltano SDK's vocabulary. `structured-logging`: the tap writes the SDK's
+/// JSON log lines when Meltano's `SINGER_SDK_LOG_CONFIG` asks for them (see `logging`), and
+/// Meltano parses them.
 pub const CAPABILITIES: &[&str] = &[
     "catalog",
     "discover",
@@ -13,6 +15,7 @@ pub const CAPABILITIES: &[&str] = &[
     "about",
     "test",
     "schema-flattening",
+    "structured-logging",
 ];
 
 fn setting_schema(s: &Setting) -> Value {
@@ -126,6 +129,7 @@ mod tests {
             "about",
             "test",
             "schema-flattening",
+            "structured-logging",
         ] {
             assert!(a["capabilities"].as_array().unwrap().contains(&json!(c)));
         }

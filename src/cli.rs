@@ -48,12 +48,16 @@ pub struct Cli {
     #[arg(long)]
     pub test: bool,
 
-    /// Log level on stderr: debug, info, warning or error (RUST_LOG when not given).
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = ["debug", "info", "warning", "warn", "error", "critical"])]
+    /// Log level on stderr: debug, info, warning or error. Without it: LOGLEVEL, then RUST_LOG,
+    /// then the level of Meltano's SINGER_SDK_LOG_CONFIG, then info.
+    #[arg(long, global = true, value_name = "LEVEL", env = "TAP_WITHINGS_LOGLEVEL", ignore_case = true,
+          value_parser = ["debug", "info", "warning", "warn", "error", "critical"])]
     pub log_level: Option<String>,
 
-    /// Log line format on stderr: text, or json (the Meltano SDK's structured shape).
-    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["text", "json"])]
+    /// Log line format on stderr: text, or json (the Meltano SDK's structured shape). Without
+    /// it: json when Meltano's SINGER_SDK_LOG_CONFIG asks for the SDK's structured logs.
+    #[arg(long, global = true, value_name = "FORMAT", env = "TAP_WITHINGS_LOG_FORMAT", ignore_case = true,
+          value_parser = ["text", "json"])]
     pub log_format: Option<String>,
 
     /// Without a subcommand the tap runs as a Singer tap (sync, --discover, --about, --test).

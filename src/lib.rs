@@ -11,6 +11,7 @@ pub mod config;
 pub mod conform;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod plan;
 pub mod prefetch;
@@ -27,19 +28,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::api::cancel::Cancel;
-use crate::api::client::{ApiClient, TaskCounters, TASK_COUNTERS};
+use crate::api::client::ApiClient;
 use crate::auth::session::{Session, SessionError};
 use crate::cli::{AboutFormat, Cli};
 use crate::config::{Config, RawConfig};
 
 use crate::conform::Flattening;
 use crate::error::{Error, Result};
+use crate::metrics::{RecordCounter, StreamScope, Tallies, RECORD_COUNT_INTERVAL};
 use crate::output::Output;
 use crate::singer::catalog::{build_catalog, Selection};
 use crate::singer::message::MessageWriter;
@@ -189,6 +191,7 @@ async fn sync<W: Write>(
     let mut fatal: Option<Error> = None;
     let mut users = BTreeSet::new();
     let permits = Arc::new(Semaphore::new(MAX_TASKS));
+    let tallies = Arc::new(Tallies::default());
     let mut tasks = JoinSet::new();
     // Identify every user first (one token refresh each, when needed); one failed user does
     // not stop the others.
@@ -228,54 +231,64 @@ async fn sync<W: Write>(
             now,
         };
         for source in SOURCES {
-            if wanted(*source, &emitter).is_empty() {
+            let names = wanted(*source, &emitter);
+            // The task's stream: the first it feeds (requests made for a child stream, such as
+            // a recording's signal, are scoped to that stream inside the task).
+            let Some(primary) = names.first().copied() else {
                 continue;
-            }
+            };
+            let scope = StreamScope {
+                stream: primary,
+                userid,
+                tallies: Arc::clone(&tallies),
+            };
             let (ctx, out, permits, source) =
                 (ctx.clone(), emitter.clone(), Arc::clone(&permits), *source);
-            let names = wanted(source, &emitter).join("+");
-            tasks.spawn(async move {
+            tasks.spawn(metrics::in_stream(scope, async move {
                 let _permit = permits.acquire_owned().await;
-                let counters = Arc::new(TaskCounters::default());
                 let started = Instant::now();
-                let result = TASK_COUNTERS
-                    .scope(Arc::clone(&counters), run_source(ctx, out, source))
-                    .await;
-                let load =
-                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-                let summary = (
-                    names,
-                    load(&counters.requests),
-                    load(&counters.retries),
-                    started.elapsed().as_secs_f64(),
-                );
-                (userid, summary, result)
-            });
+                let result = run_source(ctx, out, source).await;
+                let seconds = started.elapsed().as_secs_f64();
+                for name in &names {
+                    metrics::log(&metrics::sync_duration(
+                        name,
+                        userid,
+                        result.is_ok(),
+                        seconds,
+                    ));
+                }
+                (userid, names, seconds, result)
+            }));
         }
     }
     drop(emitter);
     // The single writer: events of one task arrive in order, so STATE follows its records.
+    let clock = Instant::now();
+    let mut record_count = RecordCounter::new(0.0, RECORD_COUNT_INTERVAL);
     while let Some(event) = events.recv().await {
         if let Err(e) = out.handle(event) {
             fatal.get_or_insert(e);
             client.cancel();
             break;
         }
+        let totals = out.counts().iter().map(|(s, c)| (*s, c.records));
+        for point in record_count.poll(clock.elapsed().as_secs_f64(), totals) {
+            metrics::log(&point);
+        }
     }
     drop(events);
     let mut failed_users = BTreeSet::new();
-    let mut failed_streams: BTreeSet<String> = BTreeSet::new();
-    // Per source (its streams): requests, retries, seconds (summed over users).
-    let mut summaries: BTreeMap<String, (u64, u64, f64)> = BTreeMap::new();
+    let mut failed_streams: BTreeSet<&str> = BTreeSet::new();
+    // Seconds of the tasks that fed each stream (summed over users).
+    let mut seconds_of: BTreeMap<&str, f64> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        let joined = joined.map(|(userid, (names, requests, retries, seconds), result)| {
+        let joined = joined.map(|(userid, names, seconds, result)| {
             if result.is_err() {
-                failed_streams.extend(names.split('+').map(str::to_string));
+                failed_streams.extend(names.iter().copied());
             }
-            let entry = summaries.entry(names).or_insert((0, 0, 0.0));
-            entry.0 += requests;
-            entry.1 += retries;
-            entry.2 += seconds;
+            for name in names {
+                *seconds_of.entry(name).or_default() += seconds;
+            }
             (userid, result)
         });
         match joined {
@@ -312,20 +325,25 @@ async fn sync<W: Write>(
     let counts = out.counts().clone();
     // The final STATE is true for what was written, whether or not the sync failed.
     let finished = out.finish();
-    for (streams, (requests, retries, seconds)) in &summaries {
-        let records: u64 = streams
-            .split('+')
-            .filter_map(|s| counts.get(s))
-            .map(|c| c.records)
-            .sum();
-        info!(streams = %streams, records, requests, retries, seconds, "Stream summary.");
-    }
-    for (stream, c) in &counts {
+    let tally = tallies.snapshot();
+    for (stream, seconds) in &seconds_of {
+        let t = tally.get(stream).copied().unwrap_or_default();
+        let records = counts.get(stream).map_or(0, |c| c.records);
         info!(
-            target: "tap_withings::metrics",
-            "METRIC: {}",
-            json!({"type": "counter", "metric": "record_count", "value": c.records, "tags": {"stream": stream}})
+            stream = %stream,
+            records,
+            requests = t.requests,
+            retries = t.retries,
+            seconds,
+            "Stream summary."
         );
+    }
+    let totals = STREAMS
+        .iter()
+        .filter(|d| selection.is_selected(d.name))
+        .map(|d| (d.name, counts.get(d.name).map_or(0, |c| c.records)));
+    for point in record_count.finish(totals) {
+        metrics::log(&point);
     }
     let result = match (fatal, failures.len()) {
         (Some(e), _) => Err(e),
@@ -346,11 +364,6 @@ async fn sync<W: Write>(
         }
     };
     let stats = client.stats();
-    info!(
-        target: "tap_withings::metrics",
-        "METRIC: {}",
-        json!({"type": "timer", "metric": "sync_duration", "value": started.elapsed().as_secs_f64(), "tags": {"status": if result.is_ok() { "succeeded" } else { "failed" }}})
-    );
     info!(
         requests = stats.requests,
         retries = stats.retries,

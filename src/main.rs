@@ -7,28 +7,48 @@ use clap::Parser;
 use tap_withings::api::cancel::Cancel;
 use tap_withings::cli::{Cli, Command};
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
+/// On the first SIGTERM or SIGINT (Ctrl-C), cancels the run: it stops requesting, writes the
+/// last complete STATE and exits 130. A second signal quits at once with 130 (e.g. when the
+/// consumer of stdout stopped reading): the last STATE written before stands.
+async fn on_signals(cancel: Cancel) {
+    const FIRST: &str =
+        "Signal received: stopping after writing the last complete state (a second signal quits at once).";
+    const SECOND: &str =
+        "tap-withings: second signal: quitting at once (the last STATE written stands)";
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
+        ) else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            _ => std::future::pending::<()>().await,
+            if n > 0 {
+                break;
+            }
+            tracing::warn!("{FIRST}");
+            cancel.cancel();
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        tracing::warn!("{FIRST}");
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
     }
+    eprintln!("{SECOND}");
+    std::process::exit(130);
 }
 
 /// One malloc arena for every thread: glibc gives each thread that allocates its own arena,
@@ -46,26 +66,13 @@ fn limit_malloc_arenas() {
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
-    let filter = match cli.log_level.as_deref() {
-        Some(level) => tracing_subscriber::EnvFilter::new(match level {
-            "warning" => "warn",
-            "critical" => "error",
-            other => other,
-        }),
-        None => tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if cli.log_format.as_deref() == Some("json") {
-        builder.event_format(tap_withings::logging::SdkJson).init();
-    } else {
-        builder.init();
-    }
     let env: BTreeMap<String, String> = std::env::vars().collect();
+    tap_withings::logging::init(&tap_withings::logging::choose(
+        cli.log_level.as_deref(),
+        cli.log_format.as_deref(),
+        &env,
+        |path| std::fs::read_to_string(path).ok(),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,11 +87,7 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout().lock();
     let cancel = Cancel::default();
     let on_signal = cancel.clone();
-    runtime.spawn(async move {
-        wait_for_signal().await;
-        tracing::warn!("Signal received: stopping after writing the last complete state.");
-        on_signal.cancel();
-    });
+    runtime.spawn(on_signals(on_signal));
     let result = match &cli.command {
         Some(Command::Auth(args)) => {
             let stdin = std::io::BufReader::new(std::io::stdin());

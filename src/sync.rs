@@ -791,7 +791,11 @@ async fn sync_recordings(
                     ("signalid", signalid.to_string()),
                 ];
                 params.extend(spec.signal_params.iter().map(|(k, v)| (*k, v.to_string())));
-                let sbody = ctx.session.call(&ctx.client, spec.path, &params).await?;
+                let sbody = crate::metrics::in_child_stream(
+                    signals.name,
+                    ctx.session.call(&ctx.client, spec.path, &params),
+                )
+                .await?;
                 let mut srecs = (spec.build_signal)(&sbody, userid, signalid)?;
                 for s in &mut srecs {
                     s.insert(

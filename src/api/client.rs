@@ -8,8 +8,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use tracing::{debug, info, warn};
+use serde_json::Value;
+use tracing::{debug, warn};
 
 use super::cancel::Cancel;
 use super::envelope::{classify_owned, ApiFailure, Endpoint, FailKind, Outcome, Reply};
@@ -17,6 +17,7 @@ use super::rate_limit::Pacer;
 use super::retry::RetryPolicy;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::secret::Secret;
 
 /// Why a request did not produce a body.
@@ -30,22 +31,6 @@ pub enum CallError {
     Exhausted { reason: String, attempts: u32 },
     /// The run was cancelled (SIGTERM/SIGINT) before the call completed.
     Cancelled,
-}
-
-/// Requests and retries of one stream task (the per-stream summary).
-#[derive(Debug, Default)]
-pub struct TaskCounters {
-    pub requests: std::sync::atomic::AtomicU64,
-    pub retries: std::sync::atomic::AtomicU64,
-}
-
-tokio::task_local! {
-    /// The counters of the stream task a request is made for.
-    pub static TASK_COUNTERS: std::sync::Arc<TaskCounters>;
-}
-
-fn count_task(f: impl FnOnce(&TaskCounters)) {
-    let _ = TASK_COUNTERS.try_with(|c| f(c));
 }
 
 /// Counters for the end-of-run summary.
@@ -198,24 +183,14 @@ impl ApiClient {
             ),
         };
         lock(&self.stats).requests += 1;
-        count_task(|c| {
-            c.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        });
-        let outcome_tag = match &result.1 {
-            Outcome::Ok(_) => "succeeded",
-            _ => "failed",
-        };
-        info!(
-            target: "tap_withings::metrics",
-            "METRIC: {}",
-            json!({
-                "type": "timer",
-                "metric": "http_request_duration",
-                "value": started.elapsed().as_secs_f64(),
-                "tags": {"endpoint": path, "action": action_of(params), "http_status_code": result.0, "status": outcome_tag},
-            })
-        );
+        metrics::count_request();
+        metrics::log(&metrics::http_request_duration(
+            path,
+            action_of(params),
+            result.0,
+            matches!(result.1, Outcome::Ok(_)),
+            started.elapsed().as_secs_f64(),
+        ));
         result.1
     }
 
@@ -287,9 +262,7 @@ impl ApiClient {
             {
                 let mut stats = lock(&self.stats);
                 stats.retries += 1;
-                count_task(|c| {
-                    c.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                });
+                metrics::count_retry();
                 *stats
                     .retry_reasons
                     .entry(reason_family(&reason))

@@ -1,8 +1,11 @@
 //! The binary's command-line contract: --about, --version, exit codes, one-line errors.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{json, Value};
 
-use crate::support::{tap, tap_env, write_json};
+use crate::streams::ALL;
+use crate::support::{sim_config, tap, tap_env, write_json, Msg, Run, World};
 
 #[test]
 fn about_json_lists_capabilities_and_secret_settings() {
@@ -115,108 +118,178 @@ fn the_readme_settings_table_is_the_about_markdown_table() {
     );
 }
 
-#[test]
-fn sigterm_stops_promptly_with_a_final_state() {
-    use std::io::Read;
-    use std::time::{Duration, Instant};
-    let mut cfg = crate::support::sim_config(1, 5);
-    cfg.faults.delay_ms = 300;
-    let world = crate::support::World::new(cfg);
-    let catalog = world.catalog(&[
-        "measures",
-        "intraday_activity",
-        "sleep_series",
-        "sleep_vitals",
-    ]);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tap-withings"))
-        .args([
+/// A full sync of every stream (7 days: every stream has data), with extra environment.
+fn full_sync(world: &World, env: &[(&str, &str)]) -> Run {
+    let catalog = world.catalog(ALL);
+    let run = tap_env(
+        &[
             "--config",
             &world.config.display().to_string(),
             "--catalog",
             &catalog.display().to_string(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let signalled = Instant::now();
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let code = child.wait().unwrap().code();
-    assert!(
-        signalled.elapsed() < Duration::from_secs(5),
-        "stopped in {:?}",
-        signalled.elapsed()
+        ],
+        env,
     );
-    assert_eq!(code, Some(130), "{stderr}");
-    assert!(
-        stderr
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .contains("interrupted"),
-        "{stderr}"
-    );
-    let messages: Vec<crate::support::Msg> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a whole Singer line"))
-        .collect();
-    let run = crate::support::Run {
-        code: 130,
-        stdout,
-        stderr,
-        messages,
-    };
+    assert_eq!(run.code, 0, "{}", run.stderr);
     run.check();
-    assert!(
-        world
-            .sim
-            .requests()
-            .iter()
-            .filter(|r| r.action == "getintradayactivity")
-            .count()
-            < 6,
-        "it stopped requesting"
-    );
+    for stream in ALL {
+        assert!(!run.records(stream).is_empty(), "no {stream} records");
+    }
+    run
+}
+
+fn record_counts(run: &Run) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for m in &run.messages {
+        if let Msg::Record { stream, .. } = m {
+            *counts.entry(stream.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Every `METRIC: {...}` of a text-format stderr, parsed.
+fn metric_points(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once("METRIC: ").map(|(_, json)| json))
+        .map(|json| serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}")))
+        .collect()
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 #[test]
-fn json_logs_are_sdk_shaped_objects() {
-    let world = crate::support::World::new(crate::support::sim_config(1, 2));
-    let catalog = world.catalog(&["goals"]);
-    let run = tap(&[
-        "--config",
-        &world.config.display().to_string(),
-        "--catalog",
-        &catalog.display().to_string(),
-        "--log-format",
-        "json",
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+fn metrics_are_in_the_sdk_shape_per_stream() {
+    let world = World::new(sim_config(1, 7));
+    let userid = world.userid() as i64;
+    let run = full_sync(&world, &[]);
+    let records = record_counts(&run);
+    let points = metric_points(&run.stderr);
+    let pid = points
+        .iter()
+        .find_map(|p| p["tags"].get("pid"))
+        .expect("a point with a pid")
+        .clone();
+    assert!(pid.is_u64());
+    let mut requests: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    let mut timed: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &points {
+        assert_eq!(
+            keys(p),
+            BTreeSet::from(["type", "metric", "value", "tags"]),
+            "{p}"
+        );
+        assert!(p["value"].as_f64().is_some_and(|v| v >= 0.0), "{p}");
+        let tags = &p["tags"];
+        match p["metric"].as_str().unwrap() {
+            "http_request_duration" => {
+                assert_eq!(p["type"], "timer", "{p}");
+                for tag in ["stream", "endpoint", "http_status_code", "status"] {
+                    assert!(tags.get(tag).is_some(), "{tag} missing: {p}");
+                }
+                assert!(["succeeded", "failed"].contains(&tags["status"].as_str().unwrap()));
+                assert!(tags["http_status_code"].is_u64(), "{p}");
+                match tags["stream"].as_str() {
+                    // Only the token refresh that identifies the user runs outside a stream.
+                    None => assert_eq!(tags["endpoint"], "/v2/oauth2", "{p}"),
+                    Some(stream) => {
+                        assert!(ALL.contains(&stream), "{p}");
+                        assert_eq!(tags["context"], json!({"userid": userid}), "{p}");
+                        *requests.entry(stream.to_string()).or_default() += 1;
+                    }
+                }
+                if tags["action"] == "get" && tags["endpoint"] == "/v2/heart" {
+                    assert_eq!(
+                        tags["stream"], "ecg_signals",
+                        "a signal is fetched for its stream"
+                    );
+                }
+            }
+            "record_count" => {
+                assert_eq!(p["type"], "counter", "{p}");
+                assert_eq!(keys(tags), BTreeSet::from(["stream", "pid"]), "{p}");
+                assert_eq!(tags["pid"], pid);
+                *counted
+                    .entry(tags["stream"].as_str().unwrap().to_string())
+                    .or_default() += p["value"].as_u64().expect("a count");
+            }
+            "sync_duration" => {
+                assert_eq!(p["type"], "timer", "{p}");
+                assert_eq!(
+                    keys(tags),
+                    BTreeSet::from(["stream", "context", "status", "pid"]),
+                    "{p}"
+                );
+                assert_eq!(tags["context"], json!({"userid": userid}));
+                assert_eq!(tags["status"], "succeeded");
+                assert_eq!(tags["pid"], pid);
+                *timed
+                    .entry(tags["stream"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            other => panic!("unexpected metric {other}: {p}"),
+        }
+    }
+    let all: BTreeSet<String> = ALL.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        counted, records,
+        "record_count adds up to the records written"
+    );
+    assert_eq!(timed.keys().cloned().collect::<BTreeSet<_>>(), all);
+    assert!(
+        timed.values().all(|n| *n == 1),
+        "one sync_duration per stream and user"
+    );
+    // The summary: one line per stream, with the records written and the requests tagged.
+    let summaries: BTreeMap<String, (u64, u64)> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Stream summary."))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                    .unwrap_or_else(|| panic!("{name} missing: {l}"))
+                    .to_string()
+            };
+            (
+                field("stream"),
+                (
+                    field("records").parse().unwrap(),
+                    field("requests").parse().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(summaries.keys().cloned().collect::<BTreeSet<_>>(), all);
+    for (stream, (n, reqs)) in &summaries {
+        assert_eq!(Some(n), records.get(stream), "{stream} records");
+        assert_eq!(
+            *reqs,
+            requests.get(stream).copied().unwrap_or(0),
+            "{stream} requests"
+        );
+    }
+    assert!(requests["ecg_signals"] >= 1 && requests["stetho_signals"] >= 1);
+}
+
+#[test]
+fn json_logs_are_sdk_shaped_and_name_the_stream() {
+    let world = World::new(sim_config(1, 7));
+    // The environment variable (Meltano passes only --config/--catalog/--state).
+    let run = full_sync(&world, &[("TAP_WITHINGS_LOG_FORMAT", "json")]);
     let lines: Vec<Value> = run
         .stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert!(lines.len() > 3);
+    assert!(lines.len() > 20);
     for line in &lines {
         for key in [
             "level",
@@ -231,7 +304,204 @@ fn json_logs_are_sdk_shaped_objects() {
             assert!(line.get(key).is_some(), "{key} missing in {line}");
         }
     }
-    assert!(lines
+    let message = |l: &Value| l["message"].as_str().unwrap().to_string();
+    let mut syncing = BTreeSet::new();
+    for line in &lines {
+        let text = message(line);
+        if text == "Syncing." {
+            syncing.insert(
+                line["stream_name"]
+                    .as_str()
+                    .expect("stream work names its stream"),
+            );
+        }
+        if let Some(json) = text.strip_prefix("METRIC: ") {
+            let point: Value = serde_json::from_str(json).unwrap();
+            if let Some(stream) = point["tags"]["stream"].as_str() {
+                assert_eq!(line["stream_name"], stream, "{line}");
+            }
+        }
+        if text == "Stream summary." {
+            assert_eq!(line["stream_name"], line["extra"]["stream"], "{line}");
+        }
+    }
+    // One task per source; each names the first stream it feeds.
+    assert_eq!(syncing.len(), 10, "{syncing:?}");
+    let with_stream = lines
         .iter()
-        .any(|l| l["message"].as_str().unwrap().starts_with("METRIC: ")));
+        .filter(|l| l["stream_name"].is_string())
+        .count();
+    assert!(
+        with_stream * 10 > lines.len() * 9,
+        "{with_stream} of {}",
+        lines.len()
+    );
+}
+
+/// A cheap sync (goals only) with `args` and `env` added.
+fn goals_sync(world: &World, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let catalog = world.catalog(&["goals"]);
+    let config = world.config.display().to_string();
+    let catalog = catalog.display().to_string();
+    let mut all = vec!["--config", &config, "--catalog", &catalog];
+    all.extend_from_slice(args);
+    let run = tap_env(&all, env);
+    assert_eq!(run.code, 0, "{args:?} {env:?}: {}", run.stderr);
+    assert_eq!(run.records("goals").len(), 1);
+    run
+}
+
+#[test]
+fn log_level_and_format_follow_flags_then_the_environment() {
+    let world = World::new(sim_config(1, 2));
+    let sdk_config = world.path("sdk-logging.json");
+    std::fs::write(
+        &sdk_config,
+        r#"{"version": 1, "formatters": {"singer_formatter": {"()": "singer_sdk.logging.StructuredFormatter"}},
+            "root": {"handlers": ["console"], "level": "WARNING"}}"#,
+    )
+    .unwrap();
+    let sdk_config = sdk_config.display().to_string();
+    let has = |run: &Run, text: &str| run.stderr.contains(text);
+    let all_json = |run: &Run| {
+        run.stderr
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.get("stream_name").is_some()))
+    };
+
+    let info = goals_sync(&world, &[], &[]);
+    assert!(has(&info, "METRIC: ") && has(&info, "Stream summary."));
+    assert!(!has(&info, "Request."), "debug lines are off at info");
+    assert!(!all_json(&info));
+
+    for (args, env) in [
+        (vec!["--log-level", "warning"], vec![]),
+        (vec!["--log-level", "ERROR"], vec![("RUST_LOG", "debug")]),
+        (vec![], vec![("TAP_WITHINGS_LOGLEVEL", "warning")]),
+        (vec![], vec![("LOGLEVEL", "error")]),
+        (vec![], vec![("RUST_LOG", "warn")]),
+        (
+            vec![],
+            vec![
+                ("RUST_LOG", ""),
+                ("SINGER_SDK_LOG_CONFIG", sdk_config.as_str()),
+            ],
+        ),
+    ] {
+        let quiet = goals_sync(&world, &args, &env);
+        assert!(
+            !has(&quiet, "METRIC: ") && !has(&quiet, "Stream summary.") && !has(&quiet, "INFO"),
+            "{args:?} {env:?}: {}",
+            quiet.stderr
+        );
+    }
+
+    let debug = goals_sync(&world, &["--log-level", "debug"], &[]);
+    assert!(
+        has(&debug, "DEBUG") && has(&debug, "Request."),
+        "{}",
+        debug.stderr
+    );
+    let debug = goals_sync(&world, &[], &[("TAP_WITHINGS_LOGLEVEL", "DEBUG")]);
+    assert!(has(&debug, "Request."));
+
+    // Meltano's structured-logging config asks for JSON; the flag and variable override it.
+    let sdk = goals_sync(
+        &world,
+        &["--log-level", "info"],
+        &[("SINGER_SDK_LOG_CONFIG", &sdk_config)],
+    );
+    assert!(all_json(&sdk) && has(&sdk, "METRIC: "), "{}", sdk.stderr);
+    let text = goals_sync(
+        &world,
+        &["--log-format", "text"],
+        &[
+            ("SINGER_SDK_LOG_CONFIG", &sdk_config),
+            ("TAP_WITHINGS_LOG_FORMAT", "json"),
+        ],
+    );
+    assert!(!all_json(&text) && has(&text, "METRIC: "));
+    let json = goals_sync(&world, &[], &[("TAP_WITHINGS_LOG_FORMAT", "json")]);
+    assert!(all_json(&json));
+
+    // A bad value is a usage error naming the variable's flag.
+    let bad = tap_env(&["--about"], &[("TAP_WITHINGS_LOG_FORMAT", "xml")]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--log-format"), "{}", bad.stderr);
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every `](target)` link of a Markdown text.
+fn links(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        if let Some(end) = rest.find(')') {
+            out.push(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_of_the_readme_resolves() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut in_code = false;
+    let mut anchors = BTreeSet::new();
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            anchors.insert(anchor(line.trim_start_matches('#')));
+        }
+    }
+    let mut relative = 0;
+    for link in links(&readme) {
+        if link.starts_with("http://")
+            || link.starts_with("https://")
+            || link.starts_with("mailto:")
+        {
+            continue;
+        }
+        relative += 1;
+        let (path, fragment) = link.split_once('#').unwrap_or((&link, ""));
+        if path.is_empty() {
+            assert!(
+                anchors.contains(fragment),
+                "README link {link}: no such heading"
+            );
+            continue;
+        }
+        let target = root.join(path);
+        assert!(
+            target.exists()
+                && target
+                    .canonicalize()
+                    .unwrap()
+                    .starts_with(root.canonicalize().unwrap()),
+            "README link {link}: no such file in the repository"
+        );
+    }
+    assert!(relative >= 4, "{relative} relative links");
+    assert_eq!(
+        anchor("API quirks the tap handles"),
+        "api-quirks-the-tap-handles"
+    );
+    assert_eq!(
+        anchor(" Running `tap-withings auth`"),
+        "running-tap-withings-auth"
+    );
 }

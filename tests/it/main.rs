@@ -10,6 +10,8 @@ mod faults;
 mod kills;
 mod measures;
 mod properties;
+mod samples;
 mod secrets;
+mod signals;
 mod streams;
 mod users;
