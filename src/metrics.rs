@@ -118,6 +118,19 @@ pub async fn in_child_stream<F: Future>(stream: &'static str, fut: F) -> F::Outp
     }
 }
 
+/// `fut` as work of the current stream scope and log span, wherever it is polled (a task
+/// spawned for the current stream's work).
+pub fn carry<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    let scope = current();
+    let fut = fut.instrument(tracing::Span::current());
+    async move {
+        match scope {
+            Some(scope) => SCOPE.scope(scope, fut).await,
+            None => fut.await,
+        }
+    }
+}
+
 fn current() -> Option<StreamScope> {
     SCOPE.try_with(StreamScope::clone).ok()
 }

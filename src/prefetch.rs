@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use tracing::Instrument;
-
-use crate::api::client::{ApiClient, TASK_COUNTERS};
+use crate::api::client::ApiClient;
 use crate::api::envelope::Reply;
 use crate::auth::session::{Session, SessionError};
 
@@ -15,8 +13,8 @@ use crate::auth::session::{Session, SessionError};
 pub struct Prefetch(tokio::task::JoinHandle<Result<Reply, SessionError>>);
 
 impl Prefetch {
-    /// Starts `path` with `params` now. The call counts for the calling stream task (its
-    /// request counters and log span).
+    /// Starts `path` with `params` now. The call counts for the calling stream (its tallies,
+    /// metric tags and log span).
     pub fn start(
         session: &Arc<Session>,
         client: &Arc<ApiClient>,
@@ -25,12 +23,7 @@ impl Prefetch {
     ) -> Self {
         let (session, client) = (Arc::clone(session), Arc::clone(client));
         let call = async move { session.call_reply(&client, path, &params).await };
-        let call = call.instrument(tracing::Span::current());
-        let handle = match TASK_COUNTERS.try_with(Arc::clone) {
-            Ok(counters) => tokio::spawn(TASK_COUNTERS.scope(counters, call)),
-            Err(_) => tokio::spawn(call),
-        };
-        Prefetch(handle)
+        Prefetch(tokio::spawn(crate::metrics::carry(call)))
     }
 
     /// The reply.
