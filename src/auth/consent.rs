@@ -1,11 +1,11 @@
 //! `tap-withings auth`: the consent flow (authorization URL, a one-shot loopback listener or a
 //! pasted redirect URL, the code exchange), `--refresh` and `--status`. Every token reply is
-//! written to the token store before anything else happens. Tokens reach stdout once only, in
-//! the result of a successful consent; logs, errors, `--refresh` and `--status` never show them.
+//! written to the token store before anything else happens. No token ever reaches stdout,
+//! stderr or the logs: a consent prints the config lines that point at the token store.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -115,23 +115,55 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Where to listen for the redirect: `redirect_uri` must be plain http on a loopback host with
-/// an explicit port. `localhost` listens on 127.0.0.1. `None`: the user pastes the URL.
-pub fn listen_addr(redirect_uri: &str) -> Option<SocketAddr> {
-    let url = Url::parse(redirect_uri).ok()?;
-    if url.scheme() != "http" {
-        return None;
-    }
-    let port = url.port()?;
-    let host = url.host_str()?;
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok()?
+/// an explicit port. `localhost` listens on 127.0.0.1 and on ::1 (a browser may resolve it to
+/// either). Empty: the user pastes the URL.
+pub fn listen_addrs(redirect_uri: &str) -> Vec<SocketAddr> {
+    let Ok(url) = Url::parse(redirect_uri) else {
+        return Vec::new();
     };
-    ip.is_loopback().then_some(SocketAddr::new(ip, port))
+    let (Some(port), Some(host)) = (url.port(), url.host_str()) else {
+        return Vec::new();
+    };
+    if url.scheme() != "http" {
+        return Vec::new();
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        ];
+    }
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) if ip.is_loopback() => vec![SocketAddr::new(ip, port)],
+        _ => Vec::new(),
+    }
+}
+
+/// Binds the first address (required) and the others where the system allows (a host
+/// without IPv6 has no ::1).
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) if i > 0 => {
+                tracing::debug!(%addr, error = %e, "Not listening on this address too.");
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
+                ),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(listeners)
 }
 
 /// What a redirect to `redirect_uri` carried.
@@ -278,6 +310,11 @@ async fn consent<R: BufRead + Send + 'static>(
             "setting `redirect_uri` is required by `tap-withings auth`: the callback URL registered for your Withings app (a loopback URL such as http://127.0.0.1:8765/callback is received by the tap itself)",
         )
     })?;
+    if cfg.scopes.is_empty() {
+        return Err(Error::input(
+            "setting `scopes` is empty: list the OAuth scopes to ask for, comma-separated (default user.info,user.metrics,user.activity,user.sleepevents)",
+        ));
+    }
     let state = random_state()?;
     let url = authorize_url(
         &authorize_base(&cfg.api_url),
@@ -288,22 +325,12 @@ async fn consent<R: BufRead + Send + 'static>(
         args.demo,
     );
     let listen = if args.no_listen {
-        None
+        Vec::new()
     } else {
-        listen_addr(&redirect_uri)
+        listen_addrs(&redirect_uri)
     };
     // Bind before showing the URL, so the redirect cannot arrive before the listener.
-    let listener = match listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            Error::io(
-                format!(
-                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
-                ),
-                e,
-            )
-        })?),
-        None => None,
-    };
+    let listeners = bind_all(&listen).await?;
     eprintln!(
         "Open this URL in a browser and allow access{}:",
         if args.demo {
@@ -314,15 +341,12 @@ async fn consent<R: BufRead + Send + 'static>(
     );
     eprintln!("  {url}");
     let wait = async {
-        match listener {
-            Some(listener) => {
-                eprintln!("Waiting for the redirect to {redirect_uri} ...");
-                receive_redirect(listener, &redirect_uri, &state).await
-            }
-            None => {
-                eprintln!("Then paste here the full URL your browser was sent to (it starts with {redirect_uri}) and press Enter:");
-                check_redirect(&read_pasted(input).await?, &state)
-            }
+        if listeners.is_empty() {
+            eprintln!("Then paste here the full URL your browser was sent to (it starts with {redirect_uri}) and press Enter:");
+            check_redirect(&read_pasted(input).await?, &state)
+        } else {
+            eprintln!("Waiting for the redirect to {redirect_uri} ...");
+            receive_redirect(listeners, &redirect_uri, &state).await
         }
     };
     let code = tokio::select! {
@@ -348,13 +372,9 @@ async fn consent<R: BufRead + Send + 'static>(
         scope = reply.scope,
         "Linked the Withings account and stored its tokens."
     );
-    if cfg
-        .refresh_token
-        .as_ref()
-        .is_some_and(|rt| rt.expose() != reply.refresh_token)
-    {
+    if cfg.refresh_token.is_some() {
         eprintln!(
-            "tap-withings: the `refresh_token` setting holds an older token, which a sync would use instead of this consent: replace it with the printed one, or remove it to use the token store"
+            "tap-withings: the `refresh_token` setting holds an older token: remove it from the config, the token store holds this consent's tokens"
         );
     }
     if !missing.is_empty() {
@@ -365,7 +385,7 @@ async fn consent<R: BufRead + Send + 'static>(
         );
     }
     eprintln!(
-        "tap-withings: linked Withings user {} (scopes {}); tokens stored in {}. Put the `config` lines printed on stdout in your config, or keep the token store",
+        "tap-withings: linked Withings user {} (scopes {}); tokens stored in {}. Put the `config` lines printed on stdout in your config (with your client_secret) and keep the token store",
         reply.userid,
         granted.join(","),
         cfg.token_store.display()
@@ -375,11 +395,21 @@ async fn consent<R: BufRead + Send + 'static>(
         "scopes": granted,
         "access_token_expires_at": rfc3339(stored.expires_at),
         "token_store": cfg.token_store.display().to_string(),
-        "config": {
-            "refresh_token": reply.refresh_token,
-            "token_store": cfg.token_store.display().to_string(),
-        },
+        "config": config_lines(cfg),
     }))
+}
+
+/// The settings a sync of the linked user needs, the client secret and tokens excepted: the
+/// tokens are in the token store, the secret is the user's to supply.
+fn config_lines(cfg: &Config) -> Value {
+    let mut lines = json!({
+        "client_id": cfg.client_id,
+        "token_store": cfg.token_store.display().to_string(),
+    });
+    if cfg.api_url.trim_end_matches('/') != crate::config::DEFAULT_API_URL {
+        lines["api_url"] = json!(cfg.api_url);
+    }
+    lines
 }
 
 /// Reads the first non-blank line of `input` as the pasted redirect URL.
@@ -417,7 +447,7 @@ const WAITING_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><
 /// Accepts connections until the browser brings the redirect; answers it with a short page.
 /// Requests for other paths (a favicon) get a 404 and the listener keeps waiting.
 async fn receive_redirect(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     redirect_uri: &str,
     state: &str,
 ) -> Result<String> {
@@ -425,9 +455,24 @@ async fn receive_redirect(
         .map(|u| u.path().to_string())
         .unwrap_or_else(|_| "/".into());
     let deadline = Instant::now() + LISTEN_TIMEOUT;
+    // One accepting task per listener (127.0.0.1 and ::1 for `localhost`); they end with
+    // the set, when the redirect has come.
+    let (tx, mut connections) = tokio::sync::mpsc::channel(4);
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let tx = tx.clone();
+        accepting.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                if tx.send(stream).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let accepted = tokio::time::timeout(left, listener.accept())
+        let accepted = tokio::time::timeout(left, connections.recv())
             .await
             .map_err(|_| {
                 Error::Auth(format!(
@@ -435,8 +480,10 @@ async fn receive_redirect(
                     LISTEN_TIMEOUT.as_secs()
                 ))
             })?;
-        let Ok((mut stream, _)) = accepted else {
-            continue;
+        let Some(mut stream) = accepted else {
+            return Err(Error::Auth(format!(
+                "the listener for {redirect_uri} stopped: run `tap-withings auth` again"
+            )));
         };
         let Some(target) = read_request_target(&mut stream).await else {
             continue;
@@ -872,25 +919,25 @@ mod tests {
 
     #[test]
     fn only_loopback_http_redirects_with_a_port_are_listened_for() {
-        let cases = [
-            ("http://127.0.0.1:8765/callback", Some("127.0.0.1:8765")),
-            ("http://localhost:8765/cb", Some("127.0.0.1:8765")),
-            ("http://LOCALHOST:1", Some("127.0.0.1:1")),
-            ("http://[::1]:9000/", Some("[::1]:9000")),
-            ("http://127.5.0.1:9000/", Some("127.5.0.1:9000")),
-            ("http://127.0.0.1/callback", None),
-            ("https://127.0.0.1:8765/callback", None),
-            ("http://10.0.0.1:8765/", None),
-            ("http://example.com:8765/", None),
-            ("https://example.com/withings", None),
-            ("garbage", None),
+        let cases: [(&str, &[&str]); 11] = [
+            ("http://127.0.0.1:8765/callback", &["127.0.0.1:8765"]),
+            (
+                "http://localhost:8765/cb",
+                &["127.0.0.1:8765", "[::1]:8765"],
+            ),
+            ("http://LOCALHOST:1", &["127.0.0.1:1", "[::1]:1"]),
+            ("http://[::1]:9000/", &["[::1]:9000"]),
+            ("http://127.5.0.1:9000/", &["127.5.0.1:9000"]),
+            ("http://127.0.0.1/callback", &[]),
+            ("https://127.0.0.1:8765/callback", &[]),
+            ("http://10.0.0.1:8765/", &[]),
+            ("http://example.com:8765/", &[]),
+            ("https://example.com/withings", &[]),
+            ("garbage", &[]),
         ];
         for (uri, expected) in cases {
-            assert_eq!(
-                listen_addr(uri).map(|a| a.to_string()).as_deref(),
-                expected,
-                "{uri}"
-            );
+            let got: Vec<String> = listen_addrs(uri).iter().map(|a| a.to_string()).collect();
+            assert_eq!(got, expected, "{uri}");
         }
         for host in ["localhost", "127.0.0.1", "::1", "[::1]", "127.1.2.3"] {
             assert!(is_loopback_host(host), "{host}");
