@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use crate::api::cancel::Cancel;
 use crate::api::client::{ApiClient, TaskCounters, TASK_COUNTERS};
-use crate::auth::session::{Session, SessionError};
+use crate::auth::session::{Opened, Session, SessionError};
 use crate::cli::{AboutFormat, Cli};
 use crate::config::{Config, RawConfig};
 
@@ -100,12 +100,9 @@ pub async fn run<W: Write>(
         cfg.max_retry_seconds = cfg.max_retry_seconds.min(30);
     }
     let client = Arc::new(ApiClient::new(&cfg, cancel)?);
-    let sessions = Session::open_all(&cfg)?;
+    let opened = Session::open_all(&cfg)?;
     if cli.test {
-        for session in &sessions {
-            connection_test(&client, session).await?;
-        }
-        return Ok(());
+        return connection_tests(&client, opened).await;
     }
     let state = match &cli.state {
         Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?)
@@ -125,13 +122,42 @@ pub async fn run<W: Write>(
     sync(
         &cfg,
         client,
-        sessions,
+        opened,
         state,
         &selection,
         stdout,
         now.timestamp(),
     )
     .await
+}
+
+/// `--test`: one call per user (each user once); an entry that cannot be opened fails it
+/// after the others were tested.
+async fn connection_tests(client: &ApiClient, opened: Opened) -> Result<()> {
+    let mut tested = BTreeSet::new();
+    for session in &opened.sessions {
+        if let Some(id) = session.userid().await {
+            if tested.contains(&id) {
+                continue;
+            }
+        }
+        let userid = match session.identify(client).await {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(prefix_error(
+                    &session.describe().await,
+                    session_error(None, e),
+                ))
+            }
+        };
+        if tested.insert(userid) {
+            connection_test(client, session).await?;
+        }
+    }
+    match opened.failures.into_iter().next() {
+        Some((who, e)) => Err(prefix_error(&who, e)),
+        None => Ok(()),
+    }
 }
 
 async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
@@ -171,7 +197,7 @@ const MAX_TASKS: usize = 16;
 async fn sync<W: Write>(
     cfg: &Config,
     client: Arc<ApiClient>,
-    sessions: Vec<Session>,
+    opened: Opened,
     state: State,
     selection: &Selection,
     stdout: W,
@@ -185,16 +211,30 @@ async fn sync<W: Write>(
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
     let (emitter, mut events) = out.channel(4);
     let mut failures: Vec<(String, Error)> = Vec::new();
+    for (who, e) in opened.failures {
+        tracing::error!("{who} not synced: {e}");
+        failures.push((who.clone(), prefix_error(&who, e)));
+    }
     let mut fatal: Option<Error> = None;
     let mut users = BTreeSet::new();
     let permits = Arc::new(Semaphore::new(MAX_TASKS));
     let mut tasks = JoinSet::new();
     // Identify every user first (one token refresh each, when needed); one failed user does
-    // not stop the others.
-    for session in sessions {
+    // not stop the others. Configured tokens no store knows come first: they are the newest
+    // chains of their users, whose stored chains are then neither refreshed nor synced.
+    for session in opened.sessions {
         let session = Arc::new(session);
-        let userid = match session.access(&client).await {
-            Ok((_, userid)) => userid,
+        if let Some(id) = session.userid().await {
+            if users.contains(&id) {
+                info!(
+                    userid = id,
+                    "A newer configured refresh token of this user is synced; its older stored chain is left alone."
+                );
+                continue;
+            }
+        }
+        let userid = match session.identify(&client).await {
+            Ok(userid) => userid,
             Err(SessionError::Cancelled) => {
                 fatal = Some(Error::Interrupted);
                 break;

@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::roster::{self, Start};
 use super::session::{parse_token_reply, TokenReply};
-use super::token_store::{self, fingerprint, StoredUser, TokenFile};
+use super::token_store::{self, fingerprint, StoredUser};
 use crate::api::cancel::Cancel;
 use crate::api::client::{ApiClient, CallError};
 use crate::api::envelope::{ApiFailure, Endpoint, FailKind};
@@ -590,9 +591,12 @@ fn token_call_error(what: &str, e: CallError) -> Error {
 }
 
 /// Writes a token reply into the store (keeping the other users), atomically, mode 0600.
+/// A chain replaced this way (a new consent) leaves its seed behind as superseded, so an
+/// older configured token of that chain gives way to the stored one.
 fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<StoredUser> {
     let now = now_epoch();
-    let stored = StoredUser {
+    let mut file = token_store::load(path)?;
+    let stored = file.put(StoredUser {
         userid: reply.userid,
         access_token: reply.access_token.clone(),
         refresh_token: reply.refresh_token.clone(),
@@ -600,10 +604,8 @@ fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<S
         scope: reply.scope.clone(),
         updated_at: now,
         seeded_from,
-    };
-    let mut file = token_store::load(path)?;
-    file.version = 1;
-    file.users.insert(reply.userid.to_string(), stored.clone());
+        previous_seeds: Vec::new(),
+    });
     token_store::save(path, &file).map_err(|e| {
         Error::Io(format!("{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"))
     })?;
@@ -620,6 +622,7 @@ async fn debug_pause(env: &BTreeMap<String, String>, point: &str) {
 /// One refresh to do: the token store, the user (once known), the refresh token and the
 /// chain it belongs to.
 struct Target {
+    label: String,
     store: PathBuf,
     userid: Option<i64>,
     refresh_token: String,
@@ -639,87 +642,54 @@ fn stores(cfg: &Config) -> Vec<PathBuf> {
     stores
 }
 
-/// The stored chain that grew from `refresh_token`, else that token itself.
-fn chain_of(store: &Path, file: &TokenFile, refresh_token: &str) -> Target {
-    let fp = fingerprint(refresh_token);
-    match file
+/// Which tokens `--refresh` rotates, as a sync picks them (see [`roster::plan`]): configured
+/// tokens no stored chain knows first, then one stored chain per user; with `--user`, only
+/// that user. Also the entries that cannot be used.
+fn refresh_targets(plan: roster::Plan, user: Option<i64>) -> (Vec<Target>, Vec<(String, Error)>) {
+    let mut targets: Vec<Target> = plan
         .users
-        .values()
-        .find(|u| u.seeded_from == fp || u.refresh_token == refresh_token)
-    {
-        Some(u) => stored_target(store, u),
-        None => Target {
-            store: store.to_path_buf(),
-            userid: None,
-            refresh_token: refresh_token.to_string(),
-            seeded_from: fp,
-        },
-    }
-}
-
-fn stored_target(store: &Path, u: &StoredUser) -> Target {
-    Target {
-        store: store.to_path_buf(),
-        userid: Some(u.userid),
-        refresh_token: u.refresh_token.clone(),
-        seeded_from: u.seeded_from.clone(),
-    }
-}
-
-/// Which tokens `--refresh` rotates, as a sync would pick them: the chain of the configured
-/// `refresh_token`, of each `users` entry, and every other user of the main token store, each
-/// user once; with `--user`, only that user.
-fn refresh_targets(
-    cfg: &Config,
-    files: &BTreeMap<PathBuf, TokenFile>,
-    user: Option<i64>,
-) -> Vec<Target> {
-    let empty = TokenFile::default();
-    let file = |store: &Path| files.get(store).unwrap_or(&empty);
-    let mut targets = Vec::new();
-    if let Some(rt) = &cfg.refresh_token {
-        targets.push(chain_of(
-            &cfg.token_store,
-            file(&cfg.token_store),
-            rt.expose(),
-        ));
-    }
-    for entry in &cfg.users {
-        let store = entry.token_store.as_deref().unwrap_or(&cfg.token_store);
-        match &entry.refresh_token {
-            Some(rt) => targets.push(chain_of(store, file(store), rt.expose())),
-            None => targets.extend(file(store).users.values().map(|u| stored_target(store, u))),
-        }
-    }
-    targets.extend(
-        file(&cfg.token_store)
-            .users
-            .values()
-            .map(|u| stored_target(&cfg.token_store, u)),
-    );
-    let mut seen = std::collections::BTreeSet::new();
-    targets.retain(|t| t.userid.is_none_or(|id| seen.insert(id)));
+        .into_iter()
+        .map(|p| match p.start {
+            Start::Stored(u) => Target {
+                label: p.label,
+                store: p.store,
+                userid: Some(u.userid),
+                refresh_token: u.refresh_token,
+                seeded_from: u.seeded_from,
+            },
+            Start::Seed {
+                refresh,
+                fingerprint,
+            } => Target {
+                label: p.label,
+                store: p.store,
+                userid: None,
+                refresh_token: refresh.expose().to_string(),
+                seeded_from: fingerprint,
+            },
+        })
+        .collect();
     if let Some(id) = user {
         targets.retain(|t| t.userid == Some(id));
     }
-    targets
+    let failures = if user.is_some() {
+        Vec::new()
+    } else {
+        plan.failures
+    };
+    (targets, failures)
 }
 
 /// `auth --refresh`: rotates each target's tokens, storing every reply before going on; a
-/// refused user does not stop the others.
+/// refused user (or an unusable `users` entry) does not stop the others.
 async fn refresh(
     cfg: &Config,
     client: &ApiClient,
     env: &BTreeMap<String, String>,
     user: Option<i64>,
 ) -> Result<Value> {
-    let mut files = BTreeMap::new();
-    for store in stores(cfg) {
-        let file = token_store::load(&store)?;
-        files.insert(store, file);
-    }
-    let targets = refresh_targets(cfg, &files, user);
-    if targets.is_empty() {
+    let (targets, mut failed) = refresh_targets(roster::plan(cfg, token_store::load), user);
+    if targets.is_empty() && failed.is_empty() {
         return Err(Error::Auth(match user {
             Some(id) => format!("user {id} is in no token store of this config: run `tap-withings auth` to link it"),
             None => format!(
@@ -728,21 +698,24 @@ async fn refresh(
             ),
         }));
     }
+    for (who, e) in &failed {
+        warn!(user = who, error = %e, "Cannot refresh this user.");
+    }
     let mut refreshed = Vec::new();
-    let mut failed = Vec::new();
-    let mut done = std::collections::BTreeSet::new();
+    // The users refreshed so far and the store each one's tokens went to.
+    let mut done: BTreeMap<i64, PathBuf> = BTreeMap::new();
     for target in targets {
-        // A configured token's user is known only from its reply; its stored chain is then done.
-        if target.userid.is_some_and(|id| done.contains(&id)) {
+        // Configured tokens no store knows come first: a stored chain of a user one of them
+        // turned out to be is older, and left alone.
+        if target.userid.is_some_and(|id| done.contains_key(&id)) {
             continue;
         }
-        let who = target.userid.map_or_else(
-            || "of a configured refresh_token".to_string(),
-            |u| u.to_string(),
-        );
-        match refresh_one(cfg, client, env, &target).await {
-            Ok(stored) => {
-                done.insert(stored.userid);
+        let who = target
+            .userid
+            .map_or_else(|| target.label.clone(), |u| format!("user {u}"));
+        match refresh_one(cfg, client, env, &target, &done).await {
+            Ok(Refreshed::Stored(stored)) => {
+                done.insert(stored.userid, target.store.clone());
                 info!(
                     userid = stored.userid,
                     expires_at = stored.expires_at,
@@ -760,6 +733,12 @@ async fn refresh(
                     "token_store": target.store.display().to_string(),
                 }));
             }
+            Ok(Refreshed::Duplicate(userid)) => {
+                warn!(
+                    userid,
+                    "Two configured tokens belong to the same user; the second is left as is."
+                );
+            }
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
                 warn!(user = who, error = %e, "Token refresh failed.");
@@ -771,7 +750,7 @@ async fn refresh(
         0 => Ok(json!({"refreshed": refreshed})),
         1 if refreshed.is_empty() => Err(failed.remove(0).1),
         _ => Err(Error::Auth(format!(
-            "the refresh failed for user(s) {}; run `tap-withings auth` again for them",
+            "the refresh failed for {}; run `tap-withings auth` again for them (details above)",
             failed
                 .iter()
                 .map(|(who, _)| who.as_str())
@@ -781,12 +760,21 @@ async fn refresh(
     }
 }
 
+/// What a refresh did.
+enum Refreshed {
+    Stored(StoredUser),
+    /// A configured token of a user refreshed already: its reply is not stored (its access
+    /// token is never used, so the token stays valid) and it is noted as superseded.
+    Duplicate(i64),
+}
+
 async fn refresh_one(
     cfg: &Config,
     client: &ApiClient,
     env: &BTreeMap<String, String>,
     target: &Target,
-) -> Result<StoredUser> {
+    done: &BTreeMap<i64, PathBuf>,
+) -> Result<Refreshed> {
     let params = [
         ("action", "requesttoken".to_string()),
         ("grant_type", "refresh_token".to_string()),
@@ -808,10 +796,17 @@ async fn refresh_one(
             reply.userid
         )));
     }
+    if let Some(store) = done.get(&reply.userid) {
+        let mut file = token_store::load(store)?;
+        if file.supersede(reply.userid, &target.seeded_from) {
+            token_store::save(store, &file)?;
+        }
+        return Ok(Refreshed::Duplicate(reply.userid));
+    }
     debug_pause(env, "token_reply").await;
     let stored = store_reply(&target.store, &reply, target.seeded_from.clone())?;
     debug_pause(env, "store_written").await;
-    Ok(stored)
+    Ok(Refreshed::Stored(stored))
 }
 
 /// `auth --status`: per token store and stored user, the userid, scopes, access-token expiry
@@ -825,7 +820,6 @@ fn status(cfg: &Config) -> Result<Value> {
             .filter_map(|u| u.refresh_token.as_ref())
             .map(|rt| rt.expose()),
     );
-    let fps: Vec<String> = configured.iter().map(|rt| fingerprint(rt)).collect();
     let mut out = Vec::new();
     for store in stores(cfg) {
         let file = token_store::load(&store)?;
@@ -839,7 +833,7 @@ fn status(cfg: &Config) -> Result<Value> {
                     "access_token_expires_at": rfc3339(u.expires_at),
                     "access_token_expired": u.expires_at <= now,
                     "updated_at": rfc3339(u.updated_at),
-                    "from_configured_refresh_token": fps.contains(&u.seeded_from) || configured.contains(&u.refresh_token.as_str()),
+                    "from_configured_refresh_token": configured.iter().any(|rt| u.grew_from(rt)),
                 })
             })
             .collect();
@@ -857,6 +851,7 @@ fn status(cfg: &Config) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::token_store::TokenFile;
     use pretty_assertions::assert_eq;
 
     fn scopes(s: &[&str]) -> Vec<String> {
@@ -1032,6 +1027,7 @@ mod tests {
             scope: String::new(),
             updated_at: 0,
             seeded_from: seeded_from.into(),
+            previous_seeds: Vec::new(),
         }
     }
 
@@ -1042,44 +1038,53 @@ mod tests {
     }
 
     #[test]
-    fn refresh_targets_follow_the_configured_chains_then_the_stored_users_once_each() {
+    fn refresh_targets_are_the_unknown_configured_tokens_then_each_stored_user_once() {
         let cfg = config(
-            r#"{"client_id": "i", "client_secret": "s", "refresh_token": "cfg", "token_store": "/t.json", "users": [{"refresh_token": "new-consent"}]}"#,
+            r#"{"client_id": "i", "client_secret": "s", "refresh_token": "cfg", "token_store": "/t.json", "users": [{"refresh_token": "new-consent"}, {"token_store": "/empty.json"}]}"#,
         );
-        let mut file = TokenFile {
-            version: 1,
-            ..TokenFile::default()
-        };
+        let mut file = TokenFile::default();
         for u in [
             stored(1, "r1", &fingerprint("cfg")),
             stored(2, "r2", &fingerprint("old")),
             stored(3, "r3", ""),
         ] {
-            file.users.insert(u.userid.to_string(), u);
+            file.put(u);
         }
-        let files = BTreeMap::from([(PathBuf::from("/t.json"), file)]);
-        let summary = |targets: Vec<Target>| -> Vec<(Option<i64>, String)> {
-            targets
-                .into_iter()
-                .map(|t| (t.userid, t.refresh_token))
-                .collect()
+        let load = |p: &Path| {
+            Ok(if p == Path::new("/t.json") {
+                file.clone()
+            } else {
+                TokenFile::default()
+            })
+        };
+        let summary = |user: Option<i64>| -> (Vec<(Option<i64>, String)>, Vec<String>) {
+            let (targets, failures) = refresh_targets(roster::plan(&cfg, load), user);
+            (
+                targets
+                    .into_iter()
+                    .map(|t| (t.userid, t.refresh_token))
+                    .collect(),
+                failures.into_iter().map(|(who, _)| who).collect(),
+            )
         };
         assert_eq!(
-            summary(refresh_targets(&cfg, &files, None)),
-            [
-                (Some(1), "r1".into()),
-                (None, "new-consent".into()),
-                (Some(2), "r2".into()),
-                (Some(3), "r3".into())
-            ]
+            summary(None),
+            (
+                vec![
+                    (None, "new-consent".into()),
+                    (Some(1), "r1".into()),
+                    (Some(2), "r2".into()),
+                    (Some(3), "r3".into())
+                ],
+                vec!["users[1]".to_string()]
+            )
         );
-        assert_eq!(
-            summary(refresh_targets(&cfg, &files, Some(3))),
-            [(Some(3), "r3".into())]
-        );
-        assert!(refresh_targets(&cfg, &files, Some(9)).is_empty());
+        assert_eq!(summary(Some(3)), (vec![(Some(3), "r3".into())], vec![]));
+        assert!(summary(Some(9)).0.is_empty());
         let none = config(r#"{"client_id": "i", "client_secret": "s", "token_store": "/t.json"}"#);
-        assert!(refresh_targets(&none, &BTreeMap::new(), None).is_empty());
+        let (targets, failures) =
+            refresh_targets(roster::plan(&none, |_| Ok(TokenFile::default())), None);
+        assert!(targets.is_empty() && failures.is_empty());
     }
 
     #[test]

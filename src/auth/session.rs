@@ -1,15 +1,18 @@
-//! One user's session: picks the newest refresh token (token store or config), refreshes
-//! single-flight before expiry or after a refused access token, and writes every token reply
-//! to the store before the new access token is used (Withings kills the old refresh token as
-//! soon as the new access token is used).
+//! One user's session: starts from the chain the roster chose, refreshes single-flight before
+//! expiry or after a refused access token, and writes every token reply to the store before
+//! the new access token is used (Withings kills the old refresh token as soon as the new
+//! access token is used).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::Mutex;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::token_store::{self, fingerprint, StoredUser, TokenFile};
+use super::roster::{self, Start};
+use super::token_store::{self, StoredUser};
 use crate::api::client::{ApiClient, CallError};
 use crate::api::envelope::{ApiFailure, Endpoint, FailKind, Reply};
 use crate::config::Config;
@@ -20,7 +23,7 @@ use crate::secret::Secret;
 static STORE_LOCK: Mutex<()> = Mutex::const_new(());
 
 /// Refresh this long before the access token expires.
-const EXPIRY_MARGIN: i64 = 300;
+pub const EXPIRY_MARGIN: i64 = 300;
 
 #[derive(Debug, Clone)]
 struct Tokens {
@@ -29,6 +32,21 @@ struct Tokens {
     expires_at: i64,
     refresh: Secret,
     seeded_from: String,
+    /// Another chain of this user is the run's: this one is neither refreshed nor used.
+    superseded: bool,
+}
+
+/// Which session of the run owns a user (the first to write its tokens).
+#[derive(Debug, Clone)]
+struct Claim {
+    index: usize,
+    store: PathBuf,
+}
+
+/// What the sessions of one run share.
+#[derive(Debug, Default)]
+struct RunShared {
+    claims: std::sync::Mutex<BTreeMap<i64, Claim>>,
 }
 
 /// A user's authenticated session.
@@ -39,6 +57,14 @@ pub struct Session {
     tokens: Mutex<Tokens>,
     /// Where this user comes from, for messages before its userid is known.
     label: String,
+    index: usize,
+    run: Arc<RunShared>,
+}
+
+/// The sessions of a run and the configured users that cannot be opened.
+pub struct Opened {
+    pub sessions: Vec<Session>,
+    pub failures: Vec<(String, Error)>,
 }
 
 /// What a data call can fail with, worded for the user.
@@ -58,38 +84,58 @@ fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A plain map: a panic while holding the lock cannot leave it inconsistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Session {
-    /// Chooses the tokens to start from: the stored chain that grew from the configured
-    /// refresh token (or the only stored user when none is configured), else the config's.
-    pub fn open(cfg: &Config) -> Result<Self> {
-        Self::open_with(cfg, cfg.refresh_token.as_ref(), &cfg.token_store)
-    }
-
-    /// As [`Session::open`] for a given refresh token and token store.
-    pub fn open_with(
-        cfg: &Config,
-        refresh_token: Option<&Secret>,
-        store: &std::path::Path,
-    ) -> Result<Self> {
-        let file = token_store::load(store)?;
-        let tokens = choose_tokens(&file, refresh_token).ok_or_else(|| {
-            Error::Auth(format!(
-                "no refresh token: set `refresh_token` or run `tap-withings auth` (token store {} has {} user(s))",
-                store.display(),
-                file.users.len()
-            ))
-        })?;
-        Ok(Self::with_tokens(cfg, store, tokens))
-    }
-
-    fn with_tokens(cfg: &Config, store: &std::path::Path, tokens: Tokens) -> Self {
-        Session {
-            client_id: cfg.client_id.clone(),
-            client_secret: cfg.client_secret.clone(),
-            store: store.to_path_buf(),
-            tokens: Mutex::new(tokens),
-            label: "the configured refresh_token".to_string(),
+    /// Every user of the run (see [`roster::plan`]): the sessions, seeds first, and the
+    /// configured users that cannot be opened (an empty or unreadable token store), which the
+    /// caller reports while the others go on.
+    pub fn open_all(cfg: &Config) -> Result<Opened> {
+        let plan = roster::plan(cfg, token_store::load);
+        let run = Arc::new(RunShared::default());
+        let sessions: Vec<Session> = plan
+            .users
+            .into_iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let tokens = match p.start {
+                    Start::Stored(u) => tokens_from_store(&u),
+                    Start::Seed {
+                        refresh,
+                        fingerprint,
+                    } => Tokens {
+                        userid: None,
+                        access: None,
+                        expires_at: 0,
+                        refresh,
+                        seeded_from: fingerprint,
+                        superseded: false,
+                    },
+                };
+                Session {
+                    client_id: cfg.client_id.clone(),
+                    client_secret: cfg.client_secret.clone(),
+                    store: p.store,
+                    tokens: Mutex::new(tokens),
+                    label: p.label,
+                    index,
+                    run: Arc::clone(&run),
+                }
+            })
+            .collect();
+        if sessions.is_empty() && plan.failures.is_empty() {
+            return Err(Error::Auth(format!(
+                "no user to sync: set `refresh_token` (or `users`), or run `tap-withings auth` (token store {} is empty)",
+                cfg.token_store.display()
+            )));
         }
+        Ok(Opened {
+            sessions,
+            failures: plan.failures,
+        })
     }
 
     /// Names the user in messages: `user N` once known, else where its token came from.
@@ -100,84 +146,34 @@ impl Session {
         }
     }
 
-    fn labelled(mut self, label: String) -> Self {
-        self.label = label;
-        self
-    }
-
-    /// Every user of the run: the configured refresh token, each `users` entry, and every
-    /// other user already in the main token store. Users known by id are listed once.
-    pub fn open_all(cfg: &Config) -> Result<Vec<Self>> {
-        let mut sessions = Vec::new();
-        let mut known: std::collections::BTreeSet<i64> = Default::default();
-        fn push(
-            s: Session,
-            known: &mut std::collections::BTreeSet<i64>,
-            sessions: &mut Vec<Session>,
-        ) {
-            // Nothing else holds the lock of a session that was just created.
-            let id = s.tokens.try_lock().ok().and_then(|t| t.userid);
-            if id.is_none_or(|id| known.insert(id)) {
-                sessions.push(s);
-            }
-        }
-        if cfg.refresh_token.is_some() {
-            push(Self::open(cfg)?, &mut known, &mut sessions);
-        }
-        for (i, user) in cfg.users.iter().enumerate() {
-            let store = user.token_store.as_deref().unwrap_or(&cfg.token_store);
-            push(
-                Self::open_with(cfg, user.refresh_token.as_ref(), store)?
-                    .labelled(format!("users[{i}]")),
-                &mut known,
-                &mut sessions,
-            );
-        }
-        let file = token_store::load(&cfg.token_store)?;
-        for stored in file.users.values() {
-            if !known.contains(&stored.userid) {
-                push(
-                    Self::with_tokens(cfg, &cfg.token_store, tokens_from_store(stored)),
-                    &mut known,
-                    &mut sessions,
-                );
-            }
-        }
-        if sessions.is_empty() {
-            return Err(Error::Auth(format!(
-                "no user to sync: set `refresh_token` (or `users`), or run `tap-withings auth` (token store {} is empty)",
-                cfg.token_store.display()
-            )));
-        }
-        Ok(sessions)
-    }
-
     /// The user's id, once known (from the store or the first token reply).
     pub async fn userid(&self) -> Option<i64> {
         self.tokens.lock().await.userid
     }
 
-    /// A usable access token and the userid, refreshing first when it is missing or expiring.
-    pub async fn access(
-        &self,
-        client: &ApiClient,
-    ) -> std::result::Result<(Secret, i64), SessionError> {
+    /// The user's id, refreshing first when there is no usable access token (a configured
+    /// token's user is known only from its reply). A configured token whose user another
+    /// session of the run already covers is not stored: its id is returned, and the caller
+    /// skips the user.
+    pub async fn identify(&self, client: &ApiClient) -> std::result::Result<i64, SessionError> {
         let mut tokens = self.tokens.lock().await;
-        let fresh = tokens.access.is_some()
-            && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
-            && tokens.userid.is_some();
-        if !fresh {
+        if !tokens.superseded && !usable(&tokens) {
             self.refresh_locked(client, &mut tokens).await?;
         }
-        match (&tokens.access, tokens.userid) {
-            (Some(a), Some(u)) => Ok((a.clone(), u)),
-            _ => Err(SessionError::Auth(
-                "the token reply had no access token or userid".into(),
-            )),
-        }
+        tokens
+            .userid
+            .ok_or_else(|| SessionError::Failed("the token reply had no userid".into()))
     }
 
-    /// Refreshes unless another task already replaced `stale` (single flight).
+    /// A usable access token, refreshing first when it is missing or expiring.
+    async fn access(&self, client: &ApiClient) -> std::result::Result<Secret, SessionError> {
+        let mut tokens = self.tokens.lock().await;
+        if !tokens.superseded && !usable(&tokens) {
+            self.refresh_locked(client, &mut tokens).await?;
+        }
+        current(&tokens)
+    }
+
     /// Refreshes unless another task already replaced `stale` (single flight). The flag
     /// tells whether this call did the refresh.
     async fn refresh_after(
@@ -186,16 +182,21 @@ impl Session {
         stale: &Secret,
     ) -> std::result::Result<(Secret, bool), SessionError> {
         let mut tokens = self.tokens.lock().await;
-        let mine = tokens.access.as_ref() == Some(stale);
+        let mine = !tokens.superseded && tokens.access.as_ref() == Some(stale);
         if mine {
             self.refresh_locked(client, &mut tokens).await?;
         }
-        match &tokens.access {
-            Some(a) => Ok((a.clone(), mine)),
-            None => Err(SessionError::Auth(
-                "the token reply had no access token".into(),
-            )),
-        }
+        current(&tokens).map(|a| (a, mine))
+    }
+
+    /// Whether this session owns `userid` in this run (claiming it when nobody does).
+    fn claim(&self, userid: i64) -> Option<Claim> {
+        let mut claims = lock(&self.run.claims);
+        let claim = claims.entry(userid).or_insert_with(|| Claim {
+            index: self.index,
+            store: self.store.clone(),
+        });
+        (claim.index != self.index).then(|| claim.clone())
     }
 
     async fn refresh_locked(
@@ -203,6 +204,13 @@ impl Session {
         client: &ApiClient,
         tokens: &mut Tokens,
     ) -> std::result::Result<(), SessionError> {
+        // A stored chain of a user another chain of this run covers is left alone.
+        if let Some(id) = tokens.userid {
+            if self.claim(id).is_some() {
+                tokens.superseded = true;
+                return Ok(());
+            }
+        }
         let params = [
             ("action", "requesttoken".to_string()),
             ("grant_type", "refresh_token".to_string()),
@@ -210,39 +218,54 @@ impl Session {
             ("client_secret", self.client_secret.expose().to_string()),
             ("refresh_token", tokens.refresh.expose().to_string()),
         ];
-        let body = client.request("/v2/oauth2", &params, None, Endpoint::Token).await.map_err(|e| match e {
-            CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
-                "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
-            )),
-            CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
-            CallError::Refresh => SessionError::Auth("token refresh was refused".into()),
-            CallError::Cancelled => SessionError::Cancelled,
-            CallError::Exhausted { reason, attempts } => {
-                SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
-            }
-        })?;
+        let body = client
+            .request("/v2/oauth2", &params, None, Endpoint::Token)
+            .await
+            .map_err(refresh_error)?;
         let reply = parse_token_reply(&body).map_err(SessionError::Failed)?;
+        if let Some(expected) = tokens.userid.filter(|u| *u != reply.userid) {
+            return Err(SessionError::Failed(format!(
+                "the token refresh answered for user {} instead of {expected}; the store is unchanged",
+                reply.userid
+            )));
+        }
+        if tokens.userid.is_none() {
+            if let Some(owner) = self.claim(reply.userid) {
+                // Another configured token of this user came first: its chain is the run's.
+                // This reply is not stored (its access token is never used, so this token
+                // stays valid), and the token is remembered as superseded.
+                self.supersede(&owner.store, reply.userid, &tokens.seeded_from)
+                    .await;
+                tokens.userid = Some(reply.userid);
+                tokens.access = None;
+                tokens.superseded = true;
+                return Ok(());
+            }
+        }
+        let now = now_epoch();
         let stored = StoredUser {
             userid: reply.userid,
             access_token: reply.access_token.clone(),
             refresh_token: reply.refresh_token.clone(),
-            expires_at: now_epoch() + reply.expires_in,
+            expires_at: now + reply.expires_in,
             scope: reply.scope.clone(),
-            updated_at: now_epoch(),
+            updated_at: now,
             seeded_from: tokens.seeded_from.clone(),
+            previous_seeds: Vec::new(),
         };
         // The rotated refresh token must be on disk before the new access token is used.
         // Users of one run may share a store: one writer at a time.
-        let _guard = STORE_LOCK.lock().await;
-        let mut file =
-            token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
-        file.version = 1;
-        file.users.insert(reply.userid.to_string(), stored);
-        token_store::save(&self.store, &file).map_err(|e| {
-            SessionError::Failed(format!(
-                "{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"
-            ))
-        })?;
+        {
+            let _guard = STORE_LOCK.lock().await;
+            let mut file =
+                token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
+            file.put(stored);
+            token_store::save(&self.store, &file).map_err(|e| {
+                SessionError::Failed(format!(
+                    "{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"
+                ))
+            })?;
+        }
         info!(
             userid = reply.userid,
             expires_in = reply.expires_in,
@@ -251,8 +274,23 @@ impl Session {
         tokens.userid = Some(reply.userid);
         tokens.access = Some(Secret::new(reply.access_token));
         tokens.refresh = Secret::new(reply.refresh_token);
-        tokens.expires_at = now_epoch() + reply.expires_in;
+        tokens.expires_at = now + reply.expires_in;
         Ok(())
+    }
+
+    /// Notes in `store` that the configured token of fingerprint `fp` is older than
+    /// `userid`'s stored chain, so later runs use the stored chain instead of refreshing it.
+    async fn supersede(&self, store: &Path, userid: i64, fp: &str) {
+        let _guard = STORE_LOCK.lock().await;
+        let result = token_store::load(store).and_then(|mut file| {
+            if file.supersede(userid, fp) {
+                token_store::save(store, &file)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            warn!(userid, error = %e, "Cannot note the superseded refresh token.");
+        }
     }
 
     /// A data call with the user's token: refreshes once on a refused token, then retries once.
@@ -275,7 +313,7 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Reply, SessionError> {
-        let (mut token, _) = self.access(client).await?;
+        let mut token = self.access(client).await?;
         // A refused token is refreshed (once per refusal of a token this call refreshed
         // itself; a token another task already replaced is simply swapped), within a bound.
         let (mut own_refreshes, mut attempts) = (0, 0);
@@ -295,6 +333,42 @@ impl Session {
                 }
                 Err(e) => return Err(describe(e)),
             }
+        }
+    }
+}
+
+/// The access token to use, unless another chain of this user is the one synced.
+fn current(tokens: &Tokens) -> std::result::Result<Secret, SessionError> {
+    match &tokens.access {
+        _ if tokens.superseded => Err(SessionError::Failed(
+            "another token chain of this user is the one synced".into(),
+        )),
+        Some(a) => Ok(a.clone()),
+        None => Err(SessionError::Auth(
+            "the token reply had no access token".into(),
+        )),
+    }
+}
+
+/// An access token that can be used now (not expiring within [`EXPIRY_MARGIN`]).
+fn usable(tokens: &Tokens) -> bool {
+    tokens.access.is_some()
+        && tokens.userid.is_some()
+        && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
+}
+
+fn refresh_error(e: CallError) -> SessionError {
+    match e {
+        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
+            "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
+        )),
+        CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
+        CallError::Refresh => SessionError::Auth(
+            "Withings refused the token refresh; run `tap-withings auth` again to re-link the account".into(),
+        ),
+        CallError::Cancelled => SessionError::Cancelled,
+        CallError::Exhausted { reason, attempts } => {
+            SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
         }
     }
 }
@@ -331,31 +405,7 @@ fn tokens_from_store(u: &StoredUser) -> Tokens {
         expires_at: u.expires_at,
         refresh: Secret::new(u.refresh_token.clone()),
         seeded_from: u.seeded_from.clone(),
-    }
-}
-
-fn choose_tokens(file: &TokenFile, configured: Option<&Secret>) -> Option<Tokens> {
-    let from_store = tokens_from_store;
-    match configured {
-        Some(rt) => {
-            let fp = fingerprint(rt.expose());
-            match file
-                .users
-                .values()
-                .find(|u| u.seeded_from == fp || u.refresh_token == rt.expose())
-            {
-                Some(u) => Some(from_store(u)),
-                None => Some(Tokens {
-                    userid: None,
-                    access: None,
-                    expires_at: 0,
-                    refresh: rt.clone(),
-                    seeded_from: fp,
-                }),
-            }
-        }
-        None if file.users.len() == 1 => file.users.values().next().map(from_store),
-        None => None,
+        superseded: false,
     }
 }
 
@@ -401,55 +451,6 @@ pub fn parse_token_reply(body: &Value) -> std::result::Result<TokenReply, String
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn stored(userid: i64, rt: &str, seeded_from: &str) -> StoredUser {
-        StoredUser {
-            userid,
-            access_token: "a".into(),
-            refresh_token: rt.into(),
-            expires_at: 0,
-            scope: String::new(),
-            updated_at: 0,
-            seeded_from: seeded_from.into(),
-        }
-    }
-
-    fn file(users: &[StoredUser]) -> TokenFile {
-        TokenFile {
-            version: 1,
-            users: users
-                .iter()
-                .map(|u| (u.userid.to_string(), u.clone()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn the_stored_rotation_of_the_configured_token_wins() {
-        let f = file(&[
-            stored(1, "rotated", &fingerprint("configured")),
-            stored(2, "other", "x"),
-        ]);
-        let t = choose_tokens(&f, Some(&Secret::new("configured"))).unwrap();
-        assert_eq!(t.refresh.expose(), "rotated");
-        assert_eq!(t.userid, Some(1));
-    }
-
-    #[test]
-    fn a_new_configured_token_wins_over_an_older_chain() {
-        let f = file(&[stored(1, "rotated", &fingerprint("old-consent"))]);
-        let t = choose_tokens(&f, Some(&Secret::new("new-consent"))).unwrap();
-        assert_eq!(t.refresh.expose(), "new-consent");
-        assert_eq!(t.userid, None);
-        assert_eq!(t.seeded_from, fingerprint("new-consent"));
-    }
-
-    #[test]
-    fn without_a_configured_token_the_only_stored_user_is_used() {
-        assert!(choose_tokens(&file(&[stored(1, "r", "")]), None).is_some());
-        assert!(choose_tokens(&file(&[]), None).is_none());
-        assert!(choose_tokens(&file(&[stored(1, "r", ""), stored(2, "s", "")]), None).is_none());
-    }
 
     #[test]
     fn token_replies_accept_string_userids() {

@@ -1,7 +1,7 @@
 //! `tap-withings auth` end to end against withings-sim: the consent flow through the loopback
 //! listener and through a pasted URL, a wrong state, an expired code, the scopes asked for,
 //! `--refresh`, `--status`, SIGKILL at the two critical points of a token exchange, and no
-//! secret in any output.
+//! secret in any output. Then the sync's own token handling: which chain of a user wins.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -299,6 +299,28 @@ pub(crate) fn edit_store(path: &Path, userid: u64, edit: impl FnOnce(&mut Value)
     let mut store = read_store(path);
     edit(&mut store["users"][userid.to_string()]);
     std::fs::write(path, serde_json::to_vec_pretty(&store).unwrap()).unwrap();
+}
+
+/// Sets (or, with `Null`, removes) a setting of the config file at `path`.
+pub(crate) fn set_setting(path: &Path, key: &str, value: Value) {
+    let mut config: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    match value {
+        Value::Null => {
+            config.as_object_mut().unwrap().remove(key);
+        }
+        v => config[key] = v,
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+}
+
+/// `requesttoken` calls (any outcome) the simulator received so far.
+fn token_requests(world: &World) -> usize {
+    world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action == "requesttoken")
+        .count()
 }
 
 fn error_line(run: &Run) -> String {
@@ -804,4 +826,113 @@ fn a_consent_killed_right_after_storing_its_tokens_leaves_a_working_token_store(
     edit_store(&store_path, world.userid(), |u| u["expires_at"] = json!(0));
     sync_goals(&world, &config);
     assert_eq!(token_grants(&world), 3, "the expired token was refreshed");
+}
+
+#[test]
+fn a_newer_configured_token_of_a_stored_user_replaces_its_chain_without_refreshing_the_old_one() {
+    let world = World::new(sim_config(1, 3));
+    let uid = world.userid();
+    let store_path = world.path("tokens.json");
+    // The store holds the chain grown from the initial token; its access token has expired.
+    let run = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    edit_store(&store_path, uid, |u| u["expires_at"] = json!(0));
+    // A later consent, made with another token store, put its refresh token in the config.
+    let port = free_port();
+    let other_store = world.path("other-tokens.json");
+    let other = write_json(
+        world.dir.path(),
+        "other.json",
+        &json!({
+            "client_id": world.sim.client_id(),
+            "client_secret": world.sim.client_secret(),
+            "api_url": world.sim.url(),
+            "token_store": other_store,
+            "redirect_uri": format!("http://127.0.0.1:{port}/cb"),
+        }),
+    );
+    let mut auth = start_auth_with(&other, &[], &[]);
+    consent_via_listener(&mut auth);
+    assert_eq!(auth.finish().code, 0);
+    let newer = read_store(&other_store)["users"][uid.to_string()]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    set_setting(&world.config, "refresh_token", json!(newer));
+
+    // Run 1 refreshes the newer token only, and its chain replaces the old one in the store.
+    let before = token_requests(&world);
+    let first = sync_goals(&world, &world.config);
+    assert_eq!(
+        token_requests(&world) - before,
+        1,
+        "the older chain is not refreshed"
+    );
+    assert!(
+        !first.stderr.contains("Two configured tokens"),
+        "{}",
+        first.stderr
+    );
+    let store = assert_store_intact(&store_path);
+    let user = &store["users"][uid.to_string()];
+    assert_eq!(user["seeded_from"], json!(fingerprint(&newer)));
+    assert_eq!(
+        user["previous_seeds"],
+        json!([fingerprint(&world.sim.refresh_token(uid))])
+    );
+
+    // Run 2 refreshes the rotated token of the newer chain (the config's token is dead now).
+    edit_store(&store_path, uid, |u| u["expires_at"] = json!(0));
+    let before = token_grants(&world);
+    sync_goals(&world, &world.config);
+    assert_eq!(token_grants(&world) - before, 1);
+    assert!(
+        world
+            .sim
+            .requests()
+            .iter()
+            .all(|r| r.action != "requesttoken" || r.status == 0),
+        "no refresh token was refused"
+    );
+}
+
+#[test]
+fn a_configured_token_from_before_a_new_consent_gives_way_to_the_stored_chain() {
+    let port = free_port();
+    let world = auth_world(sim_config(1, 3), &format!("http://127.0.0.1:{port}/cb"));
+    let uid = world.userid();
+    let store_path = world.path("tokens.json");
+    // A sync from the configured token: its successor is used, so the token itself is dead.
+    sync_goals(&world, &world.config);
+    // The user links the account again and leaves the old token in the config.
+    let mut auth = start_auth(&world, &[], &[]);
+    consent_via_listener(&mut auth);
+    let consent = auth.finish();
+    check_consent(&world, &consent);
+    assert!(
+        consent.stderr.contains("remove it from the config"),
+        "{}",
+        consent.stderr
+    );
+    let status = run_auth(&world, &["--status"], &[]);
+    let out: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        out["token_stores"][0]["users"][0]["from_configured_refresh_token"],
+        json!(true)
+    );
+    // Each later run uses (and rotates) the consent's chain; the old token is never sent.
+    for _ in 0..2 {
+        edit_store(&store_path, uid, |u| u["expires_at"] = json!(0));
+        let before = token_grants(&world);
+        sync_goals(&world, &world.config);
+        assert_eq!(token_grants(&world) - before, 1);
+    }
+    assert!(
+        world
+            .sim
+            .requests()
+            .iter()
+            .all(|r| r.action != "requesttoken" || r.status == 0),
+        "no refresh token was refused"
+    );
 }

@@ -1,5 +1,5 @@
 //! Recognisable fake secrets through a full sync (with token refreshes), `--test`,
-//! `auth --refresh`, `auth --status` and a consent (the code exchange): none
+//! `auth --refresh`, `auth --status`, a consent (the code exchange) and a sync after it: none
 //! may appear on stdout, on stderr (even at trace level) or in any file of the run's folder
 //! except the token store, and the client secret not even there.
 
@@ -130,6 +130,24 @@ fn no_secret_reaches_stdout_stderr_or_any_file_but_the_token_store() {
             stderr: consent.stderr,
         },
     ));
+    let after = watch(
+        &world,
+        &sync_args(&world, ALL, None),
+        &debug,
+        Duration::from_secs(60),
+        |_| {
+            stored_tokens(&store, &mut secrets);
+            false
+        },
+    );
+    stored_tokens(&store, &mut secrets);
+    assert_eq!(
+        after.code,
+        Some(0),
+        "sync after the consent: {}",
+        after.stderr
+    );
+    runs.push(("sync after the consent".to_string(), after));
     let refreshes = world.sim.stats()["token_refreshes"].as_u64().unwrap_or(0);
     assert!(refreshes >= 3, "several refreshes happened: {refreshes}");
     // Each refresh hands out a new refresh and access token: most were seen in the store.
