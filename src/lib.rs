@@ -303,6 +303,7 @@ async fn sync<W: Write>(
     }
     drop(events);
     let mut failed_users = BTreeSet::new();
+    let mut auth_failed = BTreeSet::new();
     let mut failed_streams: BTreeSet<String> = BTreeSet::new();
     // Per source (its streams): requests, retries, seconds (summed over users).
     let mut summaries: BTreeMap<String, (u64, u64, f64)> = BTreeMap::new();
@@ -324,9 +325,25 @@ async fn sync<W: Write>(
             }
             Ok((_, Err(Error::Io(m)))) if fatal.is_some() => tracing::debug!("{m}"),
             Ok((userid, Err(e))) => {
-                tracing::error!("user {userid}: {e}");
+                let auth = matches!(e, Error::Auth(_));
+                // A user's authentication failure reaches every stream task of the user: it
+                // is told once.
+                if !auth || auth_failed.insert(userid) {
+                    tracing::error!("user {userid}: {e}");
+                } else {
+                    tracing::debug!("user {userid}: {e}");
+                }
+                let who = format!("user {userid}");
                 if failed_users.insert(userid) {
-                    failures.push((format!("user {userid}"), e));
+                    failures.push((who, e));
+                } else if auth {
+                    // The failure to act on (authorize again) is the one to report.
+                    if let Some(f) = failures
+                        .iter_mut()
+                        .find(|(w, f)| *w == who && !matches!(f, Error::Auth(_)))
+                    {
+                        f.1 = e;
+                    }
                 }
             }
             Err(e) => {

@@ -2,13 +2,19 @@
 //! expiry or after a refused access token, and writes every token reply to the store before
 //! the new access token is used (Withings kills the old refresh token as soon as the new
 //! access token is used).
+//!
+//! A refused access token costs one refresh per call, then the call is retried once. The
+//! first call with a newly issued access token is its trial: the user's other calls wait for
+//! it, and a new token Withings refuses at once ends the user's sync. So does a refresh token
+//! Withings refuses: the session remembers either failure and answers every later call with
+//! it, without asking Withings again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
 use super::roster::{self, Start};
@@ -25,6 +31,13 @@ static STORE_LOCK: Mutex<()> = Mutex::const_new(());
 /// Refresh this long before the access token expires.
 pub const EXPIRY_MARGIN: i64 = 300;
 
+/// A call swaps to a token another task refreshed at most this many times (no refresh is
+/// spent on a swap; the bound only stops a call that is always late to a short-lived token).
+const MAX_SWAPS: usize = 32;
+
+/// The message of a newly issued access token that Withings refuses.
+const NEW_TOKEN_REFUSED: &str = "Withings refused the access token it had just issued; run `tap-withings auth` again to re-link the account";
+
 #[derive(Debug, Clone)]
 struct Tokens {
     userid: Option<i64>,
@@ -34,6 +47,33 @@ struct Tokens {
     seeded_from: String,
     /// Another chain of this user is the run's: this one is neither refreshed nor used.
     superseded: bool,
+}
+
+/// Whether the current access token has been accepted yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trial {
+    /// Accepted, or loaded from the store (a refusal then means: refresh it).
+    Proven,
+    /// Issued by a refresh of this run and not tried yet: the next call tries it.
+    Pending,
+    /// A call is trying it; the others wait for the verdict.
+    Running,
+}
+
+#[derive(Debug)]
+struct Gate {
+    /// Refreshes so far in this run.
+    generation: u64,
+    trial: Trial,
+    /// A failure no retry can fix: every later call gets it at once.
+    failed: Option<String>,
+}
+
+/// A data call's verdict on a token it tried.
+enum Verdict {
+    Accepted,
+    Refused,
+    Undecided,
 }
 
 /// Which session of the run owns a user (the first to write its tokens).
@@ -55,6 +95,9 @@ pub struct Session {
     client_secret: Secret,
     store: PathBuf,
     tokens: Mutex<Tokens>,
+    gate: std::sync::Mutex<Gate>,
+    /// Woken when a trial ends.
+    settled: Notify,
     /// Where this user comes from, for messages before its userid is known.
     label: String,
     index: usize,
@@ -80,12 +123,44 @@ pub enum SessionError {
     Cancelled,
 }
 
+/// A token handed to a call.
+struct Checkout {
+    access: Secret,
+    generation: u64,
+    /// This call is the token's trial.
+    trial: bool,
+    /// This checkout refreshed the token.
+    refreshed: bool,
+}
+
+/// Ends a trial as undecided when the call is dropped before its verdict.
+struct TrialGuard<'a> {
+    session: &'a Session,
+    generation: u64,
+    done: bool,
+}
+
+impl TrialGuard<'_> {
+    fn settle(mut self, verdict: Verdict) {
+        self.done = true;
+        self.session.settle(self.generation, verdict);
+    }
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.session.settle(self.generation, Verdict::Undecided);
+        }
+    }
+}
+
 fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A plain map: a panic while holding the lock cannot leave it inconsistent.
+    // Plain flags: a panic while holding the lock cannot leave them inconsistent.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -120,6 +195,12 @@ impl Session {
                     client_secret: cfg.client_secret.clone(),
                     store: p.store,
                     tokens: Mutex::new(tokens),
+                    gate: std::sync::Mutex::new(Gate {
+                        generation: 0,
+                        trial: Trial::Proven,
+                        failed: None,
+                    }),
+                    settled: Notify::new(),
                     label: p.label,
                     index,
                     run: Arc::clone(&run),
@@ -151,12 +232,31 @@ impl Session {
         self.tokens.lock().await.userid
     }
 
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        lock(&self.gate)
+    }
+
+    fn failed(&self) -> Option<SessionError> {
+        self.gate().failed.clone().map(SessionError::Auth)
+    }
+
+    /// Remembers a failure no retry can fix and wakes the calls waiting for a trial.
+    fn fail_for_good(&self, message: &str) {
+        self.gate()
+            .failed
+            .get_or_insert_with(|| message.to_string());
+        self.settled.notify_waiters();
+    }
+
     /// The user's id, refreshing first when there is no usable access token (a configured
     /// token's user is known only from its reply). A configured token whose user another
     /// session of the run already covers is not stored: its id is returned, and the caller
     /// skips the user.
     pub async fn identify(&self, client: &ApiClient) -> std::result::Result<i64, SessionError> {
         let mut tokens = self.tokens.lock().await;
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
         if !tokens.superseded && !usable(&tokens) {
             self.refresh_locked(client, &mut tokens).await?;
         }
@@ -165,28 +265,93 @@ impl Session {
             .ok_or_else(|| SessionError::Failed("the token reply had no userid".into()))
     }
 
-    /// A usable access token, refreshing first when it is missing or expiring.
-    async fn access(&self, client: &ApiClient) -> std::result::Result<Secret, SessionError> {
-        let mut tokens = self.tokens.lock().await;
-        if !tokens.superseded && !usable(&tokens) {
-            self.refresh_locked(client, &mut tokens).await?;
-        }
-        current(&tokens)
-    }
-
-    /// Refreshes unless another task already replaced `stale` (single flight). The flag
-    /// tells whether this call did the refresh.
-    async fn refresh_after(
+    /// A token for a call: refreshed first when expiring, or when `refused` is still the
+    /// current token (single flight: a token another task already replaced is swapped). A
+    /// refused token is refreshed only when `may_refresh`. A token on trial elsewhere is
+    /// waited for.
+    async fn checkout(
         &self,
         client: &ApiClient,
-        stale: &Secret,
-    ) -> std::result::Result<(Secret, bool), SessionError> {
-        let mut tokens = self.tokens.lock().await;
-        let mine = !tokens.superseded && tokens.access.as_ref() == Some(stale);
-        if mine {
-            self.refresh_locked(client, &mut tokens).await?;
+        refused: Option<&Secret>,
+        may_refresh: bool,
+    ) -> std::result::Result<Checkout, SessionError> {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            // Checked under the lock: a call waiting for it may find the user failed since.
+            let mut tokens = self.tokens.lock().await;
+            if let Some(e) = self.failed() {
+                return Err(e);
+            }
+            if tokens.superseded {
+                return Err(SessionError::Failed(
+                    "another token chain of this user is the one synced".into(),
+                ));
+            }
+            let is_refused = refused.is_some_and(|r| tokens.access.as_ref() == Some(r));
+            let mut refreshed = false;
+            if is_refused && !may_refresh {
+                return Err(SessionError::Auth(
+                    "Withings refused the access token again right after a refresh; run `tap-withings auth` again to re-link the account".into(),
+                ));
+            }
+            if is_refused || !usable(&tokens) {
+                self.refresh_locked(client, &mut tokens).await?;
+                refreshed = true;
+            }
+            let Some(access) = tokens.access.clone().filter(|_| !tokens.superseded) else {
+                return Err(SessionError::Failed(
+                    "another token chain of this user is the one synced".into(),
+                ));
+            };
+            // None: another call is trying this token; wait for its verdict.
+            let decided = {
+                let mut gate = self.gate();
+                if let Some(m) = &gate.failed {
+                    return Err(SessionError::Auth(m.clone()));
+                }
+                let trial = match gate.trial {
+                    Trial::Proven => Some(false),
+                    Trial::Pending => {
+                        gate.trial = Trial::Running;
+                        Some(true)
+                    }
+                    Trial::Running => None,
+                };
+                trial.map(|trial| (trial, gate.generation))
+            };
+            let Some((trial, generation)) = decided else {
+                drop(tokens);
+                settled.await;
+                continue;
+            };
+            return Ok(Checkout {
+                access,
+                generation,
+                trial,
+                refreshed,
+            });
         }
-        current(&tokens).map(|a| (a, mine))
+    }
+
+    /// Records a trial's verdict on generation `generation` and wakes the waiting calls.
+    fn settle(&self, generation: u64, verdict: Verdict) {
+        {
+            let mut gate = self.gate();
+            if gate.generation == generation && gate.trial == Trial::Running {
+                gate.trial = match verdict {
+                    Verdict::Accepted => Trial::Proven,
+                    Verdict::Undecided => Trial::Pending,
+                    Verdict::Refused => {
+                        gate.failed
+                            .get_or_insert_with(|| NEW_TOKEN_REFUSED.to_string());
+                        Trial::Proven
+                    }
+                };
+            }
+        }
+        self.settled.notify_waiters();
     }
 
     /// Whether this session owns `userid` in this run (claiming it when nobody does).
@@ -218,10 +383,19 @@ impl Session {
             ("client_secret", self.client_secret.expose().to_string()),
             ("refresh_token", tokens.refresh.expose().to_string()),
         ];
-        let body = client
+        let body = match client
             .request("/v2/oauth2", &params, None, Endpoint::Token)
             .await
-            .map_err(refresh_error)?;
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let e = refresh_error(e);
+                if let SessionError::Auth(m) = &e {
+                    self.fail_for_good(m);
+                }
+                return Err(e);
+            }
+        };
         let reply = parse_token_reply(&body).map_err(SessionError::Failed)?;
         if let Some(expected) = tokens.userid.filter(|u| *u != reply.userid) {
             return Err(SessionError::Failed(format!(
@@ -275,6 +449,9 @@ impl Session {
         tokens.access = Some(Secret::new(reply.access_token));
         tokens.refresh = Secret::new(reply.refresh_token);
         tokens.expires_at = now + reply.expires_in;
+        let mut gate = self.gate();
+        gate.generation += 1;
+        gate.trial = Trial::Pending;
         Ok(())
     }
 
@@ -293,7 +470,8 @@ impl Session {
         }
     }
 
-    /// A data call with the user's token: refreshes once on a refused token, then retries once.
+    /// A data call with the user's token: a refused token is refreshed once (or swapped for
+    /// the one another task refreshed), then the call is retried once.
     pub async fn call(
         &self,
         client: &ApiClient,
@@ -313,40 +491,44 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Reply, SessionError> {
-        let mut token = self.access(client).await?;
-        // A refused token is refreshed (once per refusal of a token this call refreshed
-        // itself; a token another task already replaced is simply swapped), within a bound.
-        let (mut own_refreshes, mut attempts) = (0, 0);
+        let mut token = self.checkout(client, None, true).await?;
+        let mut own_refresh = token.refreshed;
+        let mut swaps = 0;
         loop {
-            match client.request_reply(path, params, Some(&token), Endpoint::Data).await {
+            let guard = token.trial.then_some(TrialGuard {
+                session: self,
+                generation: token.generation,
+                done: false,
+            });
+            let result = client
+                .request_reply(path, params, Some(&token.access), Endpoint::Data)
+                .await;
+            if let Some(guard) = guard {
+                guard.settle(match &result {
+                    Ok(_) => Verdict::Accepted,
+                    Err(CallError::Refresh) => Verdict::Refused,
+                    Err(_) => Verdict::Undecided,
+                });
+            }
+            match result {
                 Ok(body) => return Ok(body),
-                Err(CallError::Refresh) if own_refreshes < 3 && attempts < 10 => {
-                    attempts += 1;
-                    let (fresh, mine) = self.refresh_after(client, &token).await?;
-                    own_refreshes += usize::from(mine);
-                    token = fresh;
+                Err(CallError::Refresh) if token.trial => {
+                    return Err(SessionError::Auth(NEW_TOKEN_REFUSED.into()))
+                }
+                Err(CallError::Refresh) if swaps < MAX_SWAPS => {
+                    let next = self.checkout(client, Some(&token.access), !own_refresh).await?;
+                    own_refresh |= next.refreshed;
+                    swaps += usize::from(!next.refreshed);
+                    token = next;
                 }
                 Err(CallError::Refresh) => {
                     return Err(SessionError::Auth(
-                        "Withings refused freshly refreshed access tokens; run `tap-withings auth` again".into(),
+                        "Withings kept refusing the access tokens other calls had just used; run `tap-withings auth` again to re-link the account".into(),
                     ))
                 }
                 Err(e) => return Err(describe(e)),
             }
         }
-    }
-}
-
-/// The access token to use, unless another chain of this user is the one synced.
-fn current(tokens: &Tokens) -> std::result::Result<Secret, SessionError> {
-    match &tokens.access {
-        _ if tokens.superseded => Err(SessionError::Failed(
-            "another token chain of this user is the one synced".into(),
-        )),
-        Some(a) => Ok(a.clone()),
-        None => Err(SessionError::Auth(
-            "the token reply had no access token".into(),
-        )),
     }
 }
 

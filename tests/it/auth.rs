@@ -1,7 +1,9 @@
 //! `tap-withings auth` end to end against withings-sim: the consent flow through the loopback
 //! listener and through a pasted URL, a wrong state, an expired code, the scopes asked for,
 //! `--refresh`, `--status`, SIGKILL at the two critical points of a token exchange, and no
-//! secret in any output. Then the sync's own token handling: which chain of a user wins.
+//! secret in any output. Then the sync's own token handling: which chain of a user wins, a
+//! refresh before expiry, single-flight refreshes, and a dead refresh token or a refused new
+//! access token stopping the user after one token request.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -311,6 +313,10 @@ pub(crate) fn set_setting(path: &Path, key: &str, value: Value) {
         v => config[key] = v,
     }
     std::fs::write(path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// `requesttoken` calls (any outcome) the simulator received so far.
@@ -935,4 +941,161 @@ fn a_configured_token_from_before_a_new_consent_gives_way_to_the_stored_chain() 
             .all(|r| r.action != "requesttoken" || r.status == 0),
         "no refresh token was refused"
     );
+}
+
+/// The sync arguments for every stream.
+fn sync_all(world: &World) -> Vec<String> {
+    vec![
+        "--config".into(),
+        world.config.display().to_string(),
+        "--catalog".into(),
+        world.catalog(crate::streams::ALL).display().to_string(),
+    ]
+}
+
+fn sync_all_run(world: &World) -> Run {
+    let args = sync_all(world);
+    tap(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// A world whose store holds a fresh chain for its user.
+fn stored_world(faults: withings_sim::Faults) -> World {
+    let world = World::new(SimConfig {
+        faults,
+        ..sim_config(1, 3)
+    });
+    let run = run_auth(&world, &["--refresh"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    world
+}
+
+fn error_log_lines(run: &Run) -> Vec<&str> {
+    run.stderr.lines().filter(|l| l.contains("ERROR")).collect()
+}
+
+#[test]
+fn a_refresh_token_found_dead_mid_sync_costs_one_token_request_and_one_error_line() {
+    let world = stored_world(withings_sim::Faults {
+        repeat_guard_secs: 0.0,
+        ..Default::default()
+    });
+    edit_store(&world.path("tokens.json"), world.userid(), |u| {
+        u["refresh_token"] = json!("revoked-refresh-token")
+    });
+    // The stored access token works for a few calls, then every stream task is refused.
+    world.sim.set_faults(withings_sim::Faults {
+        access_token_max_calls: Some(4),
+        repeat_guard_secs: 0.0,
+        ..Default::default()
+    });
+    world.sim.reset_stats();
+    let run = sync_all_run(&world);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        token_requests(&world),
+        1,
+        "one refresh for the whole user: {}",
+        run.stderr
+    );
+    let refused = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action != "requesttoken" && r.status == 401)
+        .count();
+    assert!(refused >= 1, "the access token ran out mid-sync");
+    let errors = error_log_lines(&run);
+    assert_eq!(errors.len(), 1, "one ERROR line:\n{}", run.stderr);
+    assert!(errors[0].contains("invalid refresh_token"), "{}", errors[0]);
+    let last = run.stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("tap-withings: ")
+            && last.contains("invalid refresh_token")
+            && last.contains("run `tap-withings auth` again"),
+        "{last}"
+    );
+    assert!(!run.stderr.contains("revoked-refresh-token"));
+}
+
+#[test]
+fn an_access_token_refused_even_after_a_refresh_costs_one_refresh_and_says_so() {
+    let world = stored_world(withings_sim::Faults {
+        repeat_guard_secs: 0.0,
+        ..Default::default()
+    });
+    // Every data call is refused, whatever the token.
+    world.sim.set_faults(withings_sim::Faults {
+        access_token_max_calls: Some(0),
+        repeat_guard_secs: 0.0,
+        ..Default::default()
+    });
+    world.sim.reset_stats();
+    let run = sync_all_run(&world);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(token_requests(&world), 1, "exactly one refresh");
+    assert_eq!(token_grants(&world), 1);
+    assert_eq!(error_log_lines(&run).len(), 1, "{}", run.stderr);
+    let last = run.stderr.lines().last().unwrap();
+    assert!(
+        last.contains("refused the access token it had just issued")
+            && last.contains("run `tap-withings auth` again"),
+        "{last}"
+    );
+}
+
+#[test]
+fn concurrent_refusals_across_stream_tasks_share_one_refresh() {
+    let world = stored_world(withings_sim::Faults {
+        repeat_guard_secs: 0.0,
+        // Replies take a while, so every task's first call is out before any refusal is back.
+        delay_ms: 30,
+        ..Default::default()
+    });
+    edit_store(&world.path("tokens.json"), world.userid(), |u| {
+        u["access_token"] = json!("an-access-token-withings-does-not-know")
+    });
+    world.sim.reset_stats();
+    let run = sync_all_run(&world);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.check();
+    let refused = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action != "requesttoken" && r.status == 401)
+        .count();
+    assert!(
+        refused >= 2,
+        "several stream tasks were refused at once ({refused})"
+    );
+    assert_eq!(
+        token_requests(&world),
+        1,
+        "one refresh for {refused} refusals"
+    );
+}
+
+#[test]
+fn an_access_token_near_or_past_expiry_is_refreshed_before_the_first_data_call() {
+    let world = stored_world(withings_sim::Faults {
+        repeat_guard_secs: 0.0,
+        ..Default::default()
+    });
+    let store_path = world.path("tokens.json");
+    // Still accepted by Withings, but within the margin, then past its expiry.
+    for expires_at in [now() + 100, now() - 10] {
+        edit_store(&store_path, world.userid(), |u| {
+            u["expires_at"] = json!(expires_at)
+        });
+        world.sim.reset_stats();
+        sync_goals(&world, &world.config);
+        let requests = world.sim.requests();
+        assert_eq!(requests[0].action, "requesttoken", "{expires_at}");
+        assert_eq!(token_requests(&world), 1);
+        assert!(requests.iter().all(|r| r.status == 0), "nothing refused");
+        let stored = read_store(&store_path)["users"][world.userid().to_string()]["expires_at"]
+            .as_i64()
+            .unwrap();
+        assert!(stored > now() + 3600, "the new expiry is stored");
+    }
 }
