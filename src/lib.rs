@@ -100,7 +100,8 @@ pub async fn run<W: Write>(
         cfg.max_retry_seconds = cfg.max_retry_seconds.min(30);
     }
     let client = Arc::new(ApiClient::new(&cfg, cancel)?);
-    let opened = Session::open_all(&cfg)?;
+    let pause = crate::auth::consent::pause_point(env).map(str::to_string);
+    let opened = Session::open_all(&cfg, pause)?;
     if cli.test {
         return connection_tests(&client, opened).await;
     }

@@ -31,10 +31,10 @@ pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/author
 /// Path of the consent page, appended to a loopback `api_url` (the simulator serves it there).
 pub const AUTHORIZE_PATH: &str = "/oauth2_user/authorize2";
 
-/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth` and
-/// `auth --refresh` announces `tap-withings: debug pause at <point>` on stderr and sleeps for
-/// [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process there. It only sleeps:
-/// requests, the store and the output are the same with or without it.
+/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth`,
+/// `auth --refresh` and a sync's own refresh announces `tap-withings: debug pause at <point>`
+/// on stderr and sleeps for [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process
+/// there. It only sleeps: requests, the store and the output are the same with or without it.
 pub const DEBUG_PAUSE_VAR: &str = "TAP_WITHINGS_DEBUG_PAUSE";
 
 /// How long the [`DEBUG_PAUSE_VAR`] hook sleeps.
@@ -358,9 +358,9 @@ async fn consent<R: BufRead + Send + 'static>(
     };
     // Codes live 30 s: exchange at once, before anything else.
     let reply = exchange_code(cfg, client, &code, &redirect_uri).await?;
-    debug_pause(env, "token_reply").await;
+    debug_pause(pause_point(env), "token_reply").await;
     let stored = store_reply(&cfg.token_store, &reply, fingerprint(&reply.refresh_token))?;
-    debug_pause(env, "store_written").await;
+    debug_pause(pause_point(env), "store_written").await;
     let granted = split_scopes(&reply.scope);
     let missing: Vec<&str> = cfg
         .scopes
@@ -612,8 +612,14 @@ fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<S
     Ok(stored)
 }
 
-async fn debug_pause(env: &BTreeMap<String, String>, point: &str) {
-    if env.get(DEBUG_PAUSE_VAR).map(String::as_str) == Some(point) {
+/// The [`DEBUG_PAUSE_VAR`] point of `env`, if any.
+pub fn pause_point(env: &BTreeMap<String, String>) -> Option<&str> {
+    env.get(DEBUG_PAUSE_VAR).map(String::as_str)
+}
+
+/// Sleeps [`DEBUG_PAUSE`] at `point` when it is the chosen one (see [`DEBUG_PAUSE_VAR`]).
+pub(crate) async fn debug_pause(chosen: Option<&str>, point: &str) {
+    if chosen == Some(point) {
         eprintln!("tap-withings: debug pause at {point}");
         tokio::time::sleep(DEBUG_PAUSE).await;
     }
@@ -803,9 +809,9 @@ async fn refresh_one(
         }
         return Ok(Refreshed::Duplicate(reply.userid));
     }
-    debug_pause(env, "token_reply").await;
+    debug_pause(pause_point(env), "token_reply").await;
     let stored = store_reply(&target.store, &reply, target.seeded_from.clone())?;
-    debug_pause(env, "store_written").await;
+    debug_pause(pause_point(env), "store_written").await;
     Ok(Refreshed::Stored(stored))
 }
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
+use super::consent::debug_pause;
 use super::roster::{self, Start};
 use super::token_store::{self, StoredUser};
 use crate::api::client::{ApiClient, CallError};
@@ -87,6 +88,8 @@ struct Claim {
 #[derive(Debug, Default)]
 struct RunShared {
     claims: std::sync::Mutex<BTreeMap<i64, Claim>>,
+    /// The `TAP_WITHINGS_DEBUG_PAUSE` point, if any (see [`super::consent::DEBUG_PAUSE_VAR`]).
+    pause: Option<String>,
 }
 
 /// A user's authenticated session.
@@ -167,10 +170,13 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Session {
     /// Every user of the run (see [`roster::plan`]): the sessions, seeds first, and the
     /// configured users that cannot be opened (an empty or unreadable token store), which the
-    /// caller reports while the others go on.
-    pub fn open_all(cfg: &Config) -> Result<Opened> {
+    /// caller reports while the others go on. `pause` is the debug pause point, if any.
+    pub fn open_all(cfg: &Config, pause: Option<String>) -> Result<Opened> {
         let plan = roster::plan(cfg, token_store::load);
-        let run = Arc::new(RunShared::default());
+        let run = Arc::new(RunShared {
+            pause,
+            ..RunShared::default()
+        });
         let sessions: Vec<Session> = plan
             .users
             .into_iter()
@@ -416,6 +422,7 @@ impl Session {
                 return Ok(());
             }
         }
+        debug_pause(self.run.pause.as_deref(), "token_reply").await;
         let now = now_epoch();
         let stored = StoredUser {
             userid: reply.userid,
@@ -440,6 +447,7 @@ impl Session {
                 ))
             })?;
         }
+        debug_pause(self.run.pause.as_deref(), "store_written").await;
         info!(
             userid = reply.userid,
             expires_in = reply.expires_in,
