@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::api::cancel::Cancel;
 use crate::api::client::ApiClient;
-use crate::auth::session::{Session, SessionError};
+use crate::auth::session::{Opened, Session, SessionError};
 use crate::cli::{AboutFormat, Cli};
 use crate::config::{Config, RawConfig};
 
@@ -103,12 +103,10 @@ pub async fn run<W: Write>(
         cfg.max_retry_seconds = cfg.max_retry_seconds.min(30);
     }
     let client = Arc::new(ApiClient::new(&cfg, cancel)?);
-    let sessions = Session::open_all(&cfg)?;
+    let pause = crate::auth::consent::pause_point(env).map(str::to_string);
+    let opened = Session::open_all(&cfg, pause)?;
     if cli.test {
-        for session in &sessions {
-            connection_test(&client, session).await?;
-        }
-        return Ok(());
+        return connection_tests(&client, opened).await;
     }
     let state = match &cli.state {
         Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?)
@@ -128,13 +126,42 @@ pub async fn run<W: Write>(
     sync(
         &cfg,
         client,
-        sessions,
+        opened,
         state,
         &selection,
         stdout,
         now.timestamp(),
     )
     .await
+}
+
+/// `--test`: one call per user (each user once); an entry that cannot be opened fails it
+/// after the others were tested.
+async fn connection_tests(client: &ApiClient, opened: Opened) -> Result<()> {
+    let mut tested = BTreeSet::new();
+    for session in &opened.sessions {
+        if let Some(id) = session.userid().await {
+            if tested.contains(&id) {
+                continue;
+            }
+        }
+        let userid = match session.identify(client).await {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(prefix_error(
+                    &session.describe().await,
+                    session_error(None, e),
+                ))
+            }
+        };
+        if tested.insert(userid) {
+            connection_test(client, session).await?;
+        }
+    }
+    match opened.failures.into_iter().next() {
+        Some((who, e)) => Err(prefix_error(&who, e)),
+        None => Ok(()),
+    }
 }
 
 async fn connection_test(client: &ApiClient, session: &Session) -> Result<()> {
@@ -174,7 +201,7 @@ const MAX_TASKS: usize = 16;
 async fn sync<W: Write>(
     cfg: &Config,
     client: Arc<ApiClient>,
-    sessions: Vec<Session>,
+    opened: Opened,
     state: State,
     selection: &Selection,
     stdout: W,
@@ -188,17 +215,31 @@ async fn sync<W: Write>(
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
     let (emitter, mut events) = out.channel(4);
     let mut failures: Vec<(String, Error)> = Vec::new();
+    for (who, e) in opened.failures {
+        tracing::error!("{who} not synced: {e}");
+        failures.push((who.clone(), prefix_error(&who, e)));
+    }
     let mut fatal: Option<Error> = None;
     let mut users = BTreeSet::new();
     let permits = Arc::new(Semaphore::new(MAX_TASKS));
     let tallies = Arc::new(Tallies::default());
     let mut tasks = JoinSet::new();
     // Identify every user first (one token refresh each, when needed); one failed user does
-    // not stop the others.
-    for session in sessions {
+    // not stop the others. Configured tokens no store knows come first: they are the newest
+    // chains of their users, whose stored chains are then neither refreshed nor synced.
+    for session in opened.sessions {
         let session = Arc::new(session);
-        let userid = match session.access(&client).await {
-            Ok((_, userid)) => userid,
+        if let Some(id) = session.userid().await {
+            if users.contains(&id) {
+                info!(
+                    userid = id,
+                    "A newer configured refresh token of this user is synced; its older stored chain is left alone."
+                );
+                continue;
+            }
+        }
+        let userid = match session.identify(&client).await {
+            Ok(userid) => userid,
             Err(SessionError::Cancelled) => {
                 fatal = Some(Error::Interrupted);
                 break;
@@ -278,6 +319,7 @@ async fn sync<W: Write>(
     }
     drop(events);
     let mut failed_users = BTreeSet::new();
+    let mut auth_failed = BTreeSet::new();
     let mut failed_streams: BTreeSet<&str> = BTreeSet::new();
     // Seconds of the tasks that fed each stream (summed over users).
     let mut seconds_of: BTreeMap<&str, f64> = BTreeMap::new();
@@ -298,9 +340,25 @@ async fn sync<W: Write>(
             }
             Ok((_, Err(Error::Io(m)))) if fatal.is_some() => tracing::debug!("{m}"),
             Ok((userid, Err(e))) => {
-                tracing::error!("user {userid}: {e}");
+                let auth = matches!(e, Error::Auth(_));
+                // A user's authentication failure reaches every stream task of the user: it
+                // is told once.
+                if !auth || auth_failed.insert(userid) {
+                    tracing::error!("user {userid}: {e}");
+                } else {
+                    tracing::debug!("user {userid}: {e}");
+                }
+                let who = format!("user {userid}");
                 if failed_users.insert(userid) {
-                    failures.push((format!("user {userid}"), e));
+                    failures.push((who, e));
+                } else if auth {
+                    // The failure to act on (authorize again) is the one to report.
+                    if let Some(f) = failures
+                        .iter_mut()
+                        .find(|(w, f)| *w == who && !matches!(f, Error::Auth(_)))
+                    {
+                        f.1 = e;
+                    }
                 }
             }
             Err(e) => {

@@ -1,11 +1,11 @@
 //! `tap-withings auth`: the consent flow (authorization URL, a one-shot loopback listener or a
 //! pasted redirect URL, the code exchange), `--refresh` and `--status`. Every token reply is
-//! written to the token store before anything else happens. Tokens reach stdout once only, in
-//! the result of a successful consent; logs, errors, `--refresh` and `--status` never show them.
+//! written to the token store before anything else happens. No token ever reaches stdout,
+//! stderr or the logs: a consent prints the config lines that point at the token store.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::roster::{self, Start};
 use super::session::{parse_token_reply, TokenReply};
-use super::token_store::{self, fingerprint, StoredUser, TokenFile};
+use super::token_store::{self, fingerprint, StoredUser};
 use crate::api::cancel::Cancel;
 use crate::api::client::{ApiClient, CallError};
 use crate::api::envelope::{ApiFailure, Endpoint, FailKind};
@@ -30,10 +31,10 @@ pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/author
 /// Path of the consent page, appended to a loopback `api_url` (the simulator serves it there).
 pub const AUTHORIZE_PATH: &str = "/oauth2_user/authorize2";
 
-/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth` and
-/// `auth --refresh` announces `tap-withings: debug pause at <point>` on stderr and sleeps for
-/// [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process there. It only sleeps:
-/// requests, the store and the output are the same with or without it.
+/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth`,
+/// `auth --refresh` and a sync's own refresh announces `tap-withings: debug pause at <point>`
+/// on stderr and sleeps for [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process
+/// there. It only sleeps: requests, the store and the output are the same with or without it.
 pub const DEBUG_PAUSE_VAR: &str = "TAP_WITHINGS_DEBUG_PAUSE";
 
 /// How long the [`DEBUG_PAUSE_VAR`] hook sleeps.
@@ -115,23 +116,55 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 /// Where to listen for the redirect: `redirect_uri` must be plain http on a loopback host with
-/// an explicit port. `localhost` listens on 127.0.0.1. `None`: the user pastes the URL.
-pub fn listen_addr(redirect_uri: &str) -> Option<SocketAddr> {
-    let url = Url::parse(redirect_uri).ok()?;
-    if url.scheme() != "http" {
-        return None;
-    }
-    let port = url.port()?;
-    let host = url.host_str()?;
-    let ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok()?
+/// an explicit port. `localhost` listens on 127.0.0.1 and on ::1 (a browser may resolve it to
+/// either). Empty: the user pastes the URL.
+pub fn listen_addrs(redirect_uri: &str) -> Vec<SocketAddr> {
+    let Ok(url) = Url::parse(redirect_uri) else {
+        return Vec::new();
     };
-    ip.is_loopback().then_some(SocketAddr::new(ip, port))
+    let (Some(port), Some(host)) = (url.port(), url.host_str()) else {
+        return Vec::new();
+    };
+    if url.scheme() != "http" {
+        return Vec::new();
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+        ];
+    }
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) if ip.is_loopback() => vec![SocketAddr::new(ip, port)],
+        _ => Vec::new(),
+    }
+}
+
+/// Binds the first address (required) and the others where the system allows (a host
+/// without IPv6 has no ::1).
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) if i > 0 => {
+                tracing::debug!(%addr, error = %e, "Not listening on this address too.");
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
+                ),
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(listeners)
 }
 
 /// What a redirect to `redirect_uri` carried.
@@ -278,6 +311,11 @@ async fn consent<R: BufRead + Send + 'static>(
             "setting `redirect_uri` is required by `tap-withings auth`: the callback URL registered for your Withings app (a loopback URL such as http://127.0.0.1:8765/callback is received by the tap itself)",
         )
     })?;
+    if cfg.scopes.is_empty() {
+        return Err(Error::input(
+            "setting `scopes` is empty: list the OAuth scopes to ask for, comma-separated (default user.info,user.metrics,user.activity,user.sleepevents)",
+        ));
+    }
     let state = random_state()?;
     let url = authorize_url(
         &authorize_base(&cfg.api_url),
@@ -288,22 +326,12 @@ async fn consent<R: BufRead + Send + 'static>(
         args.demo,
     );
     let listen = if args.no_listen {
-        None
+        Vec::new()
     } else {
-        listen_addr(&redirect_uri)
+        listen_addrs(&redirect_uri)
     };
     // Bind before showing the URL, so the redirect cannot arrive before the listener.
-    let listener = match listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
-            Error::io(
-                format!(
-                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
-                ),
-                e,
-            )
-        })?),
-        None => None,
-    };
+    let listeners = bind_all(&listen).await?;
     eprintln!(
         "Open this URL in a browser and allow access{}:",
         if args.demo {
@@ -314,15 +342,12 @@ async fn consent<R: BufRead + Send + 'static>(
     );
     eprintln!("  {url}");
     let wait = async {
-        match listener {
-            Some(listener) => {
-                eprintln!("Waiting for the redirect to {redirect_uri} ...");
-                receive_redirect(listener, &redirect_uri, &state).await
-            }
-            None => {
-                eprintln!("Then paste here the full URL your browser was sent to (it starts with {redirect_uri}) and press Enter:");
-                check_redirect(&read_pasted(input).await?, &state)
-            }
+        if listeners.is_empty() {
+            eprintln!("Then paste here the full URL your browser was sent to (it starts with {redirect_uri}) and press Enter:");
+            check_redirect(&read_pasted(input).await?, &state)
+        } else {
+            eprintln!("Waiting for the redirect to {redirect_uri} ...");
+            receive_redirect(listeners, &redirect_uri, &state).await
         }
     };
     let code = tokio::select! {
@@ -333,9 +358,9 @@ async fn consent<R: BufRead + Send + 'static>(
     };
     // Codes live 30 s: exchange at once, before anything else.
     let reply = exchange_code(cfg, client, &code, &redirect_uri).await?;
-    debug_pause(env, "token_reply").await;
+    debug_pause(pause_point(env), "token_reply").await;
     let stored = store_reply(&cfg.token_store, &reply, fingerprint(&reply.refresh_token))?;
-    debug_pause(env, "store_written").await;
+    debug_pause(pause_point(env), "store_written").await;
     let granted = split_scopes(&reply.scope);
     let missing: Vec<&str> = cfg
         .scopes
@@ -348,13 +373,9 @@ async fn consent<R: BufRead + Send + 'static>(
         scope = reply.scope,
         "Linked the Withings account and stored its tokens."
     );
-    if cfg
-        .refresh_token
-        .as_ref()
-        .is_some_and(|rt| rt.expose() != reply.refresh_token)
-    {
+    if cfg.refresh_token.is_some() {
         eprintln!(
-            "tap-withings: the `refresh_token` setting holds an older token, which a sync would use instead of this consent: replace it with the printed one, or remove it to use the token store"
+            "tap-withings: the `refresh_token` setting holds an older token: remove it from the config, the token store holds this consent's tokens"
         );
     }
     if !missing.is_empty() {
@@ -365,7 +386,7 @@ async fn consent<R: BufRead + Send + 'static>(
         );
     }
     eprintln!(
-        "tap-withings: linked Withings user {} (scopes {}); tokens stored in {}. Put the `config` lines printed on stdout in your config, or keep the token store",
+        "tap-withings: linked Withings user {} (scopes {}); tokens stored in {}. Put the `config` lines printed on stdout in your config (with your client_secret) and keep the token store",
         reply.userid,
         granted.join(","),
         cfg.token_store.display()
@@ -375,11 +396,21 @@ async fn consent<R: BufRead + Send + 'static>(
         "scopes": granted,
         "access_token_expires_at": rfc3339(stored.expires_at),
         "token_store": cfg.token_store.display().to_string(),
-        "config": {
-            "refresh_token": reply.refresh_token,
-            "token_store": cfg.token_store.display().to_string(),
-        },
+        "config": config_lines(cfg),
     }))
+}
+
+/// The settings a sync of the linked user needs, the client secret and tokens excepted: the
+/// tokens are in the token store, the secret is the user's to supply.
+fn config_lines(cfg: &Config) -> Value {
+    let mut lines = json!({
+        "client_id": cfg.client_id,
+        "token_store": cfg.token_store.display().to_string(),
+    });
+    if cfg.api_url.trim_end_matches('/') != crate::config::DEFAULT_API_URL {
+        lines["api_url"] = json!(cfg.api_url);
+    }
+    lines
 }
 
 /// Reads the first non-blank line of `input` as the pasted redirect URL.
@@ -417,7 +448,7 @@ const WAITING_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><
 /// Accepts connections until the browser brings the redirect; answers it with a short page.
 /// Requests for other paths (a favicon) get a 404 and the listener keeps waiting.
 async fn receive_redirect(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     redirect_uri: &str,
     state: &str,
 ) -> Result<String> {
@@ -425,9 +456,24 @@ async fn receive_redirect(
         .map(|u| u.path().to_string())
         .unwrap_or_else(|_| "/".into());
     let deadline = Instant::now() + LISTEN_TIMEOUT;
+    // One accepting task per listener (127.0.0.1 and ::1 for `localhost`); they end with
+    // the set, when the redirect has come.
+    let (tx, mut connections) = tokio::sync::mpsc::channel(4);
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let tx = tx.clone();
+        accepting.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                if tx.send(stream).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let accepted = tokio::time::timeout(left, listener.accept())
+        let accepted = tokio::time::timeout(left, connections.recv())
             .await
             .map_err(|_| {
                 Error::Auth(format!(
@@ -435,8 +481,10 @@ async fn receive_redirect(
                     LISTEN_TIMEOUT.as_secs()
                 ))
             })?;
-        let Ok((mut stream, _)) = accepted else {
-            continue;
+        let Some(mut stream) = accepted else {
+            return Err(Error::Auth(format!(
+                "the listener for {redirect_uri} stopped: run `tap-withings auth` again"
+            )));
         };
         let Some(target) = read_request_target(&mut stream).await else {
             continue;
@@ -543,9 +591,12 @@ fn token_call_error(what: &str, e: CallError) -> Error {
 }
 
 /// Writes a token reply into the store (keeping the other users), atomically, mode 0600.
+/// A chain replaced this way (a new consent) leaves its seed behind as superseded, so an
+/// older configured token of that chain gives way to the stored one.
 fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<StoredUser> {
     let now = now_epoch();
-    let stored = StoredUser {
+    let mut file = token_store::load(path)?;
+    let stored = file.put(StoredUser {
         userid: reply.userid,
         access_token: reply.access_token.clone(),
         refresh_token: reply.refresh_token.clone(),
@@ -553,18 +604,22 @@ fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<S
         scope: reply.scope.clone(),
         updated_at: now,
         seeded_from,
-    };
-    let mut file = token_store::load(path)?;
-    file.version = 1;
-    file.users.insert(reply.userid.to_string(), stored.clone());
+        previous_seeds: Vec::new(),
+    });
     token_store::save(path, &file).map_err(|e| {
         Error::Io(format!("{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"))
     })?;
     Ok(stored)
 }
 
-async fn debug_pause(env: &BTreeMap<String, String>, point: &str) {
-    if env.get(DEBUG_PAUSE_VAR).map(String::as_str) == Some(point) {
+/// The [`DEBUG_PAUSE_VAR`] point of `env`, if any.
+pub fn pause_point(env: &BTreeMap<String, String>) -> Option<&str> {
+    env.get(DEBUG_PAUSE_VAR).map(String::as_str)
+}
+
+/// Sleeps [`DEBUG_PAUSE`] at `point` when it is the chosen one (see [`DEBUG_PAUSE_VAR`]).
+pub(crate) async fn debug_pause(chosen: Option<&str>, point: &str) {
+    if chosen == Some(point) {
         eprintln!("tap-withings: debug pause at {point}");
         tokio::time::sleep(DEBUG_PAUSE).await;
     }
@@ -573,6 +628,7 @@ async fn debug_pause(env: &BTreeMap<String, String>, point: &str) {
 /// One refresh to do: the token store, the user (once known), the refresh token and the
 /// chain it belongs to.
 struct Target {
+    label: String,
     store: PathBuf,
     userid: Option<i64>,
     refresh_token: String,
@@ -592,87 +648,54 @@ fn stores(cfg: &Config) -> Vec<PathBuf> {
     stores
 }
 
-/// The stored chain that grew from `refresh_token`, else that token itself.
-fn chain_of(store: &Path, file: &TokenFile, refresh_token: &str) -> Target {
-    let fp = fingerprint(refresh_token);
-    match file
+/// Which tokens `--refresh` rotates, as a sync picks them (see [`roster::plan`]): configured
+/// tokens no stored chain knows first, then one stored chain per user; with `--user`, only
+/// that user. Also the entries that cannot be used.
+fn refresh_targets(plan: roster::Plan, user: Option<i64>) -> (Vec<Target>, Vec<(String, Error)>) {
+    let mut targets: Vec<Target> = plan
         .users
-        .values()
-        .find(|u| u.seeded_from == fp || u.refresh_token == refresh_token)
-    {
-        Some(u) => stored_target(store, u),
-        None => Target {
-            store: store.to_path_buf(),
-            userid: None,
-            refresh_token: refresh_token.to_string(),
-            seeded_from: fp,
-        },
-    }
-}
-
-fn stored_target(store: &Path, u: &StoredUser) -> Target {
-    Target {
-        store: store.to_path_buf(),
-        userid: Some(u.userid),
-        refresh_token: u.refresh_token.clone(),
-        seeded_from: u.seeded_from.clone(),
-    }
-}
-
-/// Which tokens `--refresh` rotates, as a sync would pick them: the chain of the configured
-/// `refresh_token`, of each `users` entry, and every other user of the main token store, each
-/// user once; with `--user`, only that user.
-fn refresh_targets(
-    cfg: &Config,
-    files: &BTreeMap<PathBuf, TokenFile>,
-    user: Option<i64>,
-) -> Vec<Target> {
-    let empty = TokenFile::default();
-    let file = |store: &Path| files.get(store).unwrap_or(&empty);
-    let mut targets = Vec::new();
-    if let Some(rt) = &cfg.refresh_token {
-        targets.push(chain_of(
-            &cfg.token_store,
-            file(&cfg.token_store),
-            rt.expose(),
-        ));
-    }
-    for entry in &cfg.users {
-        let store = entry.token_store.as_deref().unwrap_or(&cfg.token_store);
-        match &entry.refresh_token {
-            Some(rt) => targets.push(chain_of(store, file(store), rt.expose())),
-            None => targets.extend(file(store).users.values().map(|u| stored_target(store, u))),
-        }
-    }
-    targets.extend(
-        file(&cfg.token_store)
-            .users
-            .values()
-            .map(|u| stored_target(&cfg.token_store, u)),
-    );
-    let mut seen = std::collections::BTreeSet::new();
-    targets.retain(|t| t.userid.is_none_or(|id| seen.insert(id)));
+        .into_iter()
+        .map(|p| match p.start {
+            Start::Stored(u) => Target {
+                label: p.label,
+                store: p.store,
+                userid: Some(u.userid),
+                refresh_token: u.refresh_token,
+                seeded_from: u.seeded_from,
+            },
+            Start::Seed {
+                refresh,
+                fingerprint,
+            } => Target {
+                label: p.label,
+                store: p.store,
+                userid: None,
+                refresh_token: refresh.expose().to_string(),
+                seeded_from: fingerprint,
+            },
+        })
+        .collect();
     if let Some(id) = user {
         targets.retain(|t| t.userid == Some(id));
     }
-    targets
+    let failures = if user.is_some() {
+        Vec::new()
+    } else {
+        plan.failures
+    };
+    (targets, failures)
 }
 
 /// `auth --refresh`: rotates each target's tokens, storing every reply before going on; a
-/// refused user does not stop the others.
+/// refused user (or an unusable `users` entry) does not stop the others.
 async fn refresh(
     cfg: &Config,
     client: &ApiClient,
     env: &BTreeMap<String, String>,
     user: Option<i64>,
 ) -> Result<Value> {
-    let mut files = BTreeMap::new();
-    for store in stores(cfg) {
-        let file = token_store::load(&store)?;
-        files.insert(store, file);
-    }
-    let targets = refresh_targets(cfg, &files, user);
-    if targets.is_empty() {
+    let (targets, mut failed) = refresh_targets(roster::plan(cfg, token_store::load), user);
+    if targets.is_empty() && failed.is_empty() {
         return Err(Error::Auth(match user {
             Some(id) => format!("user {id} is in no token store of this config: run `tap-withings auth` to link it"),
             None => format!(
@@ -681,21 +704,24 @@ async fn refresh(
             ),
         }));
     }
+    for (who, e) in &failed {
+        warn!(user = who, error = %e, "Cannot refresh this user.");
+    }
     let mut refreshed = Vec::new();
-    let mut failed = Vec::new();
-    let mut done = std::collections::BTreeSet::new();
+    // The users refreshed so far and the store each one's tokens went to.
+    let mut done: BTreeMap<i64, PathBuf> = BTreeMap::new();
     for target in targets {
-        // A configured token's user is known only from its reply; its stored chain is then done.
-        if target.userid.is_some_and(|id| done.contains(&id)) {
+        // Configured tokens no store knows come first: a stored chain of a user one of them
+        // turned out to be is older, and left alone.
+        if target.userid.is_some_and(|id| done.contains_key(&id)) {
             continue;
         }
-        let who = target.userid.map_or_else(
-            || "of a configured refresh_token".to_string(),
-            |u| u.to_string(),
-        );
-        match refresh_one(cfg, client, env, &target).await {
-            Ok(stored) => {
-                done.insert(stored.userid);
+        let who = target
+            .userid
+            .map_or_else(|| target.label.clone(), |u| format!("user {u}"));
+        match refresh_one(cfg, client, env, &target, &done).await {
+            Ok(Refreshed::Stored(stored)) => {
+                done.insert(stored.userid, target.store.clone());
                 info!(
                     userid = stored.userid,
                     expires_at = stored.expires_at,
@@ -713,6 +739,12 @@ async fn refresh(
                     "token_store": target.store.display().to_string(),
                 }));
             }
+            Ok(Refreshed::Duplicate(userid)) => {
+                warn!(
+                    userid,
+                    "Two configured tokens belong to the same user; the second is left as is."
+                );
+            }
             Err(Error::Interrupted) => return Err(Error::Interrupted),
             Err(e) => {
                 warn!(user = who, error = %e, "Token refresh failed.");
@@ -724,7 +756,7 @@ async fn refresh(
         0 => Ok(json!({"refreshed": refreshed})),
         1 if refreshed.is_empty() => Err(failed.remove(0).1),
         _ => Err(Error::Auth(format!(
-            "the refresh failed for user(s) {}; run `tap-withings auth` again for them",
+            "the refresh failed for {}; run `tap-withings auth` again for them (details above)",
             failed
                 .iter()
                 .map(|(who, _)| who.as_str())
@@ -734,12 +766,21 @@ async fn refresh(
     }
 }
 
+/// What a refresh did.
+enum Refreshed {
+    Stored(StoredUser),
+    /// A configured token of a user refreshed already: its reply is not stored (its access
+    /// token is never used, so the token stays valid) and it is noted as superseded.
+    Duplicate(i64),
+}
+
 async fn refresh_one(
     cfg: &Config,
     client: &ApiClient,
     env: &BTreeMap<String, String>,
     target: &Target,
-) -> Result<StoredUser> {
+    done: &BTreeMap<i64, PathBuf>,
+) -> Result<Refreshed> {
     let params = [
         ("action", "requesttoken".to_string()),
         ("grant_type", "refresh_token".to_string()),
@@ -761,10 +802,17 @@ async fn refresh_one(
             reply.userid
         )));
     }
-    debug_pause(env, "token_reply").await;
+    if let Some(store) = done.get(&reply.userid) {
+        let mut file = token_store::load(store)?;
+        if file.supersede(reply.userid, &target.seeded_from) {
+            token_store::save(store, &file)?;
+        }
+        return Ok(Refreshed::Duplicate(reply.userid));
+    }
+    debug_pause(pause_point(env), "token_reply").await;
     let stored = store_reply(&target.store, &reply, target.seeded_from.clone())?;
-    debug_pause(env, "store_written").await;
-    Ok(stored)
+    debug_pause(pause_point(env), "store_written").await;
+    Ok(Refreshed::Stored(stored))
 }
 
 /// `auth --status`: per token store and stored user, the userid, scopes, access-token expiry
@@ -778,7 +826,6 @@ fn status(cfg: &Config) -> Result<Value> {
             .filter_map(|u| u.refresh_token.as_ref())
             .map(|rt| rt.expose()),
     );
-    let fps: Vec<String> = configured.iter().map(|rt| fingerprint(rt)).collect();
     let mut out = Vec::new();
     for store in stores(cfg) {
         let file = token_store::load(&store)?;
@@ -792,7 +839,7 @@ fn status(cfg: &Config) -> Result<Value> {
                     "access_token_expires_at": rfc3339(u.expires_at),
                     "access_token_expired": u.expires_at <= now,
                     "updated_at": rfc3339(u.updated_at),
-                    "from_configured_refresh_token": fps.contains(&u.seeded_from) || configured.contains(&u.refresh_token.as_str()),
+                    "from_configured_refresh_token": configured.iter().any(|rt| u.grew_from(rt)),
                 })
             })
             .collect();
@@ -810,6 +857,7 @@ fn status(cfg: &Config) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::token_store::TokenFile;
     use pretty_assertions::assert_eq;
 
     fn scopes(s: &[&str]) -> Vec<String> {
@@ -872,25 +920,25 @@ mod tests {
 
     #[test]
     fn only_loopback_http_redirects_with_a_port_are_listened_for() {
-        let cases = [
-            ("http://127.0.0.1:8765/callback", Some("127.0.0.1:8765")),
-            ("http://localhost:8765/cb", Some("127.0.0.1:8765")),
-            ("http://LOCALHOST:1", Some("127.0.0.1:1")),
-            ("http://[::1]:9000/", Some("[::1]:9000")),
-            ("http://127.5.0.1:9000/", Some("127.5.0.1:9000")),
-            ("http://127.0.0.1/callback", None),
-            ("https://127.0.0.1:8765/callback", None),
-            ("http://10.0.0.1:8765/", None),
-            ("http://example.com:8765/", None),
-            ("https://example.com/withings", None),
-            ("garbage", None),
+        let cases: [(&str, &[&str]); 11] = [
+            ("http://127.0.0.1:8765/callback", &["127.0.0.1:8765"]),
+            (
+                "http://localhost:8765/cb",
+                &["127.0.0.1:8765", "[::1]:8765"],
+            ),
+            ("http://LOCALHOST:1", &["127.0.0.1:1", "[::1]:1"]),
+            ("http://[::1]:9000/", &["[::1]:9000"]),
+            ("http://127.5.0.1:9000/", &["127.5.0.1:9000"]),
+            ("http://127.0.0.1/callback", &[]),
+            ("https://127.0.0.1:8765/callback", &[]),
+            ("http://10.0.0.1:8765/", &[]),
+            ("http://example.com:8765/", &[]),
+            ("https://example.com/withings", &[]),
+            ("garbage", &[]),
         ];
         for (uri, expected) in cases {
-            assert_eq!(
-                listen_addr(uri).map(|a| a.to_string()).as_deref(),
-                expected,
-                "{uri}"
-            );
+            let got: Vec<String> = listen_addrs(uri).iter().map(|a| a.to_string()).collect();
+            assert_eq!(got, expected, "{uri}");
         }
         for host in ["localhost", "127.0.0.1", "::1", "[::1]", "127.1.2.3"] {
             assert!(is_loopback_host(host), "{host}");
@@ -985,6 +1033,7 @@ mod tests {
             scope: String::new(),
             updated_at: 0,
             seeded_from: seeded_from.into(),
+            previous_seeds: Vec::new(),
         }
     }
 
@@ -995,44 +1044,53 @@ mod tests {
     }
 
     #[test]
-    fn refresh_targets_follow_the_configured_chains_then_the_stored_users_once_each() {
+    fn refresh_targets_are_the_unknown_configured_tokens_then_each_stored_user_once() {
         let cfg = config(
-            r#"{"client_id": "i", "client_secret": "s", "refresh_token": "cfg", "token_store": "/t.json", "users": [{"refresh_token": "new-consent"}]}"#,
+            r#"{"client_id": "i", "client_secret": "s", "refresh_token": "cfg", "token_store": "/t.json", "users": [{"refresh_token": "new-consent"}, {"token_store": "/empty.json"}]}"#,
         );
-        let mut file = TokenFile {
-            version: 1,
-            ..TokenFile::default()
-        };
+        let mut file = TokenFile::default();
         for u in [
             stored(1, "r1", &fingerprint("cfg")),
             stored(2, "r2", &fingerprint("old")),
             stored(3, "r3", ""),
         ] {
-            file.users.insert(u.userid.to_string(), u);
+            file.put(u);
         }
-        let files = BTreeMap::from([(PathBuf::from("/t.json"), file)]);
-        let summary = |targets: Vec<Target>| -> Vec<(Option<i64>, String)> {
-            targets
-                .into_iter()
-                .map(|t| (t.userid, t.refresh_token))
-                .collect()
+        let load = |p: &Path| {
+            Ok(if p == Path::new("/t.json") {
+                file.clone()
+            } else {
+                TokenFile::default()
+            })
+        };
+        let summary = |user: Option<i64>| -> (Vec<(Option<i64>, String)>, Vec<String>) {
+            let (targets, failures) = refresh_targets(roster::plan(&cfg, load), user);
+            (
+                targets
+                    .into_iter()
+                    .map(|t| (t.userid, t.refresh_token))
+                    .collect(),
+                failures.into_iter().map(|(who, _)| who).collect(),
+            )
         };
         assert_eq!(
-            summary(refresh_targets(&cfg, &files, None)),
-            [
-                (Some(1), "r1".into()),
-                (None, "new-consent".into()),
-                (Some(2), "r2".into()),
-                (Some(3), "r3".into())
-            ]
+            summary(None),
+            (
+                vec![
+                    (None, "new-consent".into()),
+                    (Some(1), "r1".into()),
+                    (Some(2), "r2".into()),
+                    (Some(3), "r3".into())
+                ],
+                vec!["users[1]".to_string()]
+            )
         );
-        assert_eq!(
-            summary(refresh_targets(&cfg, &files, Some(3))),
-            [(Some(3), "r3".into())]
-        );
-        assert!(refresh_targets(&cfg, &files, Some(9)).is_empty());
+        assert_eq!(summary(Some(3)), (vec![(Some(3), "r3".into())], vec![]));
+        assert!(summary(Some(9)).0.is_empty());
         let none = config(r#"{"client_id": "i", "client_secret": "s", "token_store": "/t.json"}"#);
-        assert!(refresh_targets(&none, &BTreeMap::new(), None).is_empty());
+        let (targets, failures) =
+            refresh_targets(roster::plan(&none, |_| Ok(TokenFile::default())), None);
+        assert!(targets.is_empty() && failures.is_empty());
     }
 
     #[test]

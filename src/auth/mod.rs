@@ -2,5 +2,6 @@
 //! the `tap-withings auth` command.
 
 pub mod consent;
+pub mod roster;
 pub mod session;
 pub mod token_store;

@@ -1,15 +1,25 @@
-//! One user's session: picks the newest refresh token (token store or config), refreshes
-//! single-flight before expiry or after a refused access token, and writes every token reply
-//! to the store before the new access token is used (Withings kills the old refresh token as
-//! soon as the new access token is used).
+//! One user's session: starts from the chain the roster chose, refreshes single-flight before
+//! expiry or after a refused access token, and writes every token reply to the store before
+//! the new access token is used (Withings kills the old refresh token as soon as the new
+//! access token is used).
+//!
+//! A refused access token costs one refresh per call, then the call is retried once. The
+//! first call with a newly issued access token is its trial: the user's other calls wait for
+//! it, and a new token Withings refuses at once ends the user's sync. So does a refresh token
+//! Withings refuses: the session remembers either failure and answers every later call with
+//! it, without asking Withings again.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::Mutex;
-use tracing::info;
+use tokio::sync::{Mutex, Notify};
+use tracing::{info, warn};
 
-use super::token_store::{self, fingerprint, StoredUser, TokenFile};
+use super::consent::debug_pause;
+use super::roster::{self, Start};
+use super::token_store::{self, StoredUser};
 use crate::api::client::{ApiClient, CallError};
 use crate::api::envelope::{ApiFailure, Endpoint, FailKind, Reply};
 use crate::config::Config;
@@ -20,7 +30,14 @@ use crate::secret::Secret;
 static STORE_LOCK: Mutex<()> = Mutex::const_new(());
 
 /// Refresh this long before the access token expires.
-const EXPIRY_MARGIN: i64 = 300;
+pub const EXPIRY_MARGIN: i64 = 300;
+
+/// A call swaps to a token another task refreshed at most this many times (no refresh is
+/// spent on a swap; the bound only stops a call that is always late to a short-lived token).
+const MAX_SWAPS: usize = 32;
+
+/// The message of a newly issued access token that Withings refuses.
+const NEW_TOKEN_REFUSED: &str = "Withings refused the access token it had just issued; run `tap-withings auth` again to re-link the account";
 
 #[derive(Debug, Clone)]
 struct Tokens {
@@ -29,6 +46,50 @@ struct Tokens {
     expires_at: i64,
     refresh: Secret,
     seeded_from: String,
+    /// Another chain of this user is the run's: this one is neither refreshed nor used.
+    superseded: bool,
+}
+
+/// Whether the current access token has been accepted yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trial {
+    /// Accepted, or loaded from the store (a refusal then means: refresh it).
+    Proven,
+    /// Issued by a refresh of this run and not tried yet: the next call tries it.
+    Pending,
+    /// A call is trying it; the others wait for the verdict.
+    Running,
+}
+
+#[derive(Debug)]
+struct Gate {
+    /// Refreshes so far in this run.
+    generation: u64,
+    trial: Trial,
+    /// A failure no retry can fix: every later call gets it at once.
+    failed: Option<String>,
+}
+
+/// A data call's verdict on a token it tried.
+enum Verdict {
+    Accepted,
+    Refused,
+    Undecided,
+}
+
+/// Which session of the run owns a user (the first to write its tokens).
+#[derive(Debug, Clone)]
+struct Claim {
+    index: usize,
+    store: PathBuf,
+}
+
+/// What the sessions of one run share.
+#[derive(Debug, Default)]
+struct RunShared {
+    claims: std::sync::Mutex<BTreeMap<i64, Claim>>,
+    /// The `TAP_WITHINGS_DEBUG_PAUSE` point, if any (see [`super::consent::DEBUG_PAUSE_VAR`]).
+    pause: Option<String>,
 }
 
 /// A user's authenticated session.
@@ -37,8 +98,19 @@ pub struct Session {
     client_secret: Secret,
     store: PathBuf,
     tokens: Mutex<Tokens>,
+    gate: std::sync::Mutex<Gate>,
+    /// Woken when a trial ends.
+    settled: Notify,
     /// Where this user comes from, for messages before its userid is known.
     label: String,
+    index: usize,
+    run: Arc<RunShared>,
+}
+
+/// The sessions of a run and the configured users that cannot be opened.
+pub struct Opened {
+    pub sessions: Vec<Session>,
+    pub failures: Vec<(String, Error)>,
 }
 
 /// What a data call can fail with, worded for the user.
@@ -54,42 +126,103 @@ pub enum SessionError {
     Cancelled,
 }
 
+/// A token handed to a call.
+struct Checkout {
+    access: Secret,
+    generation: u64,
+    /// This call is the token's trial.
+    trial: bool,
+    /// This checkout refreshed the token.
+    refreshed: bool,
+}
+
+/// Ends a trial as undecided when the call is dropped before its verdict.
+struct TrialGuard<'a> {
+    session: &'a Session,
+    generation: u64,
+    done: bool,
+}
+
+impl TrialGuard<'_> {
+    fn settle(mut self, verdict: Verdict) {
+        self.done = true;
+        self.session.settle(self.generation, verdict);
+    }
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.session.settle(self.generation, Verdict::Undecided);
+        }
+    }
+}
+
 fn now_epoch() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain flags: a panic while holding the lock cannot leave them inconsistent.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Session {
-    /// Chooses the tokens to start from: the stored chain that grew from the configured
-    /// refresh token (or the only stored user when none is configured), else the config's.
-    pub fn open(cfg: &Config) -> Result<Self> {
-        Self::open_with(cfg, cfg.refresh_token.as_ref(), &cfg.token_store)
-    }
-
-    /// As [`Session::open`] for a given refresh token and token store.
-    pub fn open_with(
-        cfg: &Config,
-        refresh_token: Option<&Secret>,
-        store: &std::path::Path,
-    ) -> Result<Self> {
-        let file = token_store::load(store)?;
-        let tokens = choose_tokens(&file, refresh_token).ok_or_else(|| {
-            Error::Auth(format!(
-                "no refresh token: set `refresh_token` or run `tap-withings auth` (token store {} has {} user(s))",
-                store.display(),
-                file.users.len()
-            ))
-        })?;
-        Ok(Self::with_tokens(cfg, store, tokens))
-    }
-
-    fn with_tokens(cfg: &Config, store: &std::path::Path, tokens: Tokens) -> Self {
-        Session {
-            client_id: cfg.client_id.clone(),
-            client_secret: cfg.client_secret.clone(),
-            store: store.to_path_buf(),
-            tokens: Mutex::new(tokens),
-            label: "the configured refresh_token".to_string(),
+    /// Every user of the run (see [`roster::plan`]): the sessions, seeds first, and the
+    /// configured users that cannot be opened (an empty or unreadable token store), which the
+    /// caller reports while the others go on. `pause` is the debug pause point, if any.
+    pub fn open_all(cfg: &Config, pause: Option<String>) -> Result<Opened> {
+        let plan = roster::plan(cfg, token_store::load);
+        let run = Arc::new(RunShared {
+            pause,
+            ..RunShared::default()
+        });
+        let sessions: Vec<Session> = plan
+            .users
+            .into_iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let tokens = match p.start {
+                    Start::Stored(u) => tokens_from_store(&u),
+                    Start::Seed {
+                        refresh,
+                        fingerprint,
+                    } => Tokens {
+                        userid: None,
+                        access: None,
+                        expires_at: 0,
+                        refresh,
+                        seeded_from: fingerprint,
+                        superseded: false,
+                    },
+                };
+                Session {
+                    client_id: cfg.client_id.clone(),
+                    client_secret: cfg.client_secret.clone(),
+                    store: p.store,
+                    tokens: Mutex::new(tokens),
+                    gate: std::sync::Mutex::new(Gate {
+                        generation: 0,
+                        trial: Trial::Proven,
+                        failed: None,
+                    }),
+                    settled: Notify::new(),
+                    label: p.label,
+                    index,
+                    run: Arc::clone(&run),
+                }
+            })
+            .collect();
+        if sessions.is_empty() && plan.failures.is_empty() {
+            return Err(Error::Auth(format!(
+                "no user to sync: set `refresh_token` (or `users`), or run `tap-withings auth` (token store {} is empty)",
+                cfg.token_store.display()
+            )));
         }
+        Ok(Opened {
+            sessions,
+            failures: plan.failures,
+        })
     }
 
     /// Names the user in messages: `user N` once known, else where its token came from.
@@ -100,102 +233,141 @@ impl Session {
         }
     }
 
-    fn labelled(mut self, label: String) -> Self {
-        self.label = label;
-        self
-    }
-
-    /// Every user of the run: the configured refresh token, each `users` entry, and every
-    /// other user already in the main token store. Users known by id are listed once.
-    pub fn open_all(cfg: &Config) -> Result<Vec<Self>> {
-        let mut sessions = Vec::new();
-        let mut known: std::collections::BTreeSet<i64> = Default::default();
-        fn push(
-            s: Session,
-            known: &mut std::collections::BTreeSet<i64>,
-            sessions: &mut Vec<Session>,
-        ) {
-            // Nothing else holds the lock of a session that was just created.
-            let id = s.tokens.try_lock().ok().and_then(|t| t.userid);
-            if id.is_none_or(|id| known.insert(id)) {
-                sessions.push(s);
-            }
-        }
-        if cfg.refresh_token.is_some() {
-            push(Self::open(cfg)?, &mut known, &mut sessions);
-        }
-        for (i, user) in cfg.users.iter().enumerate() {
-            let store = user.token_store.as_deref().unwrap_or(&cfg.token_store);
-            push(
-                Self::open_with(cfg, user.refresh_token.as_ref(), store)?
-                    .labelled(format!("users[{i}]")),
-                &mut known,
-                &mut sessions,
-            );
-        }
-        let file = token_store::load(&cfg.token_store)?;
-        for stored in file.users.values() {
-            if !known.contains(&stored.userid) {
-                push(
-                    Self::with_tokens(cfg, &cfg.token_store, tokens_from_store(stored)),
-                    &mut known,
-                    &mut sessions,
-                );
-            }
-        }
-        if sessions.is_empty() {
-            return Err(Error::Auth(format!(
-                "no user to sync: set `refresh_token` (or `users`), or run `tap-withings auth` (token store {} is empty)",
-                cfg.token_store.display()
-            )));
-        }
-        Ok(sessions)
-    }
-
     /// The user's id, once known (from the store or the first token reply).
     pub async fn userid(&self) -> Option<i64> {
         self.tokens.lock().await.userid
     }
 
-    /// A usable access token and the userid, refreshing first when it is missing or expiring.
-    pub async fn access(
-        &self,
-        client: &ApiClient,
-    ) -> std::result::Result<(Secret, i64), SessionError> {
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        lock(&self.gate)
+    }
+
+    fn failed(&self) -> Option<SessionError> {
+        self.gate().failed.clone().map(SessionError::Auth)
+    }
+
+    /// Remembers a failure no retry can fix and wakes the calls waiting for a trial.
+    fn fail_for_good(&self, message: &str) {
+        self.gate()
+            .failed
+            .get_or_insert_with(|| message.to_string());
+        self.settled.notify_waiters();
+    }
+
+    /// The user's id, refreshing first when there is no usable access token (a configured
+    /// token's user is known only from its reply). A configured token whose user another
+    /// session of the run already covers is not stored: its id is returned, and the caller
+    /// skips the user.
+    pub async fn identify(&self, client: &ApiClient) -> std::result::Result<i64, SessionError> {
         let mut tokens = self.tokens.lock().await;
-        let fresh = tokens.access.is_some()
-            && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
-            && tokens.userid.is_some();
-        if !fresh {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
+        if !tokens.superseded && !usable(&tokens) {
             self.refresh_locked(client, &mut tokens).await?;
         }
-        match (&tokens.access, tokens.userid) {
-            (Some(a), Some(u)) => Ok((a.clone(), u)),
-            _ => Err(SessionError::Auth(
-                "the token reply had no access token or userid".into(),
-            )),
+        tokens
+            .userid
+            .ok_or_else(|| SessionError::Failed("the token reply had no userid".into()))
+    }
+
+    /// A token for a call: refreshed first when expiring, or when `refused` is still the
+    /// current token (single flight: a token another task already replaced is swapped). A
+    /// refused token is refreshed only when `may_refresh`. A token on trial elsewhere is
+    /// waited for.
+    async fn checkout(
+        &self,
+        client: &ApiClient,
+        refused: Option<&Secret>,
+        may_refresh: bool,
+    ) -> std::result::Result<Checkout, SessionError> {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            // Checked under the lock: a call waiting for it may find the user failed since.
+            let mut tokens = self.tokens.lock().await;
+            if let Some(e) = self.failed() {
+                return Err(e);
+            }
+            if tokens.superseded {
+                return Err(SessionError::Failed(
+                    "another token chain of this user is the one synced".into(),
+                ));
+            }
+            let is_refused = refused.is_some_and(|r| tokens.access.as_ref() == Some(r));
+            let mut refreshed = false;
+            if is_refused && !may_refresh {
+                return Err(SessionError::Auth(
+                    "Withings refused the access token again right after a refresh; run `tap-withings auth` again to re-link the account".into(),
+                ));
+            }
+            if is_refused || !usable(&tokens) {
+                self.refresh_locked(client, &mut tokens).await?;
+                refreshed = true;
+            }
+            let Some(access) = tokens.access.clone().filter(|_| !tokens.superseded) else {
+                return Err(SessionError::Failed(
+                    "another token chain of this user is the one synced".into(),
+                ));
+            };
+            // None: another call is trying this token; wait for its verdict.
+            let decided = {
+                let mut gate = self.gate();
+                if let Some(m) = &gate.failed {
+                    return Err(SessionError::Auth(m.clone()));
+                }
+                let trial = match gate.trial {
+                    Trial::Proven => Some(false),
+                    Trial::Pending => {
+                        gate.trial = Trial::Running;
+                        Some(true)
+                    }
+                    Trial::Running => None,
+                };
+                trial.map(|trial| (trial, gate.generation))
+            };
+            let Some((trial, generation)) = decided else {
+                drop(tokens);
+                settled.await;
+                continue;
+            };
+            return Ok(Checkout {
+                access,
+                generation,
+                trial,
+                refreshed,
+            });
         }
     }
 
-    /// Refreshes unless another task already replaced `stale` (single flight).
-    /// Refreshes unless another task already replaced `stale` (single flight). The flag
-    /// tells whether this call did the refresh.
-    async fn refresh_after(
-        &self,
-        client: &ApiClient,
-        stale: &Secret,
-    ) -> std::result::Result<(Secret, bool), SessionError> {
-        let mut tokens = self.tokens.lock().await;
-        let mine = tokens.access.as_ref() == Some(stale);
-        if mine {
-            self.refresh_locked(client, &mut tokens).await?;
+    /// Records a trial's verdict on generation `generation` and wakes the waiting calls.
+    fn settle(&self, generation: u64, verdict: Verdict) {
+        {
+            let mut gate = self.gate();
+            if gate.generation == generation && gate.trial == Trial::Running {
+                gate.trial = match verdict {
+                    Verdict::Accepted => Trial::Proven,
+                    Verdict::Undecided => Trial::Pending,
+                    Verdict::Refused => {
+                        gate.failed
+                            .get_or_insert_with(|| NEW_TOKEN_REFUSED.to_string());
+                        Trial::Proven
+                    }
+                };
+            }
         }
-        match &tokens.access {
-            Some(a) => Ok((a.clone(), mine)),
-            None => Err(SessionError::Auth(
-                "the token reply had no access token".into(),
-            )),
-        }
+        self.settled.notify_waiters();
+    }
+
+    /// Whether this session owns `userid` in this run (claiming it when nobody does).
+    fn claim(&self, userid: i64) -> Option<Claim> {
+        let mut claims = lock(&self.run.claims);
+        let claim = claims.entry(userid).or_insert_with(|| Claim {
+            index: self.index,
+            store: self.store.clone(),
+        });
+        (claim.index != self.index).then(|| claim.clone())
     }
 
     async fn refresh_locked(
@@ -203,6 +375,13 @@ impl Session {
         client: &ApiClient,
         tokens: &mut Tokens,
     ) -> std::result::Result<(), SessionError> {
+        // A stored chain of a user another chain of this run covers is left alone.
+        if let Some(id) = tokens.userid {
+            if self.claim(id).is_some() {
+                tokens.superseded = true;
+                return Ok(());
+            }
+        }
         let params = [
             ("action", "requesttoken".to_string()),
             ("grant_type", "refresh_token".to_string()),
@@ -210,39 +389,65 @@ impl Session {
             ("client_secret", self.client_secret.expose().to_string()),
             ("refresh_token", tokens.refresh.expose().to_string()),
         ];
-        let body = client.request("/v2/oauth2", &params, None, Endpoint::Token).await.map_err(|e| match e {
-            CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
-                "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
-            )),
-            CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
-            CallError::Refresh => SessionError::Auth("token refresh was refused".into()),
-            CallError::Cancelled => SessionError::Cancelled,
-            CallError::Exhausted { reason, attempts } => {
-                SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
+        let body = match client
+            .request("/v2/oauth2", &params, None, Endpoint::Token)
+            .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let e = refresh_error(e);
+                if let SessionError::Auth(m) = &e {
+                    self.fail_for_good(m);
+                }
+                return Err(e);
             }
-        })?;
+        };
         let reply = parse_token_reply(&body).map_err(SessionError::Failed)?;
+        if let Some(expected) = tokens.userid.filter(|u| *u != reply.userid) {
+            return Err(SessionError::Failed(format!(
+                "the token refresh answered for user {} instead of {expected}; the store is unchanged",
+                reply.userid
+            )));
+        }
+        if tokens.userid.is_none() {
+            if let Some(owner) = self.claim(reply.userid) {
+                // Another configured token of this user came first: its chain is the run's.
+                // This reply is not stored (its access token is never used, so this token
+                // stays valid), and the token is remembered as superseded.
+                self.supersede(&owner.store, reply.userid, &tokens.seeded_from)
+                    .await;
+                tokens.userid = Some(reply.userid);
+                tokens.access = None;
+                tokens.superseded = true;
+                return Ok(());
+            }
+        }
+        debug_pause(self.run.pause.as_deref(), "token_reply").await;
+        let now = now_epoch();
         let stored = StoredUser {
             userid: reply.userid,
             access_token: reply.access_token.clone(),
             refresh_token: reply.refresh_token.clone(),
-            expires_at: now_epoch() + reply.expires_in,
+            expires_at: now + reply.expires_in,
             scope: reply.scope.clone(),
-            updated_at: now_epoch(),
+            updated_at: now,
             seeded_from: tokens.seeded_from.clone(),
+            previous_seeds: Vec::new(),
         };
         // The rotated refresh token must be on disk before the new access token is used.
         // Users of one run may share a store: one writer at a time.
-        let _guard = STORE_LOCK.lock().await;
-        let mut file =
-            token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
-        file.version = 1;
-        file.users.insert(reply.userid.to_string(), stored);
-        token_store::save(&self.store, &file).map_err(|e| {
-            SessionError::Failed(format!(
-                "{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"
-            ))
-        })?;
+        {
+            let _guard = STORE_LOCK.lock().await;
+            let mut file =
+                token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
+            file.put(stored);
+            token_store::save(&self.store, &file).map_err(|e| {
+                SessionError::Failed(format!(
+                    "{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"
+                ))
+            })?;
+        }
+        debug_pause(self.run.pause.as_deref(), "store_written").await;
         info!(
             userid = reply.userid,
             expires_in = reply.expires_in,
@@ -251,11 +456,30 @@ impl Session {
         tokens.userid = Some(reply.userid);
         tokens.access = Some(Secret::new(reply.access_token));
         tokens.refresh = Secret::new(reply.refresh_token);
-        tokens.expires_at = now_epoch() + reply.expires_in;
+        tokens.expires_at = now + reply.expires_in;
+        let mut gate = self.gate();
+        gate.generation += 1;
+        gate.trial = Trial::Pending;
         Ok(())
     }
 
-    /// A data call with the user's token: refreshes once on a refused token, then retries once.
+    /// Notes in `store` that the configured token of fingerprint `fp` is older than
+    /// `userid`'s stored chain, so later runs use the stored chain instead of refreshing it.
+    async fn supersede(&self, store: &Path, userid: i64, fp: &str) {
+        let _guard = STORE_LOCK.lock().await;
+        let result = token_store::load(store).and_then(|mut file| {
+            if file.supersede(userid, fp) {
+                token_store::save(store, &file)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            warn!(userid, error = %e, "Cannot note the superseded refresh token.");
+        }
+    }
+
+    /// A data call with the user's token: a refused token is refreshed once (or swapped for
+    /// the one another task refreshed), then the call is retried once.
     pub async fn call(
         &self,
         client: &ApiClient,
@@ -275,26 +499,66 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Reply, SessionError> {
-        let (mut token, _) = self.access(client).await?;
-        // A refused token is refreshed (once per refusal of a token this call refreshed
-        // itself; a token another task already replaced is simply swapped), within a bound.
-        let (mut own_refreshes, mut attempts) = (0, 0);
+        let mut token = self.checkout(client, None, true).await?;
+        let mut own_refresh = token.refreshed;
+        let mut swaps = 0;
         loop {
-            match client.request_reply(path, params, Some(&token), Endpoint::Data).await {
+            let guard = token.trial.then_some(TrialGuard {
+                session: self,
+                generation: token.generation,
+                done: false,
+            });
+            let result = client
+                .request_reply(path, params, Some(&token.access), Endpoint::Data)
+                .await;
+            if let Some(guard) = guard {
+                guard.settle(match &result {
+                    Ok(_) => Verdict::Accepted,
+                    Err(CallError::Refresh) => Verdict::Refused,
+                    Err(_) => Verdict::Undecided,
+                });
+            }
+            match result {
                 Ok(body) => return Ok(body),
-                Err(CallError::Refresh) if own_refreshes < 3 && attempts < 10 => {
-                    attempts += 1;
-                    let (fresh, mine) = self.refresh_after(client, &token).await?;
-                    own_refreshes += usize::from(mine);
-                    token = fresh;
+                Err(CallError::Refresh) if token.trial => {
+                    return Err(SessionError::Auth(NEW_TOKEN_REFUSED.into()))
+                }
+                Err(CallError::Refresh) if swaps < MAX_SWAPS => {
+                    let next = self.checkout(client, Some(&token.access), !own_refresh).await?;
+                    own_refresh |= next.refreshed;
+                    swaps += usize::from(!next.refreshed);
+                    token = next;
                 }
                 Err(CallError::Refresh) => {
                     return Err(SessionError::Auth(
-                        "Withings refused freshly refreshed access tokens; run `tap-withings auth` again".into(),
+                        "Withings kept refusing the access tokens other calls had just used; run `tap-withings auth` again to re-link the account".into(),
                     ))
                 }
                 Err(e) => return Err(describe(e)),
             }
+        }
+    }
+}
+
+/// An access token that can be used now (not expiring within [`EXPIRY_MARGIN`]).
+fn usable(tokens: &Tokens) -> bool {
+    tokens.access.is_some()
+        && tokens.userid.is_some()
+        && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
+}
+
+fn refresh_error(e: CallError) -> SessionError {
+    match e {
+        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
+            "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
+        )),
+        CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
+        CallError::Refresh => SessionError::Auth(
+            "Withings refused the token refresh; run `tap-withings auth` again to re-link the account".into(),
+        ),
+        CallError::Cancelled => SessionError::Cancelled,
+        CallError::Exhausted { reason, attempts } => {
+            SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
         }
     }
 }
@@ -331,31 +595,7 @@ fn tokens_from_store(u: &StoredUser) -> Tokens {
         expires_at: u.expires_at,
         refresh: Secret::new(u.refresh_token.clone()),
         seeded_from: u.seeded_from.clone(),
-    }
-}
-
-fn choose_tokens(file: &TokenFile, configured: Option<&Secret>) -> Option<Tokens> {
-    let from_store = tokens_from_store;
-    match configured {
-        Some(rt) => {
-            let fp = fingerprint(rt.expose());
-            match file
-                .users
-                .values()
-                .find(|u| u.seeded_from == fp || u.refresh_token == rt.expose())
-            {
-                Some(u) => Some(from_store(u)),
-                None => Some(Tokens {
-                    userid: None,
-                    access: None,
-                    expires_at: 0,
-                    refresh: rt.clone(),
-                    seeded_from: fp,
-                }),
-            }
-        }
-        None if file.users.len() == 1 => file.users.values().next().map(from_store),
-        None => None,
+        superseded: false,
     }
 }
 
@@ -401,55 +641,6 @@ pub fn parse_token_reply(body: &Value) -> std::result::Result<TokenReply, String
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn stored(userid: i64, rt: &str, seeded_from: &str) -> StoredUser {
-        StoredUser {
-            userid,
-            access_token: "a".into(),
-            refresh_token: rt.into(),
-            expires_at: 0,
-            scope: String::new(),
-            updated_at: 0,
-            seeded_from: seeded_from.into(),
-        }
-    }
-
-    fn file(users: &[StoredUser]) -> TokenFile {
-        TokenFile {
-            version: 1,
-            users: users
-                .iter()
-                .map(|u| (u.userid.to_string(), u.clone()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn the_stored_rotation_of_the_configured_token_wins() {
-        let f = file(&[
-            stored(1, "rotated", &fingerprint("configured")),
-            stored(2, "other", "x"),
-        ]);
-        let t = choose_tokens(&f, Some(&Secret::new("configured"))).unwrap();
-        assert_eq!(t.refresh.expose(), "rotated");
-        assert_eq!(t.userid, Some(1));
-    }
-
-    #[test]
-    fn a_new_configured_token_wins_over_an_older_chain() {
-        let f = file(&[stored(1, "rotated", &fingerprint("old-consent"))]);
-        let t = choose_tokens(&f, Some(&Secret::new("new-consent"))).unwrap();
-        assert_eq!(t.refresh.expose(), "new-consent");
-        assert_eq!(t.userid, None);
-        assert_eq!(t.seeded_from, fingerprint("new-consent"));
-    }
-
-    #[test]
-    fn without_a_configured_token_the_only_stored_user_is_used() {
-        assert!(choose_tokens(&file(&[stored(1, "r", "")]), None).is_some());
-        assert!(choose_tokens(&file(&[]), None).is_none());
-        assert!(choose_tokens(&file(&[stored(1, "r", ""), stored(2, "s", "")]), None).is_none());
-    }
 
     #[test]
     fn token_replies_accept_string_userids() {

@@ -28,13 +28,84 @@ pub struct StoredUser {
     /// newer token in the config (after a new consent) is recognised.
     #[serde(default)]
     pub seeded_from: String,
+    /// Fingerprints of configured refresh tokens whose chains this one replaced (a later
+    /// consent, or a newer configured token): such a token in the config is older than the
+    /// stored chain, which wins over it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_seeds: Vec<String>,
 }
+
+impl StoredUser {
+    /// Whether this chain started from the configured token of fingerprint `fp`, replaced a
+    /// chain that did, or holds that very token now.
+    pub fn grew_from(&self, refresh_token: &str) -> bool {
+        self.grew_from_seed(&fingerprint(refresh_token)) || self.refresh_token == refresh_token
+    }
+
+    /// Whether the configured token of fingerprint `fp` started this chain or one it replaced.
+    pub fn grew_from_seed(&self, fp: &str) -> bool {
+        self.seeded_from == fp || self.previous_seeds.iter().any(|s| s == fp)
+    }
+}
+
+/// At most this many earlier seeds are remembered per user.
+pub const MAX_PREVIOUS_SEEDS: usize = 16;
 
 /// The whole store file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TokenFile {
     pub version: u32,
     pub users: BTreeMap<String, StoredUser>,
+}
+
+impl TokenFile {
+    /// Stores `user`'s tokens (replacing the user's entry); when its chain is another than
+    /// the stored one, the stored chain's seed is remembered as superseded.
+    pub fn put(&mut self, mut user: StoredUser) -> StoredUser {
+        let key = user.userid.to_string();
+        let mut seeds = self
+            .users
+            .get(&key)
+            .map(|old| {
+                let mut s = old.previous_seeds.clone();
+                s.push(old.seeded_from.clone());
+                s
+            })
+            .unwrap_or_default();
+        seeds.append(&mut user.previous_seeds);
+        user.previous_seeds = recent_seeds(seeds, &user.seeded_from);
+        self.version = 1;
+        self.users.insert(key, user.clone());
+        user
+    }
+
+    /// Remembers that the configured token of fingerprint `fp` is older than `userid`'s
+    /// stored chain; false when the user is not stored or already knows it.
+    pub fn supersede(&mut self, userid: i64, fp: &str) -> bool {
+        match self.users.get_mut(&userid.to_string()) {
+            Some(u) if !u.grew_from_seed(fp) => {
+                let mut seeds = std::mem::take(&mut u.previous_seeds);
+                seeds.push(fp.to_string());
+                u.previous_seeds = recent_seeds(seeds, &u.seeded_from);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The newest distinct non-empty seeds, oldest first, without `current`, at most
+/// [`MAX_PREVIOUS_SEEDS`].
+fn recent_seeds(seeds: Vec<String>, current: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in seeds.into_iter().rev() {
+        if !s.is_empty() && s != current && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.truncate(MAX_PREVIOUS_SEEDS);
+    out.reverse();
+    out
 }
 
 /// A short, non-reversible fingerprint of a token (safe to store and log).
@@ -113,6 +184,7 @@ pub fn save(path: &Path, file: &TokenFile) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pretty_assertions::assert_eq;
 
     fn user(n: i64) -> StoredUser {
         StoredUser {
@@ -123,6 +195,7 @@ mod tests {
             scope: "user.metrics".into(),
             updated_at: 1,
             seeded_from: fingerprint("seed"),
+            previous_seeds: Vec::new(),
         }
     }
 
@@ -160,6 +233,61 @@ mod tests {
             err.contains("cannot parse token store") && err.contains("tap-withings auth"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_replaced_chain_leaves_its_seed_behind_as_superseded() {
+        let mut file = TokenFile::default();
+        let first = file.put(user(1));
+        assert!(first.previous_seeds.is_empty());
+        // A rotation of the same chain remembers nothing new.
+        let rotated = file.put(StoredUser {
+            refresh_token: "r1b".into(),
+            ..user(1)
+        });
+        assert!(rotated.previous_seeds.is_empty());
+        // A new consent replaces the chain: its seed (and the older ones) are kept.
+        let consent = file.put(StoredUser {
+            seeded_from: fingerprint("consent"),
+            ..user(1)
+        });
+        assert_eq!(consent.previous_seeds, vec![fingerprint("seed")]);
+        assert!(consent.grew_from("seed") && consent.grew_from("consent"));
+        assert!(consent.grew_from("r1") && !consent.grew_from("other"));
+        // Going back to the first chain swaps the roles.
+        let back = file.put(user(1));
+        assert_eq!(back.previous_seeds, vec![fingerprint("consent")]);
+        assert!(file.supersede(1, &fingerprint("other")));
+        assert!(!file.supersede(1, &fingerprint("other")), "known already");
+        assert!(!file.supersede(1, &fingerprint("seed")), "the current seed");
+        assert!(!file.supersede(2, &fingerprint("other")), "no such user");
+        assert_eq!(
+            file.users["1"].previous_seeds,
+            vec![fingerprint("consent"), fingerprint("other")]
+        );
+    }
+
+    #[test]
+    fn previous_seeds_are_bounded_and_keep_the_newest() {
+        let seeds: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        let kept = recent_seeds(seeds, "s39");
+        assert_eq!(kept.len(), MAX_PREVIOUS_SEEDS);
+        assert_eq!(kept.first().map(String::as_str), Some("s23"));
+        assert_eq!(kept.last().map(String::as_str), Some("s38"));
+        assert_eq!(
+            recent_seeds(vec!["a".into(), "".into(), "b".into(), "a".into()], "b"),
+            vec!["a".to_string()]
+        );
+    }
+
+    #[test]
+    fn stores_without_previous_seeds_still_load() {
+        let text = r#"{"version": 1, "users": {"1": {"userid": 1, "access_token": "a", "refresh_token": "r", "expires_at": 1, "updated_at": 1}}}"#;
+        let file: TokenFile = serde_json::from_str(text).unwrap();
+        assert!(file.users["1"].previous_seeds.is_empty());
+        assert!(!serde_json::to_string(&file)
+            .unwrap()
+            .contains("previous_seeds"));
     }
 
     #[test]

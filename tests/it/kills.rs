@@ -1,7 +1,9 @@
 //! SIGKILL at many points of a sync (after N lines, with a slow reply pending, right after the
 //! simulator rotated a refresh token), then a rerun from the last complete STATE line: the
 //! union of both runs' records equals the ground truth, the token store is always valid JSON,
-//! and no STATE ever points past the records written before it.
+//! and no STATE ever points past the records written before it. And SIGKILL at the two
+//! critical points of the sync's own token refresh (the token reply received, the store
+//! written), after which the next run still authenticates.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use withings_sim::{Faults, SimConfig};
 
+use crate::auth::{assert_store_intact, edit_store, read_store, sync_goals, token_grants, Running};
 use crate::streams::{assert_stream_equals, expected, ALL};
 use crate::support::{sim_config, Msg, Run, World};
 
@@ -508,4 +511,67 @@ fn a_rerun_right_after_a_kill_honours_the_repeat_guard() {
     let (written, _, killed) = kill_and_resume(KillAt::Requests(4, 0), 0, 1.0);
     assert!(killed);
     println!("killed after 4 requests ({written} lines), reran within the 1 s repeat guard");
+}
+
+/// Starts a sync of `goals` paused at `point` of its own token refresh and SIGKILLs it there.
+fn kill_sync_refresh_at(world: &World, point: &str) {
+    let args = sync_args(world, &["goals"], None);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut running = Running::start(&args, &[("TAP_WITHINGS_DEBUG_PAUSE", point)]);
+    running.wait_for(&format!("debug pause at {point}"));
+    running.kill();
+}
+
+#[test]
+fn a_sync_killed_inside_its_own_token_refresh_authenticates_on_the_next_run() {
+    for point in ["token_reply", "store_written"] {
+        let world = World::new(sim_config(1, 3));
+        let uid = world.userid();
+        let store = world.path("tokens.json");
+
+        // No store yet: the sync refreshes the configured token.
+        kill_sync_refresh_at(&world, point);
+        assert_eq!(
+            token_grants(&world),
+            1,
+            "{point}: the token endpoint answered"
+        );
+        match point {
+            "token_reply" => assert!(!store.exists(), "nothing stored before the kill"),
+            _ => {
+                assert_store_intact(&store);
+            }
+        }
+        sync_goals(&world, &world.config);
+        let after_first = assert_store_intact(&store);
+
+        // A stored chain whose access token expired: the sync refreshes the stored token.
+        edit_store(&store, uid, |u| u["expires_at"] = json!(0));
+        let before = read_store(&store);
+        let grants = token_grants(&world);
+        kill_sync_refresh_at(&world, point);
+        assert_eq!(token_grants(&world), grants + 1, "{point}");
+        let left = assert_store_intact(&store);
+        match point {
+            "token_reply" => assert_eq!(left, before, "the store is unchanged"),
+            _ => assert_ne!(
+                left["users"][uid.to_string()]["refresh_token"],
+                after_first["users"][uid.to_string()]["refresh_token"],
+                "the rotated refresh token is stored"
+            ),
+        }
+        // The next run authenticates (refreshing the stored token when its access token is
+        // the expired one), and so does the one after it from the rotated token.
+        sync_goals(&world, &world.config);
+        edit_store(&store, uid, |u| u["expires_at"] = json!(0));
+        sync_goals(&world, &world.config);
+        assert!(
+            world
+                .sim
+                .requests()
+                .iter()
+                .all(|r| r.action != "requesttoken" || r.status == 0),
+            "{point}: no refresh token was refused"
+        );
+    }
 }

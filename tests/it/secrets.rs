@@ -1,15 +1,16 @@
 //! Recognisable fake secrets through a full sync (with token refreshes), `--test`,
-//! `auth --refresh` and `auth --status`: none may appear on stdout, on stderr (even at trace
-//! level) or in any file of the run's folder except the token store, and the client secret
-//! not even there.
+//! `auth --refresh`, `auth --status`, a consent (the code exchange) and a sync after it: none
+//! may appear on stdout, on stderr (even at trace level) or in any file of the run's folder
+//! except the token store, and the client secret not even there.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use withings_sim::Faults;
 
+use crate::auth::{consent_via_listener, free_port, start_auth_with};
 use crate::kills::{sync_args, watch, Watched};
 use crate::streams::ALL;
 use crate::support::{sim_config, World};
@@ -58,7 +59,11 @@ fn no_secret_reaches_stdout_stderr_or_any_file_but_the_token_store() {
         repeat_guard_secs: 0.0,
         ..Faults::default()
     };
-    let world = World::new(cfg);
+    let port = free_port();
+    let world = World::with_settings(
+        cfg,
+        json!({"redirect_uri": format!("http://127.0.0.1:{port}/callback")}),
+    );
     let store = world.path("tokens.json");
     let mut secrets: BTreeSet<String> = [
         CLIENT_SECRET.to_string(),
@@ -103,6 +108,46 @@ fn no_secret_reaches_stdout_stderr_or_any_file_but_the_token_store() {
         assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
         runs.push((name.to_string(), run));
     }
+    // A consent: the code exchange's tokens go to the store only.
+    let mut consent = start_auth_with(&world.config, &[], &debug);
+    consent_via_listener(&mut consent);
+    let consent = consent.finish();
+    stored_tokens(&store, &mut secrets);
+    assert_eq!(consent.code, 0, "consent: {}", consent.stderr);
+    assert_eq!(
+        world.sim.stats()["code_exchanges"],
+        json!(1),
+        "the code was exchanged"
+    );
+    runs.push((
+        "auth (consent)".to_string(),
+        Watched {
+            code: Some(consent.code),
+            messages: Vec::new(),
+            tail: String::new(),
+            bytes: consent.stdout.len(),
+            stdout: consent.stdout,
+            stderr: consent.stderr,
+        },
+    ));
+    let after = watch(
+        &world,
+        &sync_args(&world, ALL, None),
+        &debug,
+        Duration::from_secs(60),
+        |_| {
+            stored_tokens(&store, &mut secrets);
+            false
+        },
+    );
+    stored_tokens(&store, &mut secrets);
+    assert_eq!(
+        after.code,
+        Some(0),
+        "sync after the consent: {}",
+        after.stderr
+    );
+    runs.push(("sync after the consent".to_string(), after));
     let refreshes = world.sim.stats()["token_refreshes"].as_u64().unwrap_or(0);
     assert!(refreshes >= 3, "several refreshes happened: {refreshes}");
     // Each refresh hands out a new refresh and access token: most were seen in the store.
