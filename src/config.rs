@@ -71,7 +71,7 @@ pub const SETTINGS: &[Setting] = &[
             "refresh_token",
             Kind::String,
             None,
-            "Refresh token from `tap-withings auth`. Withings rotates it on every refresh: the newest one is kept in `token_store`, which wins over this value once it is newer.",
+            "A user's refresh token obtained elsewhere; not needed after `tap-withings auth`, which writes the token store. Withings rotates it on every refresh: the newest one is kept in `token_store`, which wins over this value once it is newer.",
         )
     },
     Setting {
