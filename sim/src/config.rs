@@ -55,7 +55,7 @@ impl Default for SimConfig {
             page_getactivity: 200,
             page_getworkouts: 300,
             page_getsummary: 300,
-            page_heart_list: 100,
+            page_heart_list: 200,
             page_stetho_list: 100,
             intraday_samples_per_day: 96,
             faults: Faults::default(),

@@ -636,3 +636,37 @@ fn full_table_streams_are_versioned_and_activated_after_a_complete_read() {
         vec![("devices".to_string(), v), ("goals".to_string(), v)]
     );
 }
+
+#[test]
+fn ecg_signals_ask_for_the_filtered_signal_and_intervals_and_emit_them() {
+    let world = World::new(sim_config(1, 10));
+    let userid = world.userid();
+    let run = world.sync(&["ecg_recordings", "ecg_signals"], None);
+    let gets: Vec<_> = world
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.action == "heart_get")
+        .collect();
+    assert!(!gets.is_empty(), "heart get was called");
+    for r in &gets {
+        assert_eq!(
+            r.params.get("with_filtered").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            r.params.get("with_intervals").map(String::as_str),
+            Some("true")
+        );
+    }
+    let truth = world.sim.truth("heart_get", userid);
+    let records = run.records("ecg_signals");
+    assert_eq!(records.len(), gets.len());
+    for r in records {
+        let want = &truth[r["signalid"].to_string()];
+        assert!(want["filtered_signal"].is_array() && want["intervals"].is_object());
+        for field in ["signal", "filtered_signal", "intervals"] {
+            assert_eq!(r[field], want[field], "{field} of signal {}", r["signalid"]);
+        }
+    }
+}
