@@ -105,7 +105,7 @@ pub const SETTINGS: &[Setting] = &[
         "lookback_hours",
         Kind::Integer,
         Some("24"),
-        "Hours re-read behind the bookmarks of intraday_activity, sleep_series/sleep_vitals and ecg_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
+        "Hours re-read behind the bookmarks (or the end of the last scan, when later) of intraday_activity, sleep_series/sleep_vitals, ecg_recordings and stetho_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
     ),
     setting(
         "reconcile_days",

@@ -90,13 +90,58 @@ impl RecentKeys {
     }
 }
 
-/// Where a time-windowed stream resumes: at `start` on a first sync; else at its bookmark
-/// (the latest record it emitted), moved back to cover the `lookback` before `end`, because
+/// The state field of a time-windowed or listed stream's partition that says how far its
+/// reads went: every event before it has been read (the end of the last window whose reply
+/// was fully written), whether or not it held records.
+pub const FIELD_SCANNED_UNTIL: &str = "scanned_until";
+
+/// How close to `now` a scan may claim to have read (seconds): data being uploaded while a
+/// window is read may land just before `now`, so the frontier stays this far behind it.
+pub const SCAN_SAFETY: i64 = 3_600;
+
+/// How much of a time-windowed stream earlier runs have read, from its STATE partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The latest record emitted (the replication key value).
+    pub bookmark: Option<i64>,
+    /// Every event before this instant has been read ([`FIELD_SCANNED_UNTIL`]).
+    pub scanned_until: Option<i64>,
+}
+
+impl Progress {
+    /// The first instant not read yet: just after the bookmark, or the scan frontier when it
+    /// went further (windows without data move only the frontier).
+    pub fn frontier(&self) -> Option<i64> {
+        let after_bookmark = self.bookmark.map(|b| b.saturating_add(1));
+        match (after_bookmark, self.scanned_until) {
+            (Some(b), Some(s)) => Some(b.max(s)),
+            (b, s) => b.or(s),
+        }
+    }
+}
+
+/// Where a time-windowed stream resumes: at `start` on a first sync; else `lookback` seconds
+/// behind its [`Progress::frontier`] (the bookmark, or the scan frontier when later), because
 /// watches and sleep sensors sync to the phone hours or days late. Never before `start`.
-pub fn resume_from(bookmark: Option<i64>, start: i64, end: i64, lookback: i64) -> i64 {
-    match bookmark {
+///
+/// Re-reading from the bookmark itself (however old) would find a watch that synced after
+/// any delay, but a user without one would walk every window since `start_date` on every
+/// run; data that arrives later than the lookback behind the frontier is not looked for.
+pub fn resume_from(progress: Progress, start: i64, lookback: i64) -> i64 {
+    match progress.frontier() {
         None => start,
-        Some(b) => b.min(end - lookback).max(start),
+        Some(f) => f.saturating_sub(lookback.max(0)).max(start),
+    }
+}
+
+/// The new scan frontier once a read up to `read_end` (exclusive or inclusive, either way
+/// everything before it) was written: `Some` when it moves forward, never past
+/// `now - SCAN_SAFETY` and never back.
+pub fn scanned_after(previous: Option<i64>, read_end: i64, now: i64) -> Option<i64> {
+    let s = read_end.min(now - SCAN_SAFETY);
+    match previous {
+        Some(p) if p >= s => None,
+        _ => Some(s),
     }
 }
 
@@ -152,23 +197,65 @@ mod tests {
     }
 
     #[test]
-    fn resuming_reads_back_the_lookback() {
+    fn resuming_reads_back_the_lookback_behind_the_frontier() {
         let day = 86_400;
-        assert_eq!(resume_from(None, 100, 10 * day, day), 100);
-        // A recent bookmark: read the last day again (one window).
-        assert_eq!(resume_from(Some(10 * day - 60), 0, 10 * day, day), 9 * day);
-        // An old bookmark: resume there.
-        assert_eq!(resume_from(Some(3 * day), 0, 10 * day, day), 3 * day);
-        // No lookback: exactly at the bookmark; never before start.
-        assert_eq!(resume_from(Some(5 * day), 0, 10 * day, 0), 5 * day);
-        assert_eq!(
-            resume_from(Some(5 * day), 8 * day, 10 * day, 4 * day),
-            8 * day
-        );
-        assert_eq!(
-            windows(resume_from(Some(10 * day - 5), 0, 10 * day, day), 10 * day).len(),
-            1
-        );
+        let p = |bookmark, scanned_until| Progress {
+            bookmark,
+            scanned_until,
+        };
+        // (progress, start, lookback, resume)
+        let cases = [
+            // First sync: at start.
+            (p(None, None), 100, day, 100),
+            // Only a bookmark (a state of an older version): the lookback behind it.
+            (p(Some(10 * day), None), 0, day, 9 * day + 1),
+            (p(Some(3 * day), None), 0, day, 2 * day + 1),
+            // No lookback: just after the bookmark, so its record is not emitted again.
+            (p(Some(5 * day), None), 0, 0, 5 * day + 1),
+            // Windows without data moved the frontier past an old bookmark (no watch, or a
+            // watch left at home): the lookback behind the frontier, not the whole gap again.
+            (p(Some(3 * day), Some(10 * day)), 0, day, 9 * day),
+            (p(None, Some(10 * day)), 0, day, 9 * day),
+            (p(None, Some(10 * day)), 0, 0, 10 * day),
+            // A bookmark later than the frontier (its window ended inclusive at it).
+            (p(Some(10 * day), Some(10 * day)), 0, 0, 10 * day + 1),
+            (p(Some(10 * day), Some(9 * day)), 0, day, 9 * day + 1),
+            // Never before start.
+            (p(Some(5 * day), None), 8 * day, 4 * day, 8 * day),
+            (p(None, Some(5 * day)), 8 * day, 4 * day, 8 * day),
+        ];
+        for (progress, start, lookback, want) in cases {
+            assert_eq!(
+                resume_from(progress, start, lookback),
+                want,
+                "{progress:?} start {start} lookback {lookback}"
+            );
+        }
+        // A frontier at the end of the range re-reads one window of lookback.
+        let resume = resume_from(p(Some(3 * day), Some(10 * day)), 0, day);
+        assert_eq!(windows(resume, 10 * day), vec![(9 * day, 10 * day)]);
+    }
+
+    #[test]
+    fn the_scan_frontier_moves_forward_only_and_stays_behind_now() {
+        let now = 1_000_000;
+        // (previous, read_end, moved to)
+        let cases = [
+            (None, 500_000, Some(500_000)),
+            (Some(400_000), 500_000, Some(500_000)),
+            (Some(500_000), 500_000, None),
+            (Some(600_000), 500_000, None),
+            // A window ending at (or after) now claims only up to now minus the margin.
+            (None, now, Some(now - SCAN_SAFETY)),
+            (Some(now - SCAN_SAFETY), now + 50, None),
+        ];
+        for (previous, read_end, want) in cases {
+            assert_eq!(
+                scanned_after(previous, read_end, now),
+                want,
+                "{previous:?} {read_end}"
+            );
+        }
     }
 
     #[test]

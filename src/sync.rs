@@ -15,7 +15,9 @@ use crate::auth::session::{Session, SessionError};
 use crate::conform::Fields;
 use crate::error::Error;
 use crate::output::{Batch, Emitter, WriterGone};
-use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
+use crate::plan::{
+    resume_from, scanned_after, windows, Next, Pager, Progress, RecentKeys, FIELD_SCANNED_UNTIL,
+};
 use crate::reconcile::{
     due, keys_from_state, keys_to_state, reconcile, remember, Emitted, KeySet, FIELD_KEYS,
     FIELD_RECONCILED_AT,
@@ -36,7 +38,7 @@ pub struct SyncCtx {
     /// Epoch seconds: the end of every range (end_date or now).
     pub end: i64,
     pub include_objectives: bool,
-    /// Seconds re-read behind the bookmarks of time-windowed streams.
+    /// Seconds re-read behind the progress (bookmark or scan frontier) of time-windowed streams.
     pub lookback: i64,
     /// Seconds of recent history re-scanned for deletions (0: off).
     pub reconcile_window: i64,
@@ -572,19 +574,18 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
         .iter()
         .filter(|s| out.is_selected(s.stream))
         .collect();
-    // Each stream resumes at its own bookmark (the latest record it emitted, not the end of
-    // the last window) minus the lookback, so data that reached Withings late is found.
-    let marks: Vec<i64> = selected
+    // Each stream resumes the lookback behind its own progress: its bookmark (the latest
+    // record it emitted, not the end of the last window, so data that reached Withings late
+    // is found) or, when later, the end of the windows it read without finding anything.
+    let progress: Vec<Progress> = selected
         .iter()
-        .map(|s| {
-            resume_from(
-                out.bookmark(s.stream, userid),
-                ctx.start,
-                ctx.end,
-                ctx.lookback,
-            )
-        })
+        .map(|s| progress(out, s.stream, userid))
         .collect();
+    let marks: Vec<i64> = progress
+        .iter()
+        .map(|p| resume_from(*p, ctx.start, ctx.lookback))
+        .collect();
+    let mut scanned: Vec<Option<i64>> = progress.iter().map(|p| p.scanned_until).collect();
     let Some(from) = marks.iter().copied().min() else {
         return Ok(());
     };
@@ -619,9 +620,26 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
             if let Some(m) = max_seen {
                 out.advance(def, userid, m).await?;
             }
+            // The window's reply is written: nothing before its end needs reading again
+            // (beyond the lookback), with or without records.
+            if let Some(s) = scanned_after(scanned[i], we, ctx.now) {
+                scanned[i] = Some(s);
+                out.partition(def, userid, vec![(FIELD_SCANNED_UNTIL, Value::from(s))])
+                    .await?;
+            }
         }
     }
     Ok(())
+}
+
+/// A stream's bookmark and scan frontier when the run started.
+fn progress(out: &Emitter, stream: &str, userid: i64) -> Progress {
+    Progress {
+        bookmark: out.bookmark(stream, userid),
+        scanned_until: out
+            .partition_field(stream, userid, FIELD_SCANNED_UNTIL)
+            .and_then(|v| lenient_i64(&v)),
+    }
 }
 
 type SignalBuilder = fn(&Value, i64, i64) -> std::result::Result<Vec<Record>, ReplyError>;
@@ -664,18 +682,10 @@ async fn sync_recordings(
     let recordings = stream_def(spec.recordings);
     let signals = stream_def(spec.signals);
     let want_signals = out.is_selected(signals.name);
-    let mark_rec = resume_from(
-        out.bookmark(recordings.name, userid),
-        ctx.start,
-        ctx.end,
-        ctx.lookback,
-    );
-    let mark_sig = resume_from(
-        out.bookmark(signals.name, userid),
-        ctx.start,
-        ctx.end,
-        ctx.lookback,
-    );
+    let progress_rec = progress(out, recordings.name, userid);
+    let progress_sig = progress(out, signals.name, userid);
+    let mark_rec = resume_from(progress_rec, ctx.start, ctx.lookback);
+    let mark_sig = resume_from(progress_sig, ctx.start, ctx.lookback);
     let from = if out.is_selected(recordings.name) {
         mark_rec.min(if want_signals { mark_sig } else { mark_rec })
     } else {
@@ -762,12 +772,19 @@ async fn sync_recordings(
             break;
         }
     }
-    // Newest first: bookmarks move only after the whole list was read.
+    // Newest first: bookmarks move only after the whole list was read, and so does the scan
+    // frontier (the list is read up to the end of the range, inclusive).
     if let Some(m) = max_rec {
         out.advance(recordings, userid, m).await?;
     }
     if let Some(m) = max_sig {
         out.advance(signals, userid, m).await?;
+    }
+    for (def, p) in [(recordings, progress_rec), (signals, progress_sig)] {
+        if let Some(s) = scanned_after(p.scanned_until, ctx.end, ctx.now) {
+            out.partition(def, userid, vec![(FIELD_SCANNED_UNTIL, Value::from(s))])
+                .await?;
+        }
     }
     Ok(())
 }
