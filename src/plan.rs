@@ -145,6 +145,59 @@ pub fn scanned_after(previous: Option<i64>, read_end: i64, now: i64) -> Option<i
     }
 }
 
+/// The state field of a signals stream's partition listing the signals already fetched, as
+/// `[[signalid, recording timestamp], ...]`, so a recording re-read within the lookback does
+/// not cost its signal call again.
+pub const FIELD_FETCHED: &str = "fetched_signals";
+
+/// At most this many fetched signal ids are kept per partition (the newest); a recording
+/// forgotten this way only has its signal fetched (and emitted) once more.
+pub const MAX_FETCHED: usize = 2_000;
+
+/// The signals fetched in earlier runs and this one, by signal id (with the recording time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched(std::collections::BTreeMap<i64, i64>);
+
+impl Fetched {
+    /// Reads [`FIELD_FETCHED`]; anything malformed is ignored (at worst a signal is fetched
+    /// again).
+    pub fn from_state(value: Option<&serde_json::Value>) -> Self {
+        let pairs = value.and_then(|v| v.as_array()).into_iter().flatten();
+        Fetched(
+            pairs
+                .filter_map(|p| Some((p.get(0)?.as_i64()?, p.get(1)?.as_i64()?)))
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, signalid: i64) -> bool {
+        self.0.contains_key(&signalid)
+    }
+
+    pub fn insert(&mut self, signalid: i64, timestamp: i64) {
+        self.0.insert(signalid, timestamp);
+    }
+
+    /// The state value: signals recorded at or after `keep_from` (older ones are not re-read
+    /// by the next run's list), at most [`MAX_FETCHED`] of the newest, oldest first.
+    pub fn to_state(&self, keep_from: i64) -> serde_json::Value {
+        let mut kept: Vec<(i64, i64)> = self
+            .0
+            .iter()
+            .filter(|(_, t)| **t >= keep_from)
+            .map(|(id, t)| (*t, *id))
+            .collect();
+        kept.sort_unstable();
+        let skip = kept.len().saturating_sub(MAX_FETCHED);
+        serde_json::Value::Array(
+            kept[skip..]
+                .iter()
+                .map(|(t, id)| serde_json::json!([id, t]))
+                .collect(),
+        )
+    }
+}
+
 /// Cuts `[start, end]` into windows of at most [`MAX_WINDOW`] seconds, each starting
 /// [`WINDOW_OVERLAP`] seconds before the previous one ended.
 pub fn windows(start: i64, end: i64) -> Vec<(i64, i64)> {
@@ -256,6 +309,29 @@ mod tests {
                 "{previous:?} {read_end}"
             );
         }
+    }
+
+    #[test]
+    fn fetched_signals_round_trip_pruned_and_bounded() {
+        use serde_json::json;
+        let mut f = Fetched::from_state(Some(&json!([[7, 100], [8, 300], "x", [9]])));
+        assert!(f.contains(7) && f.contains(8) && !f.contains(9));
+        f.insert(10, 200);
+        assert_eq!(f.to_state(150), json!([[10, 200], [8, 300]]));
+        assert_eq!(f.to_state(0), json!([[7, 100], [10, 200], [8, 300]]));
+        assert_eq!(
+            Fetched::from_state(Some(&json!({"a": 1}))),
+            Fetched::default()
+        );
+        assert_eq!(Fetched::from_state(None), Fetched::default());
+        let mut many = Fetched::default();
+        for i in 0..(MAX_FETCHED as i64 + 5) {
+            many.insert(i, 1_000 + i);
+        }
+        let kept = many.to_state(0);
+        let kept = kept.as_array().unwrap();
+        assert_eq!(kept.len(), MAX_FETCHED);
+        assert_eq!(kept[0], json!([5, 1_005]));
     }
 
     #[test]

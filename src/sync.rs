@@ -16,7 +16,8 @@ use crate::conform::Fields;
 use crate::error::Error;
 use crate::output::{Batch, Emitter, WriterGone};
 use crate::plan::{
-    resume_from, scanned_after, windows, Next, Pager, Progress, RecentKeys, FIELD_SCANNED_UNTIL,
+    resume_from, scanned_after, windows, Fetched, Next, Pager, Progress, RecentKeys, FIELD_FETCHED,
+    FIELD_SCANNED_UNTIL,
 };
 use crate::reconcile::{
     due, keys_from_state, keys_to_state, reconcile, remember, Emitted, KeySet, FIELD_KEYS,
@@ -686,6 +687,11 @@ async fn sync_recordings(
     let progress_sig = progress(out, signals.name, userid);
     let mark_rec = resume_from(progress_rec, ctx.start, ctx.lookback);
     let mark_sig = resume_from(progress_sig, ctx.start, ctx.lookback);
+    // Signals already fetched (a recording re-read within the lookback keeps its signal).
+    let mut fetched = Fetched::from_state(
+        out.partition_field(signals.name, userid, FIELD_FETCHED)
+            .as_ref(),
+    );
     let from = if out.is_selected(recordings.name) {
         mark_rec.min(if want_signals { mark_sig } else { mark_rec })
     } else {
@@ -743,6 +749,9 @@ async fn sync_recordings(
                 let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
                     continue;
                 };
+                if fetched.contains(signalid) {
+                    continue;
+                }
                 let mut params = vec![
                     ("action", "get".to_string()),
                     ("signalid", signalid.to_string()),
@@ -757,6 +766,7 @@ async fn sync_recordings(
                     );
                 }
                 out.emit(signals, srecs, &now_text()).await?;
+                fetched.insert(signalid, t.unwrap_or(ctx.now));
                 if let Some(t) = t {
                     max_sig = Some(max_sig.map_or(t, |m| m.max(t)));
                 }
@@ -785,6 +795,21 @@ async fn sync_recordings(
             out.partition(def, userid, vec![(FIELD_SCANNED_UNTIL, Value::from(s))])
                 .await?;
         }
+    }
+    if want_signals {
+        // The next run's list starts no earlier than the lookback behind this run's progress.
+        let next = Progress {
+            bookmark: max_sig.max(progress_sig.bookmark),
+            scanned_until: scanned_after(progress_sig.scanned_until, ctx.end, ctx.now)
+                .or(progress_sig.scanned_until),
+        };
+        let keep_from = resume_from(next, ctx.start, ctx.lookback);
+        out.partition(
+            signals,
+            userid,
+            vec![(FIELD_FETCHED, fetched.to_state(keep_from))],
+        )
+        .await?;
     }
     Ok(())
 }

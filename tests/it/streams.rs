@@ -724,3 +724,52 @@ fn windows_without_data_are_not_walked_again_on_the_next_run() {
     assert!(calls <= 4, "{calls} requests for a second run over no data");
     assert_eq!(second.last_state(), state);
 }
+
+#[test]
+fn signals_are_fetched_once_even_when_their_recordings_are_read_again() {
+    // A lookback longer than the data: the second run re-reads every recording.
+    let world = World::with_settings(sim_config(1, 12), json!({"lookback_hours": 24 * 40}));
+    let streams = [
+        "ecg_recordings",
+        "ecg_signals",
+        "stetho_recordings",
+        "stetho_signals",
+    ];
+    let first = world.sync(&streams, None);
+    let gets = |world: &World| {
+        world
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.action == "heart_get" || r.action == "stetho_get")
+            .count()
+    };
+    let recordings =
+        first.records("ecg_recordings").len() + first.records("stetho_recordings").len();
+    assert!(recordings >= 4, "{recordings} recordings");
+    assert_eq!(gets(&world), recordings, "one signal call per recording");
+    world.sim.reset_stats();
+    let second = world.sync(&streams, Some(&first.last_state()));
+    assert_eq!(
+        second.records("ecg_recordings").len() + second.records("stetho_recordings").len(),
+        recordings,
+        "the lookback re-reads (and re-emits) the recordings"
+    );
+    assert_eq!(gets(&world), 0, "no signal is fetched again");
+    assert!(second.records("ecg_signals").is_empty());
+    assert!(second.records("stetho_signals").is_empty());
+    // A new recording costs exactly its own signal call.
+    world
+        .sim
+        .mutate(Mutation::Add {
+            module: "heart_list".into(),
+            userid: world.userid(),
+            count: 1,
+            at: Some(world.sim.anchor() - 3_600),
+        })
+        .unwrap();
+    world.sim.reset_stats();
+    let third = world.sync(&streams, Some(&second.last_state()));
+    assert_eq!(gets(&world), 1);
+    assert_eq!(third.records("ecg_signals").len(), 1);
+}
