@@ -145,6 +145,30 @@ pub fn scanned_after(previous: Option<i64>, read_end: i64, now: i64) -> Option<i
     }
 }
 
+/// The bookmark a complete `lastupdate`/YMD chain earns. Rows carry `modified` (the
+/// replication key) in current replies: the latest one emitted. When a row had none (the
+/// 2021-era getactivity shape) or a first sync found nothing, the latest `modified` says
+/// nothing about what was read; the run itself does: every row changed before it started was
+/// in the replies, so the bookmark becomes `min(now, end) - SCAN_SAFETY` (the margin covers a
+/// row being written while the pages were read, and clock skew), and the next run asks
+/// `lastupdate` from there instead of the whole YMD range again. A run under a bookmark that
+/// saw no row keeps it (`None`).
+pub fn changes_bookmark(
+    max_modified: Option<i64>,
+    row_without_modified: bool,
+    had_bookmark: bool,
+    now: i64,
+    end: i64,
+) -> Option<i64> {
+    let run_start = now.min(end) - SCAN_SAFETY;
+    match (max_modified, row_without_modified, had_bookmark) {
+        (_, true, _) => Some(run_start),
+        (Some(m), false, _) => Some(m),
+        (None, false, false) => Some(run_start),
+        (None, false, true) => None,
+    }
+}
+
 /// The state field of a signals stream's partition listing the signals already fetched, as
 /// `[[signalid, recording timestamp], ...]`, so a recording re-read within the lookback does
 /// not cost its signal call again.
@@ -332,6 +356,33 @@ mod tests {
         let kept = kept.as_array().unwrap();
         assert_eq!(kept.len(), MAX_FETCHED);
         assert_eq!(kept[0], json!([5, 1_005]));
+    }
+
+    #[test]
+    fn changes_bookmark_falls_back_to_the_run_when_rows_lack_modified() {
+        let (now, end) = (1_000_000, 1_000_000);
+        let run = now - SCAN_SAFETY;
+        // (max modified, a row without modified, had a bookmark, bookmark)
+        let cases = [
+            (Some(500), false, false, Some(500)),
+            (Some(500), false, true, Some(500)),
+            (Some(500), true, true, Some(run)),
+            (None, true, false, Some(run)),
+            (None, false, false, Some(run)),
+            (None, false, true, None),
+        ];
+        for (max, without, had, want) in cases {
+            assert_eq!(
+                changes_bookmark(max, without, had, now, end),
+                want,
+                "{max:?} {without} {had}"
+            );
+        }
+        // An end_date in the past bounds the fallback.
+        assert_eq!(
+            changes_bookmark(None, true, false, now, 400_000),
+            Some(400_000 - SCAN_SAFETY)
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use chrono_tz::Tz;
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -16,13 +17,14 @@ use crate::conform::Fields;
 use crate::error::Error;
 use crate::output::{Batch, Emitter, WriterGone};
 use crate::plan::{
-    resume_from, scanned_after, windows, Fetched, Next, Pager, Progress, RecentKeys, FIELD_FETCHED,
-    FIELD_SCANNED_UNTIL,
+    changes_bookmark, resume_from, scanned_after, windows, Fetched, Next, Pager, Progress,
+    RecentKeys, FIELD_FETCHED, FIELD_SCANNED_UNTIL,
 };
 use crate::reconcile::{
     due, keys_from_state, keys_to_state, reconcile, remember, Emitted, KeySet, FIELD_KEYS,
     FIELD_RECONCILED_AT,
 };
+use crate::streams::local_dates::{row_tz, Bounds};
 use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
 use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
@@ -425,6 +427,8 @@ struct Changes {
     list_key: &'static str,
     data_fields: &'static [&'static str],
     build: Builder,
+    /// The row's instant that Withings' YMD filter dates it by (None: a day without one).
+    instant_field: Option<&'static str>,
     /// How deletions are detected (None: rows of this module are never deleted).
     scan: Option<&'static Scan>,
 }
@@ -436,6 +440,7 @@ const CHANGES_ACTIVITY: Changes = Changes {
     list_key: "activities",
     data_fields: activity::GETACTIVITY_DATA_FIELDS,
     build: activity::activity_records,
+    instant_field: None,
     scan: None,
 };
 const CHANGES_WORKOUTS: Changes = Changes {
@@ -445,6 +450,7 @@ const CHANGES_WORKOUTS: Changes = Changes {
     list_key: "series",
     data_fields: workouts::GETWORKOUTS_DATA_FIELDS,
     build: workouts::workouts_records,
+    instant_field: Some("startdate"),
     scan: Some(&SCAN_WORKOUTS),
 };
 const CHANGES_SUMMARIES: Changes = Changes {
@@ -454,6 +460,7 @@ const CHANGES_SUMMARIES: Changes = Changes {
     list_key: "series",
     data_fields: sleep::GETSUMMARY_DATA_FIELDS,
     build: sleep::sleep_summaries_records,
+    instant_field: Some("enddate"),
     scan: Some(&SCAN_SUMMARIES),
 };
 
@@ -464,6 +471,7 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
         Some(b) => vec![("lastupdate", b.to_string())],
         // YMD dates are the user's local calendar days: widening the UTC range by a day on
         // each side covers every timezone (UTC-12 to UTC+14).
+        // Rows outside [start, end] in the user's timezone are dropped below.
         None => vec![
             (
                 "startdateymd",
@@ -472,9 +480,16 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
         ],
     };
+    let bounds = Bounds {
+        start: ctx.start,
+        end: ctx.end,
+    };
+    // The user's timezone, as the rows say it (for a row that does not).
+    let mut tz: Option<Tz> = None;
     let mut pager = Pager::new();
     let mut recent = RecentKeys::default();
     let mut max_seen: Option<i64> = None;
+    let mut row_without_modified = false;
     let mut emitted = Emitted::default();
     loop {
         let mut params = vec![("action", spec.action.to_string())];
@@ -497,8 +512,13 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             if !recent.insert(record_key(def, &r)) {
                 continue;
             }
-            if let Some(t) = r.get("modified").and_then(lenient_i64) {
-                max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
+            tz = row_tz(&r).or(tz);
+            if !bounds.keeps(&r, spec.instant_field, tz) {
+                continue;
+            }
+            match r.get("modified").and_then(lenient_i64) {
+                Some(t) => max_seen = Some(max_seen.map_or(t, |m| m.max(t))),
+                None => row_without_modified = true,
             }
             if spec.scan.is_some() {
                 let t = r.get("startdate").and_then(lenient_i64);
@@ -517,7 +537,14 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             break;
         }
     }
-    if let Some(m) = max_seen {
+    let earned = changes_bookmark(
+        max_seen,
+        row_without_modified,
+        bookmark.is_some(),
+        ctx.now,
+        ctx.end,
+    );
+    if let Some(m) = earned {
         out.advance(def, userid, m).await?;
     }
     match spec.scan {

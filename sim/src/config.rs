@@ -89,6 +89,9 @@ pub struct Faults {
     pub shape_quirks: bool,
     /// Extra unknown fields on every object.
     pub unknown_fields: bool,
+    /// getactivity rows without `modified` (the shape of a 2021 capture); `lastupdate` still
+    /// selects by the stored `modified`.
+    pub no_modified: bool,
 }
 
 impl Default for Faults {
@@ -104,6 +107,7 @@ impl Default for Faults {
             access_token_max_calls: None,
             shape_quirks: false,
             unknown_fields: false,
+            no_modified: false,
         }
     }
 }

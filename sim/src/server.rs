@@ -263,12 +263,15 @@ fn pipeline(
                     format!("Unauthorized: scope {scope} was not granted"),
                 ))
             } else if let Some(user) = st.data.user(userid) {
-                let opts = Opts::new(
-                    &shared.cfg,
-                    faults.lying_more,
-                    faults.shape_quirks,
-                    now as i64,
-                );
+                let opts = Opts {
+                    no_modified: faults.no_modified,
+                    ..Opts::new(
+                        &shared.cfg,
+                        faults.lying_more,
+                        faults.shape_quirks,
+                        now as i64,
+                    )
+                };
                 api::serve(module, user, &p, &opts)
             } else {
                 Err(ApiError::new(401, INVALID_TOKEN))

@@ -773,3 +773,170 @@ fn signals_are_fetched_once_even_when_their_recordings_are_read_again() {
     assert_eq!(gets(&world), 1);
     assert_eq!(third.records("ecg_signals").len(), 1);
 }
+
+#[test]
+fn ymd_streams_keep_only_the_range_in_the_users_local_calendar() {
+    use chrono::TimeZone;
+    let cfg = SimConfig {
+        seed: 11,
+        ..sim_config(2, 20)
+    };
+    let probe = withings_sim::Sim::start(cfg.clone()).unwrap();
+    let second = probe.refresh_token(probe.userids()[1]);
+    let anchor = probe.anchor();
+    drop(probe);
+    // One UTC day in the middle of the data, as in a config `2026-11-29` .. `2026-11-30`.
+    let (start, end) = (anchor - 10 * 86_400, anchor - 9 * 86_400);
+    let world = World::with_settings(
+        cfg,
+        json!({"users": [{"refresh_token": second}],
+               "start_date": rfc3339(start), "end_date": rfc3339(end)}),
+    );
+    let streams = ["activity", "workouts", "sleep_summaries"];
+    let run = world.sync(&streams, None);
+    let local = |t: i64, tz: &str| {
+        let tz: chrono_tz::Tz = tz.parse().unwrap();
+        tz.from_utc_datetime(&chrono::DateTime::from_timestamp(t, 0).unwrap().naive_utc())
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let mut zones = BTreeSet::new();
+    for userid in world.sim.userids() {
+        let tz = world.sim.user_timezone(userid).unwrap();
+        zones.insert(tz.clone());
+        let (first_day, last_day) = (local(start, &tz), local(end, &tz));
+        let want_days: BTreeSet<String> = world
+            .sim
+            .truth("getactivity", userid)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["date"].as_str().unwrap().to_string())
+            .filter(|d| *d >= first_day && *d <= last_day)
+            .collect();
+        let got_days: BTreeSet<String> = run
+            .records("activity")
+            .iter()
+            .filter(|r| r["userid"] == json!(userid))
+            .map(|r| r["date"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got_days, want_days, "activity of user {userid} ({tz})");
+        assert_eq!(want_days.len(), 2, "{tz}: the range touches two local days");
+        for (stream, module, instant) in [
+            ("workouts", "getworkouts", "startdate"),
+            ("sleep_summaries", "getsummary", "enddate"),
+        ] {
+            let want: BTreeSet<i64> = world
+                .sim
+                .truth(module, userid)
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| (start..=end).contains(&r[instant].as_i64().unwrap()))
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect();
+            let got: BTreeSet<i64> = run
+                .records(stream)
+                .iter()
+                .filter(|r| r["userid"] == json!(userid))
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{stream} of user {userid} ({tz})");
+        }
+        let nights = run
+            .records("sleep_summaries")
+            .iter()
+            .filter(|r| r["userid"] == json!(userid))
+            .count();
+        assert!(nights >= 1, "{tz}: a night ends in the range");
+    }
+    assert_eq!(zones.len(), 2, "two users in two timezones");
+    // Under `lastupdate` too: changes dated outside the range are not emitted.
+    let userid = world.userid();
+    for module in ["getactivity", "getworkouts", "getsummary"] {
+        world
+            .sim
+            .mutate(Mutation::Modify {
+                module: module.into(),
+                userid,
+                count: 1,
+            })
+            .unwrap();
+    }
+    for module in ["getactivity", "getworkouts"] {
+        world
+            .sim
+            .mutate(Mutation::Add {
+                module: module.into(),
+                userid,
+                count: 1,
+                at: Some(end + 2 * 86_400),
+            })
+            .unwrap();
+    }
+    world.sim.reset_stats();
+    let second = world.sync(&streams, Some(&run.last_state()));
+    assert!(world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action == "getactivity")
+        .all(|r| r.params.contains_key("lastupdate")));
+    for stream in streams {
+        assert_eq!(second.records(stream), Vec::<Value>::new(), "{stream}");
+    }
+}
+
+#[test]
+fn activity_without_modified_resumes_by_lastupdate_instead_of_the_whole_range_again() {
+    let mut cfg = sim_config(1, 40);
+    cfg.faults.no_modified = true;
+    let world = World::new(cfg);
+    let userid = world.userid();
+    let started = chrono::Utc::now().timestamp();
+    let first = world.sync(&["activity"], None);
+    let days = first.records("activity").len();
+    assert_eq!(
+        days,
+        world
+            .sim
+            .truth("getactivity", userid)
+            .as_array()
+            .unwrap()
+            .len()
+    );
+    assert!(first
+        .records("activity")
+        .iter()
+        .all(|r| r["modified"].is_null()));
+    // The bookmark is the run's start less the safety margin: nothing changed before it was
+    // left unread.
+    let mark = first.last_state()["bookmarks"]["activity"]["partitions"][0]
+        ["replication_key_value"]
+        .clone();
+    let mark = chrono::DateTime::parse_from_rfc3339(mark.as_str().expect("a bookmark"))
+        .unwrap()
+        .timestamp();
+    assert!(mark <= started - 3_600 && mark > started - 3_700, "{mark}");
+    // The next run asks `lastupdate` and gets exactly what changed since.
+    world
+        .sim
+        .mutate(Mutation::Modify {
+            module: "getactivity".into(),
+            userid,
+            count: 2,
+        })
+        .unwrap();
+    world.sim.reset_stats();
+    let second = world.sync(&["activity"], Some(&first.last_state()));
+    let requests = world.sim.requests();
+    let calls: Vec<_> = requests
+        .iter()
+        .filter(|r| r.action == "getactivity")
+        .collect();
+    assert!(
+        calls.iter().all(|r| r.params.contains_key("lastupdate")),
+        "{calls:?}"
+    );
+    assert_eq!(second.records("activity").len(), 2);
+}
