@@ -339,19 +339,25 @@ impl MeasurePage<'_> {
     }
 }
 
+/// The partition field holding the latest `modified` of category 2 (user objectives) measures
+/// emitted; the bookmark (`replication_key_value`) is category 1's. Apart, so that switching
+/// `include_objectives` on later backfills the objectives from `start_date`.
+pub const FIELD_OBJECTIVES_MODIFIED: &str = "objectives_modified";
+
 async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
     let def = stream_def("measures");
     // lastupdate returns groups changed strictly after it (Withings' own incremental recipe:
-    // store max(modified), ask lastupdate=max).
-    let since = out.bookmark(def.name, userid).unwrap_or(ctx.start - 1);
-    let categories: &[&str] = if ctx.include_objectives {
-        &["1", "2"]
-    } else {
-        &["1"]
-    };
-    let mut max_seen: Option<i64> = None;
+    // store max(modified), ask lastupdate=max); each category has its own.
+    let objectives_mark = out
+        .partition_field(def.name, userid, FIELD_OBJECTIVES_MODIFIED)
+        .and_then(|v| lenient_i64(&v));
+    let mut categories = vec![("1", out.bookmark(def.name, userid), None)];
+    if ctx.include_objectives {
+        categories.push(("2", objectives_mark, None));
+    }
     let mut emitted = Emitted::default();
-    for category in categories {
+    for (category, mark, max_seen) in &mut categories {
+        let since = mark.unwrap_or(ctx.start - 1);
         let mut pager = Pager::new();
         let mut recent = RecentKeys::default();
         loop {
@@ -374,7 +380,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                 batch: out.batch(def),
                 recent: &mut recent,
                 emitted: &mut emitted,
-                max_seen: &mut max_seen,
+                max_seen,
                 first: None,
                 last: None,
             };
@@ -411,8 +417,19 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
     }
     // Pages come newest first under a date range and by `modified` under lastupdate; either
     // way the bookmark moves only once every page of the chain is written.
-    if let Some(m) = max_seen {
-        out.advance(def, userid, m).await?;
+    for (category, mark, max_seen) in categories {
+        match (category, max_seen) {
+            ("1", Some(m)) => out.advance(def, userid, m).await?,
+            (_, Some(m)) if mark.is_none_or(|b| m > b) => {
+                out.partition(
+                    def,
+                    userid,
+                    vec![(FIELD_OBJECTIVES_MODIFIED, Value::from(m))],
+                )
+                .await?
+            }
+            _ => {}
+        }
     }
     reconcile_after(ctx, out, userid, def, emitted.into_keys(), &SCAN_MEASURES).await
 }

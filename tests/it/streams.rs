@@ -940,3 +940,45 @@ fn activity_without_modified_resumes_by_lastupdate_instead_of_the_whole_range_ag
     );
     assert_eq!(second.records("activity").len(), 2);
 }
+
+#[test]
+fn switching_on_objectives_later_backfills_category_2() {
+    let world = World::new(sim_config(1, 20));
+    let userid = world.userid();
+    let groups = |category: i64| -> BTreeSet<i64> {
+        world
+            .sim
+            .truth("getmeas", userid)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["category"] == json!(category))
+            .map(|g| g["grpid"].as_i64().unwrap())
+            .collect()
+    };
+    let emitted_groups = |run: &Run| -> BTreeSet<i64> {
+        run.records("measures")
+            .iter()
+            .map(|r| r["grpid"].as_i64().unwrap())
+            .collect()
+    };
+    let objectives = groups(2);
+    assert!(!objectives.is_empty(), "the simulator has objectives");
+    let first = world.sync(&["measures"], None);
+    assert_eq!(emitted_groups(&first), groups(1));
+    set_setting(&world, "include_objectives", json!(true));
+    let second = world.sync(&["measures"], Some(&first.last_state()));
+    assert_eq!(
+        emitted_groups(&second),
+        objectives,
+        "every objective, none of category 1"
+    );
+    let part = &second.last_state()["bookmarks"]["measures"]["partitions"][0];
+    assert_eq!(
+        part["replication_key_value"],
+        first.last_state()["bookmarks"]["measures"]["partitions"][0]["replication_key_value"]
+    );
+    assert!(part["objectives_modified"].is_i64(), "{part}");
+    let third = world.sync(&["measures"], Some(&second.last_state()));
+    assert!(third.records("measures").is_empty());
+}
