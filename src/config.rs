@@ -147,7 +147,7 @@ pub const SETTINGS: &[Setting] = &[
         "include_objectives",
         Kind::Boolean,
         Some("false"),
-        "Also extract getmeas category 2 (user objectives) into `measures`.",
+        "Also extract getmeas category 2 (user objectives) into `measures`. Category 2 keeps its own bookmark (`objectives_modified` in the state partition), so switching this on later backfills the objectives from `start_date`.",
     ),
     setting(
         "flattening_enabled",
