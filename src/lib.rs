@@ -312,12 +312,15 @@ async fn sync<W: Write>(
     // The final STATE is true for what was written, whether or not the sync failed.
     let finished = out.finish();
     for (streams, (requests, retries, seconds)) in &summaries {
-        let records: u64 = streams
-            .split('+')
-            .filter_map(|s| counts.get(s))
-            .map(|c| c.records)
-            .sum();
-        info!(streams = %streams, records, requests, retries, seconds, "Stream summary.");
+        let of = |f: fn(&crate::output::StreamCounts) -> u64| -> u64 {
+            streams
+                .split('+')
+                .filter_map(|s| counts.get(s))
+                .map(f)
+                .sum()
+        };
+        let (records, skipped) = (of(|c| c.records), of(|c| c.skipped));
+        info!(streams = %streams, records, skipped, requests, retries, seconds, "Stream summary.");
     }
     for (stream, c) in &counts {
         info!(

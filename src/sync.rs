@@ -158,6 +158,15 @@ fn record_key(def: &StreamDef, record: &Record) -> u64 {
     h.finish()
 }
 
+/// Whether every key property of a record is present and non-null. A record without one cannot
+/// be emitted: it is passed on all the same, and the writer skips, counts and reports it, but
+/// it takes no part in de-duplication, bookmarks or deletion tracking.
+fn has_keys(def: &StreamDef, record: &Record) -> bool {
+    def.keys
+        .iter()
+        .all(|k| record.get(*k).is_some_and(|v| !v.is_null()))
+}
+
 /// A page's identity for the repeat check: its row count and first and last record keys.
 fn page_fingerprint(rows: usize, first: Option<u64>, last: Option<u64>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -526,6 +535,10 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
         );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
+            if !has_keys(def, &r) {
+                fresh.push(r);
+                continue;
+            }
             if !recent.insert(record_key(def, &r)) {
                 continue;
             }
@@ -652,6 +665,10 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
             let mut fresh = Vec::with_capacity(records.len());
             let mut max_seen: Option<i64> = None;
             for r in records {
+                if !has_keys(def, &r) {
+                    fresh.push(r);
+                    continue;
+                }
                 let t = r.get(ws_def.time_field).and_then(lenient_i64);
                 if t.is_some_and(|t| t < marks[i]) || !recents[i].insert(record_key(def, &r)) {
                     continue;
@@ -764,7 +781,7 @@ async fn sync_recordings(
         );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
-            if recent.insert(record_key(recordings, &r)) {
+            if !has_keys(recordings, &r) || recent.insert(record_key(recordings, &r)) {
                 fresh.push(r);
             }
         }
@@ -777,7 +794,7 @@ async fn sync_recordings(
             })
             .cloned()
             .collect();
-        for r in &new_recordings {
+        for r in new_recordings.iter().filter(|r| has_keys(recordings, r)) {
             if let Some(t) = r.get("timestamp").and_then(lenient_i64) {
                 max_rec = Some(max_rec.map_or(t, |m| m.max(t)));
             }
@@ -1087,4 +1104,54 @@ async fn scan_window(
         }
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn body(text: &str) -> Value {
+        let envelope: Value = serde_json::from_str(text).unwrap();
+        envelope["body"].clone()
+    }
+
+    #[test]
+    fn rows_of_the_documented_shapes_without_their_key_are_told_apart() {
+        // (stream, builder, fixture, rows, rows with their key)
+        let cases: [(&str, Builder, &str, usize, usize); 3] = [
+            (
+                "workouts",
+                workouts::workouts_records,
+                include_str!("../tests/fixtures/keyless/getworkouts.json"),
+                3,
+                1,
+            ),
+            (
+                "sleep_summaries",
+                sleep::sleep_summaries_records,
+                include_str!("../tests/fixtures/keyless/getsummary.json"),
+                2,
+                1,
+            ),
+            (
+                "activity",
+                activity::activity_records,
+                include_str!("../tests/fixtures/keyless/getactivity.json"),
+                4,
+                2,
+            ),
+        ];
+        for (stream, build, fixture, rows, keyed) in cases {
+            let def = stream_def(stream);
+            let records = build(&body(fixture), 7).unwrap();
+            assert_eq!(
+                records.len(),
+                rows,
+                "{stream}: no row is dropped by the builder"
+            );
+            let with_keys = records.iter().filter(|r| has_keys(def, r)).count();
+            assert_eq!(with_keys, keyed, "{stream}");
+        }
+    }
 }

@@ -92,6 +92,10 @@ pub struct Faults {
     /// getactivity rows without `modified` (the shape of a 2021 capture); `lastupdate` still
     /// selects by the stored `modified`.
     pub no_modified: bool,
+    /// Some rows lack their key (see `faults::keyless`): getworkouts and getsummary rows
+    /// without `id` (as in the API reference's examples), getactivity rows without `date`,
+    /// heart list rows without `ecg.signalid`.
+    pub keyless_rows: bool,
 }
 
 impl Default for Faults {
@@ -108,6 +112,7 @@ impl Default for Faults {
             shape_quirks: false,
             unknown_fields: false,
             no_modified: false,
+            keyless_rows: false,
         }
     }
 }

@@ -272,7 +272,16 @@ fn pipeline(
                         now as i64,
                     )
                 };
-                api::serve(module, user, &p, &opts)
+                let body = api::serve(module, user, &p, &opts);
+                if faults.keyless_rows {
+                    body.map(|b| {
+                        let mut v = b.into_value();
+                        crate::faults::strip_keys(module, &mut v);
+                        api::Body::Value(v)
+                    })
+                } else {
+                    body
+                }
             } else {
                 Err(ApiError::new(401, INVALID_TOKEN))
             };

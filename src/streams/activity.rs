@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::shape::{entries, epoch_key, items, kind, record_from, require_key};
+use super::shape::{entries, epoch_key, items, kind, record_from};
 use super::{Record, ReplyError};
 
 /// Every `data_fields` value of Measure v2 getactivity (Withings API reference,
@@ -52,18 +52,13 @@ pub const GETINTRADAYACTIVITY_DATA_FIELDS: &[&str] = &[
 /// `userid`, keyed on `date` (the local `YYYY-MM-DD` day).
 ///
 /// `activities` may be a list, a single object (one day), `[]`, `{}`, null or absent. Fails when
-/// it is a scalar or an item has no `date`.
+/// it is a scalar. An item without `date` is kept without it: the tap skips it when emitting.
 pub fn activity_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "getactivity";
-    items(body, ACTION, "activities")?
+    Ok(items(body, ACTION, "activities")?
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let record = record_from(item, userid);
-            require_key(&record, ACTION, &format!("activities[{i}]"), "date")?;
-            Ok(record)
-        })
-        .collect()
+        .map(|item| record_from(item, userid))
+        .collect())
 }
 
 /// One `intraday_activity` record per entry of getintradayactivity's `body.series`, an object
@@ -147,16 +142,10 @@ mod tests {
 
     #[test]
     fn activity_rejects_impossible_shapes() {
-        let cases = [
-            (
-                json!({"activities": "2024-01-02"}),
-                "getactivity: activities is a string, expected a list of objects",
-            ),
-            (
-                json!({"activities": [{"steps": 1}]}),
-                "getactivity: activities[0] has no date",
-            ),
-        ];
+        let cases = [(
+            json!({"activities": "2024-01-02"}),
+            "getactivity: activities is a string, expected a list of objects",
+        )];
         for (body, want) in cases {
             assert_eq!(activity_records(&body, 1), Err(ReplyError(want.to_owned())));
         }

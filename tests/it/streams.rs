@@ -982,3 +982,83 @@ fn switching_on_objectives_later_backfills_category_2() {
     let third = world.sync(&["measures"], Some(&second.last_state()));
     assert!(third.records("measures").is_empty());
 }
+
+#[test]
+fn rows_without_their_key_are_skipped_counted_and_the_sync_goes_on() {
+    let mut cfg = sim_config(1, 30);
+    cfg.faults.keyless_rows = true;
+    cfg.page_getactivity = 10;
+    let world = World::new(cfg);
+    let userid = world.userid();
+    let streams = [
+        "activity",
+        "workouts",
+        "sleep_summaries",
+        "ecg_recordings",
+        "ecg_signals",
+    ];
+    let run = world.sync(&streams, None);
+    let mut skipped_total = 0;
+    for (stream, module, key) in [
+        ("activity", "getactivity", "/date"),
+        ("workouts", "getworkouts", "/id"),
+        ("sleep_summaries", "getsummary", "/id"),
+        ("ecg_recordings", "heart_list", "/ecg/signalid"),
+        ("ecg_signals", "heart_list", "/ecg/signalid"),
+    ] {
+        let truth = world.sim.truth(module, userid);
+        let rows = truth.as_array().unwrap();
+        let keep: BTreeSet<String> = rows
+            .iter()
+            .filter(|r| !withings_sim::faults::keyless(module, r))
+            .map(|r| r.pointer(key).unwrap().to_string())
+            .collect();
+        let skipped = rows.len() - keep.len();
+        assert!(
+            skipped > 0 && !keep.is_empty(),
+            "{stream}: {skipped} keyless"
+        );
+        if stream != "ecg_signals" {
+            skipped_total += skipped;
+        }
+        let field = key.rsplit('/').next().unwrap();
+        let got: BTreeSet<String> = run
+            .records(stream)
+            .iter()
+            .map(|r| r[field].to_string())
+            .collect();
+        assert_eq!(got, keep, "{stream}");
+    }
+    // One warning per page naming the stream and the count, and the count in the summary.
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("without a key property"))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("stream workouts: skipped")),
+        "{}",
+        run.stderr
+    );
+    let activity_warnings = warnings
+        .iter()
+        .filter(|l| l.contains("stream activity"))
+        .count();
+    assert!(activity_warnings >= 2, "one per page: {warnings:?}");
+    let summed: usize = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Stream summary."))
+        .filter_map(|l| l.split("skipped=").nth(1))
+        .map(|v| {
+            v.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(summed, skipped_total, "{}", run.stderr);
+}
