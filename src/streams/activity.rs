@@ -53,11 +53,21 @@ pub const GETINTRADAYACTIVITY_DATA_FIELDS: &[&str] = &[
 ///
 /// `activities` may be a list, a single object (one day), `[]`, `{}`, null or absent. Fails when
 /// it is a scalar. An item without `date` is kept without it: the tap skips it when emitting.
+/// A `data_fields` value (all numeric) sent as `false`, as Withings does for a zero (`intense`),
+/// becomes 0.
 pub fn activity_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "getactivity";
     Ok(items(body, ACTION, "activities")?
         .into_iter()
-        .map(|item| record_from(item, userid))
+        .map(|item| {
+            let mut record = record_from(item, userid);
+            for field in GETACTIVITY_DATA_FIELDS {
+                if let Some(v @ Value::Bool(false)) = record.get_mut(*field) {
+                    *v = Value::from(0);
+                }
+            }
+            record
+        })
         .collect())
 }
 
@@ -122,6 +132,16 @@ mod tests {
         assert_eq!(second["date"], json!("2023-10-21"));
         assert_eq!(second["totalcalories"], json!(2357.149));
         assert!(second.get("hr_average").is_none());
+    }
+
+    #[test]
+    fn activity_reads_false_as_zero_in_numeric_fields() {
+        let body = json!({"activities": [{"date": "2024-01-02", "intense": false, "soft": 3,
+                                           "is_tracker": false}]});
+        let records = activity_records(&body, 1).unwrap();
+        assert_eq!(records[0]["intense"], json!(0));
+        assert_eq!(records[0]["soft"], json!(3));
+        assert_eq!(records[0]["is_tracker"], json!(false));
     }
 
     #[test]
