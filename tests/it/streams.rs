@@ -1,6 +1,9 @@
-//! Every stream against withings-sim's ground truth: full syncs, incremental syncs after
-//! changes, and the API's quirks (lying `more`, reply-shape variants, unknown fields, `[]`
-//! goals, two devices on one night, 24 h truncation).
+//! Every stream against withings-sim's ground truth, every field: full syncs, incremental
+//! syncs after changes (exactly the changes with no lookback), progress kept across empty
+//! windows, signals fetched once, local-calendar bounds of the YMD streams, records on window
+//! boundaries, deselected properties, cleared goals, rows without their key, and the API's
+//! quirks (lying `more`, reply-shape variants, unknown fields, `[]` goals, two devices on one
+//! night, 24 h truncation, replies without `modified`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1078,4 +1081,192 @@ fn rows_without_their_key_are_skipped_counted_and_the_sync_goes_on() {
         })
         .sum();
     assert_eq!(summed, skipped_total, "{}", run.stderr);
+}
+
+#[test]
+fn a_record_exactly_on_a_window_boundary_is_emitted_once() {
+    let cfg = sim_config(1, 8);
+    let probe = withings_sim::Sim::start(cfg.clone()).unwrap();
+    let t0 = probe.anchor() - 5 * 86_400;
+    drop(probe);
+    let world = World::with_settings(
+        cfg,
+        json!({"start_date": rfc3339(t0), "end_date": rfc3339(t0 + 3 * 86_400)}),
+    );
+    let userid = world.userid();
+    // The first window is [t0, t0 + 24 h]; the second starts a minute before its end.
+    let (end1, start2) = (t0 + 86_400, t0 + 86_400 - 60);
+    for at in [end1, start2] {
+        let added = world
+            .sim
+            .mutate(Mutation::Add {
+                module: "getintradayactivity".into(),
+                userid,
+                count: 1,
+                at: Some(at),
+            })
+            .unwrap();
+        assert_eq!(added["timestamps"], json!([at]), "no sample was there yet");
+    }
+    // A night whose first segment starts exactly at the end of the first window.
+    world
+        .sim
+        .mutate(Mutation::Add {
+            module: "sleep_get".into(),
+            userid,
+            count: 1,
+            at: Some(end1),
+        })
+        .unwrap();
+    let run = world.sync(&["intraday_activity", "sleep_series", "sleep_vitals"], None);
+    let requests = world.sim.requests();
+    for action in ["getintradayactivity", "sleep_get"] {
+        let windows: Vec<(String, String)> = requests
+            .iter()
+            .filter(|r| r.action == action)
+            .map(|r| (r.params["startdate"].clone(), r.params["enddate"].clone()))
+            .collect();
+        assert!(
+            windows.contains(&(t0.to_string(), end1.to_string())),
+            "{action} {windows:?}"
+        );
+        assert!(
+            windows.iter().any(|w| w.0 == start2.to_string()),
+            "{action} {windows:?}"
+        );
+    }
+    // (Run::check already refuses a key emitted twice; count them anyway.)
+    let count = |stream: &str, field: &str, t: i64| {
+        run.records(stream)
+            .iter()
+            .filter(|r| r[field] == ts(t))
+            .count()
+    };
+    // Intraday's enddate is exclusive: the sample at end1 comes from the second window only;
+    // the one at start2 lies in both.
+    assert_eq!(count("intraday_activity", "timestamp", end1), 1);
+    assert_eq!(count("intraday_activity", "timestamp", start2), 1);
+    // Sleep get's enddate is inclusive: the segment at end1 lies in both windows, once per
+    // device that recorded the night.
+    let devices = world
+        .sim
+        .truth("sleep_get", userid)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["startdate"] == json!(end1))
+        .count();
+    assert!(devices >= 1);
+    assert_eq!(count("sleep_series", "startdate", end1), devices);
+    assert_eq!(count("sleep_vitals", "timestamp", end1), devices);
+    assert_stream_equals(
+        &run,
+        &world,
+        userid,
+        "intraday_activity",
+        &expected(&world, userid)["intraday_activity"]
+            .clone()
+            .into_iter()
+            .filter(|(k, _)| {
+                k[2..22] >= ts(t0).as_str().unwrap()[..20]
+                    && k[2..22] < ts(t0 + 3 * 86_400).as_str().unwrap()[..20]
+            })
+            .collect(),
+    );
+}
+
+#[test]
+fn a_deselected_property_disappears_from_schema_and_records() {
+    let world = World::new(sim_config(1, 5));
+    let mut catalog = crate::support::discover();
+    for entry in catalog["streams"].as_array_mut().unwrap() {
+        let name = entry["tap_stream_id"].as_str().unwrap().to_string();
+        let selected = name == "activity" || name == "workouts";
+        for m in entry["metadata"].as_array_mut().unwrap() {
+            let crumb = m["breadcrumb"].clone();
+            if crumb == json!([]) {
+                m["metadata"]["selected"] = json!(selected);
+            } else if crumb == json!(["properties", "steps"]) && name == "activity"
+                || crumb == json!(["properties", "data"]) && name == "workouts"
+            {
+                m["metadata"]["selected"] = json!(false);
+            }
+        }
+    }
+    let catalog_path = crate::support::write_json(world.dir.path(), "deselect.json", &catalog);
+    let run = crate::support::tap(&[
+        "--config",
+        world.config.to_str().unwrap(),
+        "--catalog",
+        catalog_path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.check();
+    let schema = |stream: &str| -> Value {
+        run.messages
+            .iter()
+            .find_map(|m| match m {
+                crate::support::Msg::Schema {
+                    stream: s, schema, ..
+                } if s == stream => Some(schema["properties"].clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("a SCHEMA for {stream}"))
+    };
+    let activity = schema("activity");
+    assert!(activity.get("steps").is_none(), "{activity}");
+    assert!(activity.get("distance").is_some() && activity.get("date").is_some());
+    let workouts = schema("workouts");
+    let columns: Vec<&String> = workouts.as_object().unwrap().keys().collect();
+    assert!(
+        columns.iter().all(|c| !c.starts_with("data")),
+        "{columns:?}"
+    );
+    assert!(workouts.get("category").is_some());
+    let days = run.records("activity");
+    assert!(!days.is_empty());
+    assert!(days
+        .iter()
+        .all(|r| r.get("steps").is_none() && r.get("distance").is_some()));
+    let sessions = run.records("workouts");
+    assert!(!sessions.is_empty());
+    for r in sessions {
+        assert!(
+            r.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("data")),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn goals_cleared_between_runs_reach_the_target_as_a_record_of_nulls() {
+    let world = World::new(sim_config(1, 3));
+    let userid = world.userid();
+    let first = world.sync(&["goals"], None);
+    let before = first.records("goals");
+    assert_eq!(before.len(), 1);
+    assert!(
+        before[0]["steps"].is_i64(),
+        "the user has goals: {}",
+        before[0]
+    );
+    world
+        .sim
+        .mutate(Mutation::Delete {
+            module: "getgoals".into(),
+            userid,
+            count: 1,
+        })
+        .unwrap();
+    assert_eq!(world.sim.truth("getgoals", userid), json!([]));
+    let second = world.sync(&["goals"], Some(&first.last_state()));
+    let after = second.records("goals");
+    assert_eq!(after.len(), 1, "still one record for the user");
+    assert_eq!(after[0]["userid"], json!(userid));
+    for field in ["steps", "sleep", "weight__value", "weight__unit"] {
+        assert!(after[0][field].is_null(), "{field}: {}", after[0]);
+    }
 }
