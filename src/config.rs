@@ -105,7 +105,7 @@ pub const SETTINGS: &[Setting] = &[
         "lookback_hours",
         Kind::Integer,
         Some("24"),
-        "Hours re-read behind the bookmarks of intraday_activity, sleep_series/sleep_vitals and ecg_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
+        "Hours re-read behind the bookmarks (or the end of the last scan, when later) of intraday_activity, sleep_series/sleep_vitals, ecg_recordings and stetho_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
     ),
     setting(
         "reconcile_days",
@@ -147,7 +147,7 @@ pub const SETTINGS: &[Setting] = &[
         "include_objectives",
         Kind::Boolean,
         Some("false"),
-        "Also extract getmeas category 2 (user objectives) into `measures`.",
+        "Also extract getmeas category 2 (user objectives) into `measures`. Category 2 keeps its own bookmark (`objectives_modified` in the state partition), so switching this on later backfills the objectives from `start_date`.",
     ),
     setting(
         "flattening_enabled",

@@ -386,10 +386,13 @@ async fn sync<W: Write>(
     let tally = tallies.snapshot();
     for (stream, seconds) in &seconds_of {
         let t = tally.get(stream).copied().unwrap_or_default();
-        let records = counts.get(stream).map_or(0, |c| c.records);
+        let (records, skipped) = counts
+            .get(stream)
+            .map_or((0, 0), |c| (c.records, c.skipped));
         info!(
             stream = %stream,
             records,
+            skipped,
             requests = t.requests,
             retries = t.retries,
             seconds,

@@ -68,6 +68,8 @@ pub struct Batch {
     records: u64,
     /// Key properties of records skipped for lacking them.
     skipped: Vec<String>,
+    /// How many records were skipped for lacking a key property.
+    skipped_rows: u64,
     /// Properties whose value could not be coerced (written as null).
     coerced: Vec<String>,
 }
@@ -100,6 +102,7 @@ impl Batch {
         match result {
             Ok(()) => self.records += 1,
             Err(ConformError::MissingKey(key)) => {
+                self.skipped_rows += 1;
                 if !self.skipped.contains(&key) {
                     self.skipped.push(key);
                 }
@@ -152,6 +155,7 @@ impl Emitter {
             lines: Vec::new(),
             records: 0,
             skipped: Vec::new(),
+            skipped_rows: 0,
             coerced: Vec::new(),
         })
     }
@@ -324,17 +328,18 @@ impl<W: Write> Output<W> {
                 );
             }
         }
-        for key in &batch.skipped {
-            if self.warned.insert(format!("{}#{key}", def.name)) {
-                warn!(
-                    "stream {}: skipped a record without its key property `{key}`",
-                    def.name
-                );
-            }
+        // One warning per batch (a page): a record without its key cannot be emitted.
+        if batch.skipped_rows > 0 {
+            warn!(
+                "stream {}: skipped {} record(s) without a key property ({}); the sync goes on",
+                def.name,
+                batch.skipped_rows,
+                batch.skipped.join(", ")
+            );
         }
         let c = self.counts.entry(def.name).or_default();
         c.records += batch.records;
-        c.skipped += batch.skipped.len() as u64;
+        c.skipped += batch.skipped_rows;
         Ok(())
     }
 

@@ -140,13 +140,135 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// Where a time-windowed stream resumes: at `start` on a first sync; else at its bookmark
-/// (the latest record it emitted), moved back to cover the `lookback` before `end`, because
+/// The state field of a time-windowed or listed stream's partition that says how far its
+/// reads went: every event before it has been read (the end of the last window whose reply
+/// was fully written), whether or not it held records.
+pub const FIELD_SCANNED_UNTIL: &str = "scanned_until";
+
+/// How close to `now` a scan may claim to have read (seconds): data being uploaded while a
+/// window is read may land just before `now`, so the frontier stays this far behind it.
+pub const SCAN_SAFETY: i64 = 3_600;
+
+/// How much of a time-windowed stream earlier runs have read, from its STATE partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The latest record emitted (the replication key value).
+    pub bookmark: Option<i64>,
+    /// Every event before this instant has been read ([`FIELD_SCANNED_UNTIL`]).
+    pub scanned_until: Option<i64>,
+}
+
+impl Progress {
+    /// The first instant not read yet: just after the bookmark, or the scan frontier when it
+    /// went further (windows without data move only the frontier).
+    pub fn frontier(&self) -> Option<i64> {
+        let after_bookmark = self.bookmark.map(|b| b.saturating_add(1));
+        match (after_bookmark, self.scanned_until) {
+            (Some(b), Some(s)) => Some(b.max(s)),
+            (b, s) => b.or(s),
+        }
+    }
+}
+
+/// Where a time-windowed stream resumes: at `start` on a first sync; else `lookback` seconds
+/// behind its [`Progress::frontier`] (the bookmark, or the scan frontier when later), because
 /// watches and sleep sensors sync to the phone hours or days late. Never before `start`.
-pub fn resume_from(bookmark: Option<i64>, start: i64, end: i64, lookback: i64) -> i64 {
-    match bookmark {
+///
+/// Re-reading from the bookmark itself (however old) would find a watch that synced after
+/// any delay, but a user without one would walk every window since `start_date` on every
+/// run; data that arrives later than the lookback behind the frontier is not looked for.
+pub fn resume_from(progress: Progress, start: i64, lookback: i64) -> i64 {
+    match progress.frontier() {
         None => start,
-        Some(b) => b.min(end - lookback).max(start),
+        Some(f) => f.saturating_sub(lookback.max(0)).max(start),
+    }
+}
+
+/// The new scan frontier once a read up to `read_end` (exclusive or inclusive, either way
+/// everything before it) was written: `Some` when it moves forward, never past
+/// `now - SCAN_SAFETY` and never back.
+pub fn scanned_after(previous: Option<i64>, read_end: i64, now: i64) -> Option<i64> {
+    let s = read_end.min(now - SCAN_SAFETY);
+    match previous {
+        Some(p) if p >= s => None,
+        _ => Some(s),
+    }
+}
+
+/// The bookmark a complete `lastupdate`/YMD chain earns. Rows carry `modified` (the
+/// replication key) in current replies: the latest one emitted. When a row had none (the
+/// 2021-era getactivity shape) or a first sync found nothing, the latest `modified` says
+/// nothing about what was read; the run itself does: every row changed before it started was
+/// in the replies, so the bookmark becomes `min(now, end) - SCAN_SAFETY` (the margin covers a
+/// row being written while the pages were read, and clock skew), and the next run asks
+/// `lastupdate` from there instead of the whole YMD range again. A run under a bookmark that
+/// saw no row keeps it (`None`).
+pub fn changes_bookmark(
+    max_modified: Option<i64>,
+    row_without_modified: bool,
+    had_bookmark: bool,
+    now: i64,
+    end: i64,
+) -> Option<i64> {
+    let run_start = now.min(end) - SCAN_SAFETY;
+    match (max_modified, row_without_modified, had_bookmark) {
+        (_, true, _) => Some(run_start),
+        (Some(m), false, _) => Some(m),
+        (None, false, false) => Some(run_start),
+        (None, false, true) => None,
+    }
+}
+
+/// The state field of a signals stream's partition listing the signals already fetched, as
+/// `[[signalid, recording timestamp], ...]`, so a recording re-read within the lookback does
+/// not cost its signal call again.
+pub const FIELD_FETCHED: &str = "fetched_signals";
+
+/// At most this many fetched signal ids are kept per partition (the newest); a recording
+/// forgotten this way only has its signal fetched (and emitted) once more.
+pub const MAX_FETCHED: usize = 2_000;
+
+/// The signals fetched in earlier runs and this one, by signal id (with the recording time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched(std::collections::BTreeMap<i64, i64>);
+
+impl Fetched {
+    /// Reads [`FIELD_FETCHED`]; anything malformed is ignored (at worst a signal is fetched
+    /// again).
+    pub fn from_state(value: Option<&serde_json::Value>) -> Self {
+        let pairs = value.and_then(|v| v.as_array()).into_iter().flatten();
+        Fetched(
+            pairs
+                .filter_map(|p| Some((p.get(0)?.as_i64()?, p.get(1)?.as_i64()?)))
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, signalid: i64) -> bool {
+        self.0.contains_key(&signalid)
+    }
+
+    pub fn insert(&mut self, signalid: i64, timestamp: i64) {
+        self.0.insert(signalid, timestamp);
+    }
+
+    /// The state value: signals recorded at or after `keep_from` (older ones are not re-read
+    /// by the next run's list), at most [`MAX_FETCHED`] of the newest, oldest first.
+    pub fn to_state(&self, keep_from: i64) -> serde_json::Value {
+        let mut kept: Vec<(i64, i64)> = self
+            .0
+            .iter()
+            .filter(|(_, t)| **t >= keep_from)
+            .map(|(id, t)| (*t, *id))
+            .collect();
+        kept.sort_unstable();
+        let skip = kept.len().saturating_sub(MAX_FETCHED);
+        serde_json::Value::Array(
+            kept[skip..]
+                .iter()
+                .map(|(t, id)| serde_json::json!([id, t]))
+                .collect(),
+        )
     }
 }
 
@@ -223,22 +345,114 @@ mod tests {
     }
 
     #[test]
-    fn resuming_reads_back_the_lookback() {
+    fn resuming_reads_back_the_lookback_behind_the_frontier() {
         let day = 86_400;
-        assert_eq!(resume_from(None, 100, 10 * day, day), 100);
-        // A recent bookmark: read the last day again (one window).
-        assert_eq!(resume_from(Some(10 * day - 60), 0, 10 * day, day), 9 * day);
-        // An old bookmark: resume there.
-        assert_eq!(resume_from(Some(3 * day), 0, 10 * day, day), 3 * day);
-        // No lookback: exactly at the bookmark; never before start.
-        assert_eq!(resume_from(Some(5 * day), 0, 10 * day, 0), 5 * day);
+        let p = |bookmark, scanned_until| Progress {
+            bookmark,
+            scanned_until,
+        };
+        // (progress, start, lookback, resume)
+        let cases = [
+            // First sync: at start.
+            (p(None, None), 100, day, 100),
+            // Only a bookmark (a state of an older version): the lookback behind it.
+            (p(Some(10 * day), None), 0, day, 9 * day + 1),
+            (p(Some(3 * day), None), 0, day, 2 * day + 1),
+            // No lookback: just after the bookmark, so its record is not emitted again.
+            (p(Some(5 * day), None), 0, 0, 5 * day + 1),
+            // Windows without data moved the frontier past an old bookmark (no watch, or a
+            // watch left at home): the lookback behind the frontier, not the whole gap again.
+            (p(Some(3 * day), Some(10 * day)), 0, day, 9 * day),
+            (p(None, Some(10 * day)), 0, day, 9 * day),
+            (p(None, Some(10 * day)), 0, 0, 10 * day),
+            // A bookmark later than the frontier (its window ended inclusive at it).
+            (p(Some(10 * day), Some(10 * day)), 0, 0, 10 * day + 1),
+            (p(Some(10 * day), Some(9 * day)), 0, day, 9 * day + 1),
+            // Never before start.
+            (p(Some(5 * day), None), 8 * day, 4 * day, 8 * day),
+            (p(None, Some(5 * day)), 8 * day, 4 * day, 8 * day),
+        ];
+        for (progress, start, lookback, want) in cases {
+            assert_eq!(
+                resume_from(progress, start, lookback),
+                want,
+                "{progress:?} start {start} lookback {lookback}"
+            );
+        }
+        // A frontier at the end of the range re-reads one window of lookback.
+        let resume = resume_from(p(Some(3 * day), Some(10 * day)), 0, day);
+        assert_eq!(windows(resume, 10 * day), vec![(9 * day, 10 * day)]);
+    }
+
+    #[test]
+    fn the_scan_frontier_moves_forward_only_and_stays_behind_now() {
+        let now = 1_000_000;
+        // (previous, read_end, moved to)
+        let cases = [
+            (None, 500_000, Some(500_000)),
+            (Some(400_000), 500_000, Some(500_000)),
+            (Some(500_000), 500_000, None),
+            (Some(600_000), 500_000, None),
+            // A window ending at (or after) now claims only up to now minus the margin.
+            (None, now, Some(now - SCAN_SAFETY)),
+            (Some(now - SCAN_SAFETY), now + 50, None),
+        ];
+        for (previous, read_end, want) in cases {
+            assert_eq!(
+                scanned_after(previous, read_end, now),
+                want,
+                "{previous:?} {read_end}"
+            );
+        }
+    }
+
+    #[test]
+    fn fetched_signals_round_trip_pruned_and_bounded() {
+        use serde_json::json;
+        let mut f = Fetched::from_state(Some(&json!([[7, 100], [8, 300], "x", [9]])));
+        assert!(f.contains(7) && f.contains(8) && !f.contains(9));
+        f.insert(10, 200);
+        assert_eq!(f.to_state(150), json!([[10, 200], [8, 300]]));
+        assert_eq!(f.to_state(0), json!([[7, 100], [10, 200], [8, 300]]));
         assert_eq!(
-            resume_from(Some(5 * day), 8 * day, 10 * day, 4 * day),
-            8 * day
+            Fetched::from_state(Some(&json!({"a": 1}))),
+            Fetched::default()
         );
+        assert_eq!(Fetched::from_state(None), Fetched::default());
+        let mut many = Fetched::default();
+        for i in 0..(MAX_FETCHED as i64 + 5) {
+            many.insert(i, 1_000 + i);
+        }
+        let kept = many.to_state(0);
+        let kept = kept.as_array().unwrap();
+        assert_eq!(kept.len(), MAX_FETCHED);
+        assert_eq!(kept[0], json!([5, 1_005]));
+    }
+
+    #[test]
+    fn changes_bookmark_falls_back_to_the_run_when_rows_lack_modified() {
+        let (now, end) = (1_000_000, 1_000_000);
+        let run = now - SCAN_SAFETY;
+        // (max modified, a row without modified, had a bookmark, bookmark)
+        let cases = [
+            (Some(500), false, false, Some(500)),
+            (Some(500), false, true, Some(500)),
+            (Some(500), true, true, Some(run)),
+            (None, true, false, Some(run)),
+            (None, false, false, Some(run)),
+            (None, false, true, None),
+        ];
+        for (max, without, had, want) in cases {
+            assert_eq!(
+                changes_bookmark(max, without, had, now, end),
+                want,
+                "{max:?} {without} {had}"
+            );
+        }
+        // An end_date in the past bounds the fallback.
         assert_eq!(
-            windows(resume_from(Some(10 * day - 5), 0, 10 * day, day), 10 * day).len(),
-            1
+            changes_bookmark(None, true, false, now, 400_000),
+            Some(400_000 - SCAN_SAFETY)
         );
     }
 

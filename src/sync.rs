@@ -7,6 +7,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use chrono_tz::Tz;
 use serde_json::Value;
 use tracing::{info, warn};
 
@@ -15,12 +16,16 @@ use crate::auth::session::{Session, SessionError};
 use crate::conform::Fields;
 use crate::error::Error;
 use crate::output::{Batch, Emitter, WriterGone};
-use crate::plan::{resume_from, windows, KeyHasher, Next, Pager, RecentKeys};
+use crate::plan::{
+    changes_bookmark, resume_from, scanned_after, windows, Fetched, KeyHasher, Next, Pager,
+    Progress, RecentKeys, FIELD_FETCHED, FIELD_SCANNED_UNTIL,
+};
 use crate::prefetch::Prefetch;
 use crate::reconcile::{
     due, keys_from_state, keys_to_state, reconcile, remember, Emitted, EmittedKey, KeySet,
     FIELD_KEYS, FIELD_RECONCILED_AT,
 };
+use crate::streams::local_dates::{row_tz, Bounds};
 use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
 use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
@@ -37,7 +42,7 @@ pub struct SyncCtx {
     /// Epoch seconds: the end of every range (end_date or now).
     pub end: i64,
     pub include_objectives: bool,
-    /// Seconds re-read behind the bookmarks of time-windowed streams.
+    /// Seconds re-read behind the progress (bookmark or scan frontier) of time-windowed streams.
     pub lookback: i64,
     /// Seconds of recent history re-scanned for deletions (0: off).
     pub reconcile_window: i64,
@@ -152,6 +157,15 @@ fn record_key(def: &StreamDef, record: &Record) -> u64 {
         }
     }
     h.finish()
+}
+
+/// Whether every key property of a record is present and non-null. A record without one cannot
+/// be emitted: it is passed on all the same, and the writer skips, counts and reports it, but
+/// it takes no part in de-duplication, bookmarks or deletion tracking.
+fn has_keys(def: &StreamDef, record: &Record) -> bool {
+    def.keys
+        .iter()
+        .all(|k| record.get(*k).is_some_and(|v| !v.is_null()))
 }
 
 /// A page's identity for the repeat check: its row count and first and last record keys.
@@ -346,19 +360,25 @@ impl MeasurePage<'_> {
     }
 }
 
+/// The partition field holding the latest `modified` of category 2 (user objectives) measures
+/// emitted; the bookmark (`replication_key_value`) is category 1's. Apart, so that switching
+/// `include_objectives` on later backfills the objectives from `start_date`.
+pub const FIELD_OBJECTIVES_MODIFIED: &str = "objectives_modified";
+
 async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
     let def = stream_def("measures");
     // lastupdate returns groups changed strictly after it (Withings' own incremental recipe:
-    // store max(modified), ask lastupdate=max).
-    let since = out.bookmark(def.name, userid).unwrap_or(ctx.start - 1);
-    let categories: &[&str] = if ctx.include_objectives {
-        &["1", "2"]
-    } else {
-        &["1"]
-    };
-    let mut max_seen: Option<i64> = None;
+    // store max(modified), ask lastupdate=max); each category has its own.
+    let objectives_mark = out
+        .partition_field(def.name, userid, FIELD_OBJECTIVES_MODIFIED)
+        .and_then(|v| lenient_i64(&v));
+    let mut categories = vec![("1", out.bookmark(def.name, userid), None)];
+    if ctx.include_objectives {
+        categories.push(("2", objectives_mark, None));
+    }
     let mut emitted = Emitted::default();
-    for category in categories {
+    for (category, mark, max_seen) in &mut categories {
+        let since = mark.unwrap_or(ctx.start - 1);
         let mut pager = Pager::new();
         let mut recent = RecentKeys::default();
         let params = |offset: u64| {
@@ -387,7 +407,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                 batch: out.batch(def),
                 recent: &mut recent,
                 emitted: &mut emitted,
-                max_seen: &mut max_seen,
+                max_seen,
             };
             page.recent.next_page();
             // The usual shape is read typed, borrowing from the reply; anything else leniently.
@@ -459,8 +479,19 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
     }
     // Pages come newest first under a date range and by `modified` under lastupdate; either
     // way the bookmark moves only once every page of the chain is written.
-    if let Some(m) = max_seen {
-        out.advance(def, userid, m).await?;
+    for (category, mark, max_seen) in categories {
+        match (category, max_seen) {
+            ("1", Some(m)) => out.advance(def, userid, m).await?,
+            (_, Some(m)) if mark.is_none_or(|b| m > b) => {
+                out.partition(
+                    def,
+                    userid,
+                    vec![(FIELD_OBJECTIVES_MODIFIED, Value::from(m))],
+                )
+                .await?
+            }
+            _ => {}
+        }
     }
     reconcile_after(ctx, out, userid, def, emitted.into_keys(), &SCAN_MEASURES).await
 }
@@ -475,6 +506,8 @@ struct Changes {
     list_key: &'static str,
     data_fields: &'static [&'static str],
     build: Builder,
+    /// The row's instant that Withings' YMD filter dates it by (None: a day without one).
+    instant_field: Option<&'static str>,
     /// How deletions are detected (None: rows of this module are never deleted).
     scan: Option<&'static Scan>,
 }
@@ -486,6 +519,7 @@ const CHANGES_ACTIVITY: Changes = Changes {
     list_key: "activities",
     data_fields: activity::GETACTIVITY_DATA_FIELDS,
     build: activity::activity_records,
+    instant_field: None,
     scan: None,
 };
 const CHANGES_WORKOUTS: Changes = Changes {
@@ -495,6 +529,7 @@ const CHANGES_WORKOUTS: Changes = Changes {
     list_key: "series",
     data_fields: workouts::GETWORKOUTS_DATA_FIELDS,
     build: workouts::workouts_records,
+    instant_field: Some("startdate"),
     scan: Some(&SCAN_WORKOUTS),
 };
 const CHANGES_SUMMARIES: Changes = Changes {
@@ -504,6 +539,7 @@ const CHANGES_SUMMARIES: Changes = Changes {
     list_key: "series",
     data_fields: sleep::GETSUMMARY_DATA_FIELDS,
     build: sleep::sleep_summaries_records,
+    instant_field: Some("enddate"),
     scan: Some(&SCAN_SUMMARIES),
 };
 
@@ -514,6 +550,7 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
         Some(b) => vec![("lastupdate", b.to_string())],
         // YMD dates are the user's local calendar days: widening the UTC range by a day on
         // each side covers every timezone (UTC-12 to UTC+14).
+        // Rows outside [start, end] in the user's timezone are dropped below.
         None => vec![
             (
                 "startdateymd",
@@ -522,9 +559,16 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
         ],
     };
+    let bounds = Bounds {
+        start: ctx.start,
+        end: ctx.end,
+    };
+    // The user's timezone, as the rows say it (for a row that does not).
+    let mut tz: Option<Tz> = None;
     let mut pager = Pager::new();
     let mut recent = RecentKeys::default();
     let mut max_seen: Option<i64> = None;
+    let mut row_without_modified = false;
     let mut emitted = Emitted::default();
     loop {
         let mut params = vec![("action", spec.action.to_string())];
@@ -544,11 +588,20 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
         );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
+            if !has_keys(def, &r) {
+                fresh.push(r);
+                continue;
+            }
             if !recent.insert(record_key(def, &r)) {
                 continue;
             }
-            if let Some(t) = r.get("modified").and_then(lenient_i64) {
-                max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
+            tz = row_tz(&r).or(tz);
+            if !bounds.keeps(&r, spec.instant_field, tz) {
+                continue;
+            }
+            match r.get("modified").and_then(lenient_i64) {
+                Some(t) => max_seen = Some(max_seen.map_or(t, |m| m.max(t))),
+                None => row_without_modified = true,
             }
             if spec.scan.is_some() {
                 let t = r.get("startdate").and_then(lenient_i64);
@@ -567,7 +620,14 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
             break;
         }
     }
-    if let Some(m) = max_seen {
+    let earned = changes_bookmark(
+        max_seen,
+        row_without_modified,
+        bookmark.is_some(),
+        ctx.now,
+        ctx.end,
+    );
+    if let Some(m) = earned {
         out.advance(def, userid, m).await?;
     }
     match spec.scan {
@@ -625,19 +685,18 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
         .iter()
         .filter(|s| out.is_selected(s.stream))
         .collect();
-    // Each stream resumes at its own bookmark (the latest record it emitted, not the end of
-    // the last window) minus the lookback, so data that reached Withings late is found.
-    let marks: Vec<i64> = selected
+    // Each stream resumes the lookback behind its own progress: its bookmark (the latest
+    // record it emitted, not the end of the last window, so data that reached Withings late
+    // is found) or, when later, the end of the windows it read without finding anything.
+    let progress: Vec<Progress> = selected
         .iter()
-        .map(|s| {
-            resume_from(
-                out.bookmark(s.stream, userid),
-                ctx.start,
-                ctx.end,
-                ctx.lookback,
-            )
-        })
+        .map(|s| progress(out, s.stream, userid))
         .collect();
+    let marks: Vec<i64> = progress
+        .iter()
+        .map(|p| resume_from(*p, ctx.start, ctx.lookback))
+        .collect();
+    let mut scanned: Vec<Option<i64>> = progress.iter().map(|p| p.scanned_until).collect();
     let Some(from) = marks.iter().copied().min() else {
         return Ok(());
     };
@@ -659,6 +718,10 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
             let mut fresh = Vec::with_capacity(records.len());
             let mut max_seen: Option<i64> = None;
             for r in records {
+                if !has_keys(def, &r) {
+                    fresh.push(r);
+                    continue;
+                }
                 let t = r.get(ws_def.time_field).and_then(lenient_i64);
                 if t.is_some_and(|t| t < marks[i]) || !recents[i].insert(record_key(def, &r)) {
                     continue;
@@ -672,9 +735,26 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
             if let Some(m) = max_seen {
                 out.advance(def, userid, m).await?;
             }
+            // The window's reply is written: nothing before its end needs reading again
+            // (beyond the lookback), with or without records.
+            if let Some(s) = scanned_after(scanned[i], we, ctx.now) {
+                scanned[i] = Some(s);
+                out.partition(def, userid, vec![(FIELD_SCANNED_UNTIL, Value::from(s))])
+                    .await?;
+            }
         }
     }
     Ok(())
+}
+
+/// A stream's bookmark and scan frontier when the run started.
+fn progress(out: &Emitter, stream: &str, userid: i64) -> Progress {
+    Progress {
+        bookmark: out.bookmark(stream, userid),
+        scanned_until: out
+            .partition_field(stream, userid, FIELD_SCANNED_UNTIL)
+            .and_then(|v| lenient_i64(&v)),
+    }
 }
 
 type SignalBuilder = fn(&Value, i64, i64) -> std::result::Result<Vec<Record>, ReplyError>;
@@ -717,17 +797,14 @@ async fn sync_recordings(
     let recordings = stream_def(spec.recordings);
     let signals = stream_def(spec.signals);
     let want_signals = out.is_selected(signals.name);
-    let mark_rec = resume_from(
-        out.bookmark(recordings.name, userid),
-        ctx.start,
-        ctx.end,
-        ctx.lookback,
-    );
-    let mark_sig = resume_from(
-        out.bookmark(signals.name, userid),
-        ctx.start,
-        ctx.end,
-        ctx.lookback,
+    let progress_rec = progress(out, recordings.name, userid);
+    let progress_sig = progress(out, signals.name, userid);
+    let mark_rec = resume_from(progress_rec, ctx.start, ctx.lookback);
+    let mark_sig = resume_from(progress_sig, ctx.start, ctx.lookback);
+    // Signals already fetched (a recording re-read within the lookback keeps its signal).
+    let mut fetched = Fetched::from_state(
+        out.partition_field(signals.name, userid, FIELD_FETCHED)
+            .as_ref(),
     );
     let from = if out.is_selected(recordings.name) {
         mark_rec.min(if want_signals { mark_sig } else { mark_rec })
@@ -757,7 +834,7 @@ async fn sync_recordings(
         );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
-            if recent.insert(record_key(recordings, &r)) {
+            if !has_keys(recordings, &r) || recent.insert(record_key(recordings, &r)) {
                 fresh.push(r);
             }
         }
@@ -770,7 +847,7 @@ async fn sync_recordings(
             })
             .cloned()
             .collect();
-        for r in &new_recordings {
+        for r in new_recordings.iter().filter(|r| has_keys(recordings, r)) {
             if let Some(t) = r.get("timestamp").and_then(lenient_i64) {
                 max_rec = Some(max_rec.map_or(t, |m| m.max(t)));
             }
@@ -786,6 +863,9 @@ async fn sync_recordings(
                 let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
                     continue;
                 };
+                if fetched.contains(signalid) {
+                    continue;
+                }
                 let mut params = vec![
                     ("action", "get".to_string()),
                     ("signalid", signalid.to_string()),
@@ -804,6 +884,7 @@ async fn sync_recordings(
                     );
                 }
                 out.emit(signals, srecs, &now_text()).await?;
+                fetched.insert(signalid, t.unwrap_or(ctx.now));
                 if let Some(t) = t {
                     max_sig = Some(max_sig.map_or(t, |m| m.max(t)));
                 }
@@ -819,12 +900,34 @@ async fn sync_recordings(
             break;
         }
     }
-    // Newest first: bookmarks move only after the whole list was read.
+    // Newest first: bookmarks move only after the whole list was read, and so does the scan
+    // frontier (the list is read up to the end of the range, inclusive).
     if let Some(m) = max_rec {
         out.advance(recordings, userid, m).await?;
     }
     if let Some(m) = max_sig {
         out.advance(signals, userid, m).await?;
+    }
+    for (def, p) in [(recordings, progress_rec), (signals, progress_sig)] {
+        if let Some(s) = scanned_after(p.scanned_until, ctx.end, ctx.now) {
+            out.partition(def, userid, vec![(FIELD_SCANNED_UNTIL, Value::from(s))])
+                .await?;
+        }
+    }
+    if want_signals {
+        // The next run's list starts no earlier than the lookback behind this run's progress.
+        let next = Progress {
+            bookmark: max_sig.max(progress_sig.bookmark),
+            scanned_until: scanned_after(progress_sig.scanned_until, ctx.end, ctx.now)
+                .or(progress_sig.scanned_until),
+        };
+        let keep_from = resume_from(next, ctx.start, ctx.lookback);
+        out.partition(
+            signals,
+            userid,
+            vec![(FIELD_FETCHED, fetched.to_state(keep_from))],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -1063,4 +1166,54 @@ async fn scan_window(
         }
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pretty_assertions::assert_eq;
+
+    fn body(text: &str) -> Value {
+        let envelope: Value = serde_json::from_str(text).unwrap();
+        envelope["body"].clone()
+    }
+
+    #[test]
+    fn rows_of_the_documented_shapes_without_their_key_are_told_apart() {
+        // (stream, builder, fixture, rows, rows with their key)
+        let cases: [(&str, Builder, &str, usize, usize); 3] = [
+            (
+                "workouts",
+                workouts::workouts_records,
+                include_str!("../tests/fixtures/keyless/getworkouts.json"),
+                3,
+                1,
+            ),
+            (
+                "sleep_summaries",
+                sleep::sleep_summaries_records,
+                include_str!("../tests/fixtures/keyless/getsummary.json"),
+                2,
+                1,
+            ),
+            (
+                "activity",
+                activity::activity_records,
+                include_str!("../tests/fixtures/keyless/getactivity.json"),
+                4,
+                2,
+            ),
+        ];
+        for (stream, build, fixture, rows, keyed) in cases {
+            let def = stream_def(stream);
+            let records = build(&body(fixture), 7).unwrap();
+            assert_eq!(
+                records.len(),
+                rows,
+                "{stream}: no row is dropped by the builder"
+            );
+            let with_keys = records.iter().filter(|r| has_keys(def, r)).count();
+            assert_eq!(with_keys, keyed, "{stream}");
+        }
+    }
 }

@@ -55,7 +55,7 @@ impl Default for SimConfig {
             page_getactivity: 200,
             page_getworkouts: 300,
             page_getsummary: 300,
-            page_heart_list: 100,
+            page_heart_list: 200,
             page_stetho_list: 100,
             intraday_samples_per_day: 96,
             faults: Faults::default(),
@@ -89,6 +89,13 @@ pub struct Faults {
     pub shape_quirks: bool,
     /// Extra unknown fields on every object.
     pub unknown_fields: bool,
+    /// getactivity rows without `modified` (the shape of a 2021 capture); `lastupdate` still
+    /// selects by the stored `modified`.
+    pub no_modified: bool,
+    /// Some rows lack their key (see `faults::keyless`): getworkouts and getsummary rows
+    /// without `id` (as in the API reference's examples), getactivity rows without `date`,
+    /// heart list rows without `ecg.signalid`.
+    pub keyless_rows: bool,
 }
 
 impl Default for Faults {
@@ -104,6 +111,8 @@ impl Default for Faults {
             access_token_max_calls: None,
             shape_quirks: false,
             unknown_fields: false,
+            no_modified: false,
+            keyless_rows: false,
         }
     }
 }

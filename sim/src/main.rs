@@ -50,6 +50,12 @@ struct Cli {
     /// Extra unknown fields on every object.
     #[arg(long)]
     unknown_fields: bool,
+    /// getactivity rows without `modified` (a 2021 capture's shape).
+    #[arg(long)]
+    no_modified: bool,
+    /// Some rows without their key (workout/summary id, activity date, ECG signalid).
+    #[arg(long)]
+    keyless_rows: bool,
     /// Write a ready tap config (JSON) to this file.
     #[arg(long)]
     write_tap_config: Option<PathBuf>,
@@ -79,6 +85,8 @@ impl Cli {
                 access_token_max_calls: self.access_token_max_calls,
                 shape_quirks: self.shape_quirks,
                 unknown_fields: self.unknown_fields,
+                no_modified: self.no_modified,
+                keyless_rows: self.keyless_rows,
             },
             ..SimConfig::default()
         }

@@ -263,13 +263,25 @@ fn pipeline(
                     format!("Unauthorized: scope {scope} was not granted"),
                 ))
             } else if let Some(user) = st.data.user(userid) {
-                let opts = Opts::new(
-                    &shared.cfg,
-                    faults.lying_more,
-                    faults.shape_quirks,
-                    now as i64,
-                );
-                api::serve(module, user, &p, &opts)
+                let opts = Opts {
+                    no_modified: faults.no_modified,
+                    ..Opts::new(
+                        &shared.cfg,
+                        faults.lying_more,
+                        faults.shape_quirks,
+                        now as i64,
+                    )
+                };
+                let body = api::serve(module, user, &p, &opts);
+                if faults.keyless_rows {
+                    body.map(|b| {
+                        let mut v = b.into_value();
+                        crate::faults::strip_keys(module, &mut v);
+                        api::Body::Value(v)
+                    })
+                } else {
+                    body
+                }
             } else {
                 Err(ApiError::new(401, INVALID_TOKEN))
             };

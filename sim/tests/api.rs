@@ -459,7 +459,40 @@ fn heart_list_is_descending_and_paged_and_signals_are_served() {
     );
     let signal = r["body"]["signal"].as_array().unwrap();
     assert!(signal.len() >= 9_000);
-    assert_eq!(r["body"], sim.truth("heart_get", uid)[id.to_string()]);
+    // Without the options: neither the filtered signal nor the intervals.
+    let truth = sim.truth("heart_get", uid)[id.to_string()].clone();
+    let mut plain = truth.clone();
+    plain.as_object_mut().unwrap().remove("filtered_signal");
+    plain.as_object_mut().unwrap().remove("intervals");
+    assert_eq!(r["body"], plain);
+    let r = call(
+        &sim,
+        "/v2/heart",
+        &[
+            ("action", "get"),
+            ("signalid", &s(id)),
+            ("with_filtered", "true"),
+            ("with_intervals", "1"),
+        ],
+        &t,
+    );
+    assert_eq!(r["body"], truth);
+    assert_eq!(
+        r["body"]["filtered_signal"].as_array().unwrap().len(),
+        signal.len()
+    );
+    assert!(r["body"]["intervals"]["qtc"].is_i64());
+    let r = call(
+        &sim,
+        "/v2/heart",
+        &[
+            ("action", "get"),
+            ("signalid", &s(id)),
+            ("with_filtered", "yes"),
+        ],
+        &t,
+    );
+    assert_eq!(r["status"], 503);
     let r = call(
         &sim,
         "/v2/heart",

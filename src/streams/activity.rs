@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::shape::{entries, epoch_key, items, kind, record_from, require_key};
+use super::shape::{entries, epoch_key, items, kind, record_from};
 use super::{Record, ReplyError};
 
 /// Every `data_fields` value of Measure v2 getactivity (Withings API reference,
@@ -52,18 +52,23 @@ pub const GETINTRADAYACTIVITY_DATA_FIELDS: &[&str] = &[
 /// `userid`, keyed on `date` (the local `YYYY-MM-DD` day).
 ///
 /// `activities` may be a list, a single object (one day), `[]`, `{}`, null or absent. Fails when
-/// it is a scalar or an item has no `date`.
+/// it is a scalar. An item without `date` is kept without it: the tap skips it when emitting.
+/// A `data_fields` value (all numeric) sent as `false`, as Withings does for a zero (`intense`),
+/// becomes 0.
 pub fn activity_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "getactivity";
-    items(body, ACTION, "activities")?
+    Ok(items(body, ACTION, "activities")?
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let record = record_from(item, userid);
-            require_key(&record, ACTION, &format!("activities[{i}]"), "date")?;
-            Ok(record)
+        .map(|item| {
+            let mut record = record_from(item, userid);
+            for field in GETACTIVITY_DATA_FIELDS {
+                if let Some(v @ Value::Bool(false)) = record.get_mut(*field) {
+                    *v = Value::from(0);
+                }
+            }
+            record
         })
-        .collect()
+        .collect())
 }
 
 /// One `intraday_activity` record per entry of getintradayactivity's `body.series`, an object
@@ -130,6 +135,16 @@ mod tests {
     }
 
     #[test]
+    fn activity_reads_false_as_zero_in_numeric_fields() {
+        let body = json!({"activities": [{"date": "2024-01-02", "intense": false, "soft": 3,
+                                           "is_tracker": false}]});
+        let records = activity_records(&body, 1).unwrap();
+        assert_eq!(records[0]["intense"], json!(0));
+        assert_eq!(records[0]["soft"], json!(3));
+        assert_eq!(records[0]["is_tracker"], json!(false));
+    }
+
+    #[test]
     fn activity_accepts_every_list_shape() {
         let day = json!({"date": "2024-01-02", "steps": 5});
         let cases = [
@@ -147,16 +162,10 @@ mod tests {
 
     #[test]
     fn activity_rejects_impossible_shapes() {
-        let cases = [
-            (
-                json!({"activities": "2024-01-02"}),
-                "getactivity: activities is a string, expected a list of objects",
-            ),
-            (
-                json!({"activities": [{"steps": 1}]}),
-                "getactivity: activities[0] has no date",
-            ),
-        ];
+        let cases = [(
+            json!({"activities": "2024-01-02"}),
+            "getactivity: activities is a string, expected a list of objects",
+        )];
         for (body, want) in cases {
             assert_eq!(activity_records(&body, 1), Err(ReplyError(want.to_owned())));
         }

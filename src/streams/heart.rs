@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::shape::{field, int_array, items, kind, nested_object, record_from, require_key};
+use super::shape::{field, int_array, items, kind, nested_object, record_from};
 use super::{Record, ReplyError};
 
 /// One `ecg_recordings` record per item of Heart v2 list's `body.series`: the recording's fields
@@ -17,7 +17,8 @@ use super::{Record, ReplyError};
 /// the key (and the parameter of Heart v2 get).
 ///
 /// `series` may be a list, a single object, `[]`, `{}`, null or absent; nested `[]` becomes
-/// `{}`. Fails when `series` or a nested object is a scalar or an item has no `ecg.signalid`.
+/// `{}`. Fails when `series` or a nested object is a scalar. An item without `ecg.signalid`
+/// gets no `signalid`: the tap skips it when emitting (and fetches no signal for it).
 pub fn ecg_recordings_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "heart list";
     items(body, ACTION, "series")?
@@ -33,9 +34,10 @@ pub fn ecg_recordings_records(body: &Value, userid: i64) -> Result<Vec<Record>, 
                 .get("ecg")
                 .and_then(|ecg| ecg.get("signalid"))
                 .filter(|id| !id.is_null())
-                .cloned()
-                .ok_or_else(|| ReplyError(format!("{ACTION}: {path} has no ecg.signalid")))?;
-            record.insert("signalid".to_owned(), signalid);
+                .cloned();
+            if let Some(signalid) = signalid {
+                record.insert("signalid".to_owned(), signalid);
+            }
             Ok(record)
         })
         .collect()
@@ -87,18 +89,14 @@ pub fn ecg_signals_records(
 /// `signalid` is the key and the parameter of Stetho v2 get.
 ///
 /// `series` may be a list, a single object, `[]`, `{}`, null or absent. Fails when `series` is
-/// a scalar, an item is not an object or has no `signalid`.
+/// a scalar or an item is not an object (an item without `signalid` is kept without it: the
+/// tap skips it when emitting).
 pub fn stetho_recordings_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "stetho list";
-    items(body, ACTION, "series")?
+    Ok(items(body, ACTION, "series")?
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let record = record_from(item, userid);
-            require_key(&record, ACTION, &format!("series[{i}]"), "signalid")?;
-            Ok(record)
-        })
-        .collect()
+        .map(|item| record_from(item, userid))
+        .collect())
 }
 
 /// The one `stetho_signals` record of a Stetho v2 get reply for `signalid` (OAS stethov2-get):
@@ -247,14 +245,6 @@ mod tests {
             (
                 json!({"series": "x"}),
                 "heart list: series is a string, expected a list of objects",
-            ),
-            (
-                json!({"series": [{"model": 44}]}),
-                "heart list: series[0] has no ecg.signalid",
-            ),
-            (
-                json!({"series": [{"ecg": {"afib": 1}}]}),
-                "heart list: series[0] has no ecg.signalid",
             ),
             (
                 json!({"series": [{"ecg": 5}]}),
@@ -472,14 +462,6 @@ mod tests {
             (
                 json!({"series": 3}),
                 "stetho list: series is a number, expected a list of objects",
-            ),
-            (
-                json!({"series": [{"signalid": 1}, {"vhd": 0}]}),
-                "stetho list: series[1] has no signalid",
-            ),
-            (
-                json!({"series": [{"signalid": null}]}),
-                "stetho list: series[0] has no signalid",
             ),
             (
                 json!({"series": ["x"]}),

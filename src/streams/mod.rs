@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod heart;
+pub mod local_dates;
 pub mod measure;
 pub mod shape;
 pub mod sleep;

@@ -123,14 +123,6 @@ pub fn record_from(item: &Map<String, Value>, userid: i64) -> Record {
     record
 }
 
-/// Fails unless `record[key]` is present and non-null: records become Singer rows keyed on it.
-pub fn require_key(record: &Record, action: &str, path: &str, key: &str) -> Result<(), ReplyError> {
-    match record.get(key) {
-        Some(v) if !v.is_null() => Ok(()),
-        _ => Err(ReplyError(format!("{action}: {path} has no {key}"))),
-    }
-}
-
 /// Normalises the nested object `record[key]` (getworkouts `data`, heart list `ecg`, getgoals
 /// `weight`, ...): an empty array, the PHP encoding of an empty map, becomes `{}`; absent and
 /// null stay as they are. Fails when the value is a scalar or a non-empty array.
@@ -372,19 +364,13 @@ mod tests {
     }
 
     #[test]
-    fn record_from_adds_userid_and_require_key_checks_nulls() {
+    fn record_from_adds_userid() {
         let item = json!({"id": 7, "date": null});
         let record = record_from(item.as_object().unwrap(), 12);
         assert_eq!(
             Value::Object(record.clone()),
             json!({"id": 7, "date": null, "userid": 12})
         );
-        assert_eq!(require_key(&record, "a", "series[0]", "id"), Ok(()));
-        assert_eq!(
-            require_key(&record, "a", "series[0]", "date"),
-            Err(ReplyError("a: series[0] has no date".to_owned()))
-        );
-        assert!(require_key(&record, "a", "series[0]", "missing").is_err());
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::shape::{epoch_key, field, items, map_entries, nested_object, record_from, require_key};
+use super::shape::{epoch_key, field, items, map_entries, nested_object, record_from};
 use super::{Record, ReplyError};
 
 /// Every `data_fields` value of Sleep v2 get (Withings API reference, sleepv2-get). Each is an
@@ -100,23 +100,21 @@ pub fn segment_device(segment: &Map<String, Value>) -> String {
 /// [`sleep_vitals_records`] instead.
 ///
 /// `series` may be a list, a single object, `[]`, `{}`, null or absent. Fails when it is a scalar
-/// or a segment has no `startdate`.
+/// (a segment without `startdate` is kept without it: the tap skips it when emitting).
 pub fn sleep_series_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     let body_model = field(body, GET, "model")?.cloned().unwrap_or(Value::Null);
-    items(body, GET, "series")?
+    Ok(items(body, GET, "series")?
         .into_iter()
-        .enumerate()
-        .map(|(i, segment)| {
+        .map(|segment| {
             let mut record = record_from(segment, userid);
-            require_key(&record, GET, &format!("series[{i}]"), "startdate")?;
             for metric in SLEEP_GET_DATA_FIELDS {
                 record.remove(*metric);
             }
             record.insert("device".to_owned(), Value::from(segment_device(segment)));
             record.insert("body_model".to_owned(), body_model.clone());
-            Ok(record)
+            record
         })
-        .collect()
+        .collect())
 }
 
 /// `sleep_vitals` records from Sleep v2 get: the metric maps (`hr`, `rr`, `snoring`, ... see
@@ -165,7 +163,8 @@ fn vitals_row(segment: &Map<String, Value>, userid: i64, timestamp: i64, device:
 /// as sent (documented as a map, typed as an array, `[]` in the doc example).
 ///
 /// `series` may be a list, a single object, `[]`, `{}`, null or absent; `data: []` becomes `{}`.
-/// Fails when `series` or `data` is a scalar or a night has no `id`.
+/// Fails when `series` or `data` is a scalar. A night without `id` (the Withings
+/// documentation's own example has none) is kept without it: the tap skips it when emitting.
 pub fn sleep_summaries_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "sleep getsummary";
     items(body, ACTION, "series")?
@@ -174,7 +173,6 @@ pub fn sleep_summaries_records(body: &Value, userid: i64) -> Result<Vec<Record>,
         .map(|(i, item)| {
             let path = format!("series[{i}]");
             let mut record = record_from(item, userid);
-            require_key(&record, ACTION, &path, "id")?;
             nested_object(&mut record, ACTION, &path, "data")?;
             Ok(record)
         })
@@ -349,12 +347,8 @@ mod tests {
                 Err(ReplyError(want.to_owned()))
             );
         }
-        assert_eq!(
-            sleep_series_records(&json!({"series": [{"state": 1}]}), 1),
-            Err(ReplyError(
-                "sleep get: series[0] has no startdate".to_owned()
-            ))
-        );
+        let keyless = sleep_series_records(&json!({"series": [{"state": 1}]}), 1).unwrap();
+        assert!(keyless[0].get("startdate").is_none());
         assert_eq!(
             sleep_series_records(&json!({"series": 7}), 1),
             Err(ReplyError(
@@ -418,10 +412,6 @@ mod tests {
             (
                 json!({"series": true}),
                 "sleep getsummary: series is a boolean, expected a list of objects",
-            ),
-            (
-                json!({"series": [{"date": "2024-01-01"}]}),
-                "sleep getsummary: series[0] has no id",
             ),
             (
                 json!({"series": [{"id": 1, "data": 3}]}),

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::shape::{items, nested_object, record_from, require_key};
+use super::shape::{items, nested_object, record_from};
 use super::{Record, ReplyError};
 
 /// Every `data_fields` value of Measure v2 getworkouts (Withings API reference,
@@ -42,7 +42,8 @@ pub const GETWORKOUTS_DATA_FIELDS: &[&str] = &[
 /// `data` with the data_fields values, which may be null) plus `userid`, keyed on `id`.
 ///
 /// `series` may be a list, a single object, `[]`, `{}`, null or absent; `data: []` becomes
-/// `{}`. Fails when `series` or `data` is a scalar or a workout has no `id`.
+/// `{}`. Fails when `series` or `data` is a scalar. A workout without `id` (the Withings
+/// documentation's own example has none) is kept without it: the tap skips it when emitting.
 pub fn workouts_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "getworkouts";
     items(body, ACTION, "series")?
@@ -51,7 +52,6 @@ pub fn workouts_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyE
         .map(|(i, item)| {
             let path = format!("series[{i}]");
             let mut record = record_from(item, userid);
-            require_key(&record, ACTION, &path, "id")?;
             nested_object(&mut record, ACTION, &path, "data")?;
             Ok(record)
         })
@@ -117,10 +117,6 @@ mod tests {
             (
                 json!({"series": 4}),
                 "getworkouts: series is a number, expected a list of objects",
-            ),
-            (
-                json!({"series": [{"category": 1}]}),
-                "getworkouts: series[0] has no id",
             ),
             (
                 json!({"series": [{"id": 1, "data": "x"}]}),

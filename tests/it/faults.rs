@@ -248,6 +248,9 @@ fn all_faults_together_still_give_the_ground_truth() {
         // 601 comes with a `wait_seconds` the tap must honour.
         rate_limit_per_minute: Some(100_000),
         delay_ms: 0,
+        // A reply shape rather than a fault (the ground truth keeps `modified`): see streams.
+        no_modified: false,
+        keyless_rows: false,
     };
     let world = World::with_settings(small(faults.clone()), TAP(1.0));
     let started = Instant::now();

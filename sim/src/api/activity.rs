@@ -79,6 +79,13 @@ pub fn getactivity(user: &UserData, p: &Params, opts: &Opts) -> Result<Body, Api
         opts.page_getactivity,
         opts.lying_more,
     );
+    if opts.no_modified {
+        for row in body["activities"].as_array_mut().into_iter().flatten() {
+            if let Some(row) = row.as_object_mut() {
+                row.remove("modified");
+            }
+        }
+    }
     if opts.shape_quirks {
         quirk_activities(&mut body);
     }

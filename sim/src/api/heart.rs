@@ -1,5 +1,6 @@
 //! `POST /v2/heart` and `/v2/stetho`: list (optional epochs, inclusive, timestamp descending,
-//! 100 per page) and get (one signal by `signalid`).
+//! 200 per page for heart, 100 for stetho) and get (one signal by `signalid`; heart get adds
+//! `filtered_signal` with `with_filtered` and `intervals` with `with_intervals`).
 
 use super::activity::paged;
 use super::params::{ApiError, Params};
@@ -31,12 +32,26 @@ pub fn heart_list(user: &UserData, p: &Params, opts: &Opts) -> Result<Body, ApiE
     )))
 }
 
+/// A boolean parameter: `true`/`1` (any case) is set; absent, `false` and `0` are not.
+fn flag(p: &Params, name: &str) -> Result<bool, ApiError> {
+    match p.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" || v == "1" => Ok(true),
+        Some(v) if v == "false" || v == "0" => Ok(false),
+        Some(_) => Err(ApiError::invalid(name)),
+    }
+}
+
 pub fn heart_get(user: &UserData, p: &Params) -> Result<Body, ApiError> {
     let id = p.required_int("signalid")?;
+    let opts = render::EcgOptions {
+        filtered: flag(p, "with_filtered")?,
+        intervals: flag(p, "with_intervals")?,
+    };
     user.ecgs
         .iter()
         .find(|e| e.signalid == id)
-        .map(|e| Body::Value(render::ecg_body(e, user)))
+        .map(|e| Body::Value(render::ecg_body(e, user, opts)))
         .ok_or_else(|| ApiError::invalid("signalid"))
 }
 

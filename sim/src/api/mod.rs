@@ -48,6 +48,8 @@ pub struct Opts {
     pub page_stetho_list: usize,
     pub lying_more: bool,
     pub shape_quirks: bool,
+    /// getactivity rows without `modified`.
+    pub no_modified: bool,
     /// Server time (getmeas `updatetime`).
     pub now: i64,
 }
@@ -63,6 +65,7 @@ impl Opts {
             page_stetho_list: cfg.page_stetho_list,
             lying_more,
             shape_quirks,
+            no_modified: false,
             now,
         }
     }

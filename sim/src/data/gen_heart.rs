@@ -89,6 +89,29 @@ pub fn ecg_signal(seed: u64, ecg: &Ecg) -> Vec<i64> {
         .collect()
 }
 
+/// The filtered waveform of a signal: a 5-sample moving average (the baseline noise removed),
+/// rounded to whole µV.
+pub fn ecg_filtered(signal: &[i64]) -> Vec<i64> {
+    (0..signal.len())
+        .map(|i| {
+            let window = &signal[i.saturating_sub(2)..(i + 3).min(signal.len())];
+            let sum: i64 = window.iter().sum();
+            (sum as f64 / window.len() as f64).round() as i64
+        })
+        .collect()
+}
+
+/// The intervals of a recording (ms): PR, QRS, QT and the corrected QT (Bazett).
+pub fn ecg_intervals(seed: u64, ecg: &Ecg) -> serde_json::Value {
+    let mut prng = Prng::derive(seed, "ecg-intervals", ecg.signalid as u64);
+    let pr = prng.range(120, 200);
+    let qrs = prng.range(70, 110);
+    let qt = prng.range(340, 440);
+    let rr = 60.0 / ecg.heart_rate.max(30) as f64;
+    let qtc = (qt as f64 / rr.sqrt()).round() as i64;
+    serde_json::json!({"pr": pr, "qrs": qrs, "qt": qt, "qtc": qtc})
+}
+
 /// Stethoscope audio as A-law bytes (0..=255), 4 kHz.
 pub fn stetho_signal(seed: u64, st: &Stetho) -> Vec<i64> {
     let mut prng = Prng::derive(seed, "stetho-signal", st.signalid as u64);

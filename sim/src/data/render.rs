@@ -269,15 +269,43 @@ pub fn ecg(e: &Ecg, user: &UserData) -> Value {
     Value::Object(m)
 }
 
-/// A heart-get body.
-pub fn ecg_body(e: &Ecg, user: &UserData) -> Value {
-    json!({
-        "signal": gen_heart::ecg_signal(user.seed, e),
-        "sampling_frequency": e.sampling_frequency,
-        "wearposition": e.wearposition,
-        "model": user.source(e.src).map(|s| s.model_id),
-        "heart_rate": e.heart_rate,
-    })
+/// The optional parts of a heart-get body (`with_filtered`, `with_intervals`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EcgOptions {
+    pub filtered: bool,
+    pub intervals: bool,
+}
+
+impl EcgOptions {
+    /// Both parts (the ground truth).
+    pub fn all() -> Self {
+        EcgOptions {
+            filtered: true,
+            intervals: true,
+        }
+    }
+}
+
+/// A heart-get body; `filtered_signal` and `intervals` only when asked for.
+pub fn ecg_body(e: &Ecg, user: &UserData, opts: EcgOptions) -> Value {
+    let signal = gen_heart::ecg_signal(user.seed, e);
+    let filtered = opts.filtered.then(|| gen_heart::ecg_filtered(&signal));
+    let mut m = Map::new();
+    m.insert("signal".into(), json!(signal));
+    if let Some(filtered) = filtered {
+        m.insert("filtered_signal".into(), json!(filtered));
+    }
+    m.insert("sampling_frequency".into(), json!(e.sampling_frequency));
+    m.insert("wearposition".into(), json!(e.wearposition));
+    m.insert(
+        "model".into(),
+        json!(user.source(e.src).map(|s| s.model_id)),
+    );
+    m.insert("heart_rate".into(), json!(e.heart_rate));
+    if opts.intervals {
+        m.insert("intervals".into(), gen_heart::ecg_intervals(user.seed, e));
+    }
+    Value::Object(m)
 }
 
 /// A stetho-list row.

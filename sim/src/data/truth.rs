@@ -83,7 +83,12 @@ pub fn truth(module: &str, user: &UserData) -> Option<Value> {
         "heart_get" => Value::Object(
             user.ecgs
                 .iter()
-                .map(|e| (e.signalid.to_string(), render::ecg_body(e, user)))
+                .map(|e| {
+                    (
+                        e.signalid.to_string(),
+                        render::ecg_body(e, user, render::EcgOptions::all()),
+                    )
+                })
                 .collect::<Map<String, Value>>(),
         ),
         "stetho_list" => Value::Array(
