@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use crate::api::client::ApiClient;
-use crate::api::envelope::Reply;
+use crate::api::client::{ApiClient, Body};
 use crate::auth::session::{Session, SessionError};
 
-/// A call in flight.
-pub struct Prefetch(tokio::task::JoinHandle<Result<Reply, SessionError>>);
+/// A call in flight, whose reply is read with a typed reader first (see
+/// [`Session::call_read`]).
+pub struct Prefetch<T>(tokio::task::JoinHandle<Result<Body<T>, SessionError>>);
 
-impl Prefetch {
+impl<T: Send + 'static> Prefetch<T> {
     /// Starts `path` with `params` now. The call counts for the calling stream (its tallies,
     /// metric tags and log span).
     pub fn start(
@@ -20,14 +20,15 @@ impl Prefetch {
         client: &Arc<ApiClient>,
         path: &'static str,
         params: Vec<(&'static str, String)>,
+        read: fn(&[u8]) -> Option<T>,
     ) -> Self {
         let (session, client) = (Arc::clone(session), Arc::clone(client));
-        let call = async move { session.call_reply(&client, path, &params).await };
+        let call = async move { session.call_read(&client, path, &params, read).await };
         Prefetch(tokio::spawn(crate::metrics::carry(call)))
     }
 
     /// The reply.
-    pub async fn reply(mut self) -> Result<Reply, SessionError> {
+    pub async fn reply(mut self) -> Result<Body<T>, SessionError> {
         match (&mut self.0).await {
             Ok(result) => result,
             Err(e) if e.is_cancelled() => Err(SessionError::Cancelled),
@@ -38,7 +39,7 @@ impl Prefetch {
     }
 }
 
-impl Drop for Prefetch {
+impl<T> Drop for Prefetch<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

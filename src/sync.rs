@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use tracing::{info, warn};
 
-use crate::api::client::ApiClient;
+use crate::api::client::{ApiClient, Body};
 use crate::auth::session::{Session, SessionError};
 use crate::conform::Fields;
 use crate::error::Error;
@@ -397,6 +397,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
             &ctx.client,
             "/measure",
             params(0),
+            measure::fast_reply,
         ));
         while let Some(call) = next.take() {
             let reply = call.reply().await?;
@@ -410,13 +411,16 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                 max_seen,
             };
             page.recent.next_page();
-            // The usual shape is read typed, borrowing from the reply; anything else leniently.
-            // The next page is asked for as soon as this one's rows are known, before they
-            // are written.
-            let fast = reply.raw_body().and_then(measure::fast_page);
-            let lenient = match fast {
-                Some(_) => None,
-                None => {
+            // The usual shape is read typed (as the reply arrives, in one pass); anything else
+            // leniently. The next page is asked for as soon as this one's rows are known,
+            // before they are written.
+            let (fast, reply) = match reply {
+                Body::Typed(page) => (Some(page), None),
+                Body::Reply(reply) => (reply.raw_body().and_then(measure::fast_page), Some(reply)),
+            };
+            let lenient = match (&fast, reply) {
+                (Some(_), _) | (None, None) => None,
+                (None, Some(reply)) => {
                     let body = reply
                         .to_value()
                         .map_err(|m| ReplyError(format!("getmeas reply: {m}")))?;
@@ -452,6 +456,7 @@ async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResul
                     &ctx.client,
                     "/measure",
                     params(pager.offset()),
+                    measure::fast_reply,
                 ));
             }
             match (&fast, &lenient) {

@@ -4,6 +4,7 @@
 //! repeat guard. It knows nothing about tokens beyond the bearer it is handed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -31,6 +32,13 @@ pub enum CallError {
     Exhausted { reason: String, attempts: u32 },
     /// The run was cancelled (SIGTERM/SIGINT) before the call completed.
     Cancelled,
+}
+
+/// A reply read by a caller's typed reader, or kept as a [`Reply`].
+#[derive(Debug)]
+pub enum Body<T> {
+    Typed(T),
+    Reply(Reply),
 }
 
 /// Counters for the end-of-run summary.
@@ -149,13 +157,14 @@ impl ApiClient {
         true
     }
 
-    async fn send_once(
+    async fn send_once<T>(
         &self,
         path: &str,
         params: &[(&str, String)],
         bearer: Option<&Secret>,
         endpoint: Endpoint,
-    ) -> Outcome {
+        read: &impl Fn(&[u8]) -> Option<T>,
+    ) -> Outcome<Body<T>> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.post(&url).form(params);
         if let Some(token) = bearer {
@@ -166,10 +175,15 @@ impl ApiClient {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match resp.bytes().await {
-                    Ok(body) => (
-                        Some(status),
-                        classify_owned(status, Vec::from(body), endpoint),
-                    ),
+                    // The caller's typed reader first: a reply it accepts is a complete
+                    // status-0 envelope, read in one pass; anything else is classified.
+                    Ok(body) => match (200..300).contains(&status).then(|| read(&body)) {
+                        Some(Some(typed)) => (Some(status), Outcome::Ok(Body::Typed(typed))),
+                        _ => (
+                            Some(status),
+                            classify_owned(status, Vec::from(body), endpoint).map(Body::Reply),
+                        ),
+                    },
                     Err(e) => (
                         Some(status),
                         Outcome::Retry(format!("reply body cut off ({})", short(&e))),
@@ -215,6 +229,28 @@ impl ApiClient {
         bearer: Option<&Secret>,
         endpoint: Endpoint,
     ) -> std::result::Result<Reply, CallError> {
+        let no_reader = |_: &[u8]| None::<Infallible>;
+        match self
+            .request_read(path, params, bearer, endpoint, no_reader)
+            .await?
+        {
+            Body::Typed(never) => match never {},
+            Body::Reply(reply) => Ok(reply),
+        }
+    }
+
+    /// As [`ApiClient::request_reply`], reading a reply with `read` first: `read` takes the
+    /// whole reply text and gives a value only for a complete status-0 envelope of the shape
+    /// it knows (e.g. a typed getmeas page, read in one pass); every other reply (errors, 601,
+    /// truncated bodies, other shapes) is classified and retried as usual.
+    pub async fn request_read<T>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        bearer: Option<&Secret>,
+        endpoint: Endpoint,
+        read: impl Fn(&[u8]) -> Option<T>,
+    ) -> std::result::Result<Body<T>, CallError> {
         let fp = Self::fingerprint(path, params, bearer);
         let started = self.now();
         let mut attempt = 0u32;
@@ -224,7 +260,7 @@ impl ApiClient {
             }
             debug!(path, action = action_of(params), params = %loggable(params), "Request.");
             let outcome = tokio::select! {
-                outcome = self.send_once(path, params, bearer, endpoint) => outcome,
+                outcome = self.send_once(path, params, bearer, endpoint, &read) => outcome,
                 _ = self.cancel.cancelled() => return Err(CallError::Cancelled),
             };
             // The API times its repeat guard from when it took the request, which is after

@@ -105,9 +105,9 @@ pub struct ApiFailure {
 
 /// What to do with a reply.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<B = Reply> {
     /// Status 0: the reply's `body`.
-    Ok(Reply),
+    Ok(B),
     /// Transient: retry after a backoff.
     Retry(String),
     /// Throttled: wait this many seconds, then retry.
@@ -116,6 +116,19 @@ pub enum Outcome {
     Refresh(String),
     /// Give up.
     Fail(ApiFailure),
+}
+
+impl<B> Outcome<B> {
+    /// The same outcome with the body of a success mapped.
+    pub fn map<C>(self, f: impl FnOnce(B) -> C) -> Outcome<C> {
+        match self {
+            Outcome::Ok(b) => Outcome::Ok(f(b)),
+            Outcome::Retry(r) => Outcome::Retry(r),
+            Outcome::Wait(s, r) => Outcome::Wait(s, r),
+            Outcome::Refresh(r) => Outcome::Refresh(r),
+            Outcome::Fail(f) => Outcome::Fail(f),
+        }
+    }
 }
 
 /// Which endpoint answered (the token endpoint's 503 means "invalid refresh_token/code").

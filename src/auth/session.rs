@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::consent::debug_pause;
 use super::roster::{self, Start};
 use super::token_store::{self, StoredUser};
-use crate::api::client::{ApiClient, CallError};
+use crate::api::client::{ApiClient, Body, CallError};
 use crate::api::envelope::{ApiFailure, Endpoint, FailKind, Reply};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -499,6 +499,22 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Reply, SessionError> {
+        let no_reader = |_: &[u8]| None::<std::convert::Infallible>;
+        match self.call_read(client, path, params, no_reader).await? {
+            Body::Typed(never) => match never {},
+            Body::Reply(reply) => Ok(reply),
+        }
+    }
+
+    /// As [`Session::call_reply`], reading the reply with `read` first (see
+    /// [`ApiClient::request_read`]).
+    pub async fn call_read<T>(
+        &self,
+        client: &ApiClient,
+        path: &str,
+        params: &[(&str, String)],
+        read: impl Fn(&[u8]) -> Option<T>,
+    ) -> std::result::Result<Body<T>, SessionError> {
         let mut token = self.checkout(client, None, true).await?;
         let mut own_refresh = token.refreshed;
         let mut swaps = 0;
@@ -509,7 +525,7 @@ impl Session {
                 done: false,
             });
             let result = client
-                .request_reply(path, params, Some(&token.access), Endpoint::Data)
+                .request_read(path, params, Some(&token.access), Endpoint::Data, &read)
                 .await;
             if let Some(guard) = guard {
                 guard.settle(match &result {

@@ -4,8 +4,6 @@
 //! per record), and [`measures_records`] reads any other shape leniently (numbers as strings,
 //! `model_id`, odd `measuregrps`). Pure.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -223,35 +221,31 @@ fn measure_record(
     r
 }
 
-/// A getmeas body of the usual shape, borrowed from the reply text. Unknown fields are
-/// ignored; any field of another type than these makes [`fast_page`] give None.
+/// A getmeas body of the usual shape, read typed. Unknown fields are ignored; any field of
+/// another type than these makes [`fast_page`] and [`fast_reply`] give None.
 #[derive(Debug, Deserialize)]
-pub struct FastPage<'a> {
-    #[serde(borrow, default)]
-    pub measuregrps: Vec<FastGroup<'a>>,
-    #[serde(borrow, default)]
-    pub timezone: Option<Cow<'a, str>>,
+pub struct FastPage {
+    #[serde(default)]
+    pub measuregrps: Vec<FastGroup>,
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// One measure group of a [`FastPage`].
 #[derive(Debug, Deserialize)]
-pub struct FastGroup<'a> {
+pub struct FastGroup {
     pub grpid: i64,
     pub attrib: Option<i64>,
     pub date: Option<i64>,
     pub created: Option<i64>,
     pub modified: Option<i64>,
     pub category: Option<i64>,
-    #[serde(borrow)]
-    pub deviceid: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub hash_deviceid: Option<Cow<'a, str>>,
+    pub deviceid: Option<String>,
+    pub hash_deviceid: Option<String>,
     pub modelid: Option<i64>,
     pub model_id: Option<i64>,
-    #[serde(borrow)]
-    pub model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub comment: Option<Cow<'a, str>>,
+    pub model: Option<String>,
+    pub comment: Option<String>,
     pub brand: Option<i64>,
     pub devtype: Option<i64>,
     #[serde(default)]
@@ -275,12 +269,31 @@ pub struct FastMeasure {
 }
 
 /// Reads a getmeas body of the usual shape (None: read it with [`measures_records`]).
-pub fn fast_page(body: &[u8]) -> Option<FastPage<'_>> {
+pub fn fast_page(body: &[u8]) -> Option<FastPage> {
     // Checking the text as UTF-8 once is cheaper than string by string.
-    serde_json::from_str(std::str::from_utf8(body).ok()?).ok()
+    accept(serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?)
 }
 
-impl<'a> FastPage<'a> {
+/// Reads a whole getmeas reply, envelope included, in one pass: the body of a status-0 reply
+/// of the usual shape (None: classify the reply, and read its body with [`fast_page`] or
+/// [`measures_records`]). A reply it accepts is complete JSON: a truncated one is refused.
+pub fn fast_reply(text: &[u8]) -> Option<FastPage> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        status: i64,
+        body: FastPage,
+    }
+    let envelope: Envelope = serde_json::from_str(std::str::from_utf8(text).ok()?).ok()?;
+    (envelope.status == 0).then_some(())?;
+    accept(envelope.body)
+}
+
+/// A page the typed reader keeps (None: leave it to [`measures_records`]).
+fn accept(page: FastPage) -> Option<FastPage> {
+    Some(page)
+}
+
+impl FastPage {
     /// Every measure of the page as a record, in reply order.
     pub fn rows(&self, userid: i64) -> impl Iterator<Item = MeasureRow<'_>> {
         let timezone = self.timezone.as_deref();
@@ -300,7 +313,7 @@ impl<'a> FastPage<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct MeasureRow<'p> {
     pub userid: i64,
-    pub group: &'p FastGroup<'p>,
+    pub group: &'p FastGroup,
     pub measure: &'p FastMeasure,
     pub timezone: Option<&'p str>,
 }
@@ -391,6 +404,34 @@ mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
     use serde_json::json;
+
+    #[test]
+    fn a_whole_reply_is_read_typed_only_when_complete_and_successful() {
+        let body = r#"{"updatetime":1,"timezone":"Europe/Paris","more":0,"offset":0,"measuregrps":[{"grpid":7,"date":1700000000,"measures":[{"value":7235,"type":1,"unit":-2}]}]}"#;
+        let ok = format!(r#"{{"status":0,"body":{body}}}"#);
+        let page = fast_reply(ok.as_bytes()).expect("a status-0 reply of the usual shape");
+        assert_eq!(page.measuregrps.len(), 1);
+        assert_eq!(page.timezone.as_deref(), Some("Europe/Paris"));
+        // An empty list for a body is no data, as the classifier takes it.
+        let empty = fast_reply(br#"{"status":0,"body":[]}"#).unwrap();
+        assert!(empty.measuregrps.is_empty());
+        // The same body inside the envelope and alone reads the same.
+        let alone = fast_page(body.as_bytes()).unwrap();
+        assert_eq!(alone.measuregrps[0].grpid, page.measuregrps[0].grpid);
+        for refused in [
+            ok[..ok.len() - 1].to_string(),
+            ok[..ok.len() / 2].to_string(),
+            format!(r#"{{"status":601,"body":{body}}}"#),
+            r#"{"status":601,"body":{"wait_seconds":12},"error":"Too many requests"}"#.into(),
+            r#"{"status":"0","body":{}}"#.into(),
+            r#"{"status":0,"status":0,"body":{}}"#.into(),
+            format!(r#"{{"status":0,"body":{body}}} trailing"#),
+            "<html>502 Bad Gateway</html>".into(),
+            String::new(),
+        ] {
+            assert!(fast_reply(refused.as_bytes()).is_none(), "{refused}");
+        }
+    }
 
     #[test]
     fn scaling_is_exact_to_the_decimal() {
