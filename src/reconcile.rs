@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Keys (JSON text of the key values without userid) → event time (epoch seconds).
 pub type KeySet = BTreeMap<String, i64>;
@@ -16,35 +16,58 @@ pub const FIELD_KEYS: &str = "recent_keys";
 /// The partition field holding the time of the last re-scan.
 pub const FIELD_RECONCILED_AT: &str = "reconciled_at";
 
-/// Reads remembered keys from a state partition field (`[[key values..., time], ...]`);
-/// malformed entries are ignored (the next re-scan rebuilds the set).
+/// Reads remembered keys from a state partition field: the compact text [`keys_to_state`]
+/// writes, or the earlier list form `[[key values..., time], ...]`; malformed entries are
+/// ignored (the next re-scan rebuilds the set).
 pub fn keys_from_state(value: Option<&Value>) -> KeySet {
     let mut out = KeySet::new();
-    for entry in value.and_then(Value::as_array).into_iter().flatten() {
-        let Some(parts) = entry.as_array() else {
-            continue;
-        };
-        let Some((time, key)) = parts.split_last() else {
-            continue;
-        };
-        if let (Some(time), false) = (time.as_i64(), key.is_empty()) {
-            out.insert(Value::Array(key.to_vec()).to_string(), time);
+    match value {
+        Some(Value::String(text)) => {
+            for entry in text.split('\n') {
+                let Some((time, key)) = entry.split_once(' ') else {
+                    continue;
+                };
+                let parts = serde_json::from_str::<Value>(key).ok();
+                if let (Ok(time), Some(Value::Array(parts))) = (time.parse::<i64>(), parts) {
+                    if !parts.is_empty() {
+                        out.insert(Value::Array(parts).to_string(), time);
+                    }
+                }
+            }
         }
+        Some(Value::Array(entries)) => {
+            for entry in entries {
+                let Some(parts) = entry.as_array() else {
+                    continue;
+                };
+                let Some((time, key)) = parts.split_last() else {
+                    continue;
+                };
+                if let (Some(time), false) = (time.as_i64(), key.is_empty()) {
+                    out.insert(Value::Array(key.to_vec()).to_string(), time);
+                }
+            }
+        }
+        _ => {}
     }
     out
 }
 
-/// Writes remembered keys as a state partition field.
+/// Writes remembered keys as a state partition field: one text of `time key` lines, the key
+/// as the JSON list of its values (`1700000000 [3000000001,1,-1]`). A text, not a JSON list of
+/// lists, because thousands of keys as JSON values cost megabytes of memory each time the
+/// state is built and written.
 pub fn keys_to_state(keys: &KeySet) -> Value {
-    Value::Array(
-        keys.iter()
-            .filter_map(|(k, t)| {
-                let mut parts = serde_json::from_str::<Value>(k).ok()?.as_array()?.clone();
-                parts.push(json!(t));
-                Some(Value::Array(parts))
-            })
-            .collect(),
-    )
+    let mut text = String::with_capacity(keys.len() * 32);
+    for (key, time) in keys {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&time.to_string());
+        text.push(' ');
+        text.push_str(key);
+    }
+    Value::String(text)
 }
 
 /// The most keys remembered per stream and user: past it, only the newest are kept, so
@@ -204,6 +227,7 @@ pub fn reconcile(remembered: &KeySet, current: &KeySet, since: i64) -> Reconcile
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+    use serde_json::json;
 
     #[test]
     fn emitted_keys_keep_what_capping_everything_at_the_end_keeps() {
@@ -254,12 +278,21 @@ mod tests {
     fn keys_round_trip_through_the_state() {
         let keys = set(&[("[1,2,-1]", 100), ("[3,4,5]", 200)]);
         let v = keys_to_state(&keys);
-        assert_eq!(v, json!([[1, 2, -1, 100], [3, 4, 5, 200]]));
+        assert_eq!(v, json!("100 [1,2,-1]\n200 [3,4,5]"));
         assert_eq!(keys_from_state(Some(&v)), keys);
+        // The list form of earlier versions is still read.
+        let listed = json!([[1, 2, -1, 100], [3, 4, 5, 200]]);
+        assert_eq!(keys_from_state(Some(&listed)), keys);
         assert_eq!(
             keys_from_state(Some(&json!([[], "x", [7], [1, "t"]]))),
             KeySet::new()
         );
+        assert_eq!(
+            keys_from_state(Some(&json!("x\n100 []\nabc [1]\n7 nope\n\n5 [9]"))),
+            set(&[("[9]", 5)])
+        );
+        assert_eq!(keys_from_state(Some(&json!(""))), KeySet::new());
+        assert_eq!(keys_to_state(&KeySet::new()), json!(""));
         assert_eq!(keys_from_state(None), KeySet::new());
     }
 
