@@ -14,7 +14,7 @@ use crate::api::client::ApiClient;
 use crate::auth::session::{Session, SessionError};
 use crate::conform::Fields;
 use crate::error::Error;
-use crate::output::{Batch, Emitter, WriterGone};
+use crate::output::{Batch, Emitter, SendError, WriterGone};
 use crate::plan::{resume_from, windows, Next, Pager, RecentKeys};
 use crate::reconcile::{
     due, keys_from_state, keys_to_state, reconcile, remember, Emitted, KeySet, FIELD_KEYS,
@@ -50,6 +50,8 @@ pub struct SyncCtx {
 enum StreamFail {
     Session(SessionError),
     Reply(ReplyError),
+    /// A record of this stream holds a value its schema cannot take.
+    Record(&'static str, String),
     Writer,
 }
 
@@ -66,6 +68,14 @@ impl From<ReplyError> for StreamFail {
 impl From<WriterGone> for StreamFail {
     fn from(_: WriterGone) -> Self {
         StreamFail::Writer
+    }
+}
+impl From<SendError> for StreamFail {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Gone => StreamFail::Writer,
+            SendError::BadValue { stream, error } => StreamFail::Record(stream, error.to_string()),
+        }
     }
 }
 
@@ -224,6 +234,9 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<()
         Err(StreamFail::Session(e)) => Err(session_error(Some((first, userid)), e)),
         Err(StreamFail::Reply(e)) => Err(Error::Api(format!(
             "stream {first} (user {userid}): unusable reply: {e}"
+        ))),
+        Err(StreamFail::Record(stream, e)) => Err(Error::Api(format!(
+            "stream {stream} (user {userid}): unusable reply: {e}"
         ))),
         Err(StreamFail::Writer) => Err(Error::Io("the output writer stopped".into())),
     }

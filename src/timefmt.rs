@@ -29,10 +29,15 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// Largest epoch accepted (year 9999), so every output has a four-digit year.
 pub const MAX_EPOCH: i64 = 253_402_300_799;
 
+/// Whether `secs` lies in the years 0000-9999 (what [`write_rfc3339`] writes).
+pub fn representable(secs: i64) -> bool {
+    (-62_167_219_200..=MAX_EPOCH).contains(&secs)
+}
+
 /// Writes `secs` as `YYYY-MM-DDTHH:MM:SSZ` into `out`; false (nothing written) when out of
 /// the years 0000-9999.
 pub fn write_rfc3339(out: &mut Vec<u8>, secs: i64) -> bool {
-    if !(-62_167_219_200..=MAX_EPOCH).contains(&secs) {
+    if !representable(secs) {
         return false;
     }
     let days = secs.div_euclid(86_400);

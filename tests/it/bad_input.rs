@@ -69,10 +69,27 @@ fn check(name: &str, dir: &Path, args: &[String], expect: Expect) -> Result<Stri
             .join(" ");
         problems.push(format!("panic text on stderr: {at}"));
     }
+    let mut delivered = Vec::new();
     for line in stdout.lines() {
-        if let Err(e) = serde_json::from_str::<Msg>(line) {
-            problems.push(format!("stdout line is not a Singer message ({e}): {line}"));
+        match serde_json::from_str::<Msg>(line) {
+            Err(e) => problems.push(format!("stdout line is not a Singer message ({e}): {line}")),
+            Ok(Msg::Record { stream, .. }) => delivered.push(format!("a {stream} record")),
+            Ok(Msg::ActivateVersion { stream, .. }) => {
+                delivered.push(format!("ACTIVATE_VERSION {stream}"))
+            }
+            Ok(Msg::State { value })
+                if value["bookmarks"]
+                    .as_object()
+                    .is_some_and(|b| !b.is_empty()) =>
+            {
+                delivered.push(format!("a bookmark {value}"))
+            }
+            Ok(_) => {}
         }
+    }
+    // Every reply of a failing case is the bad one: nothing may be delivered or bookmarked.
+    if matches!(expect, Expect::Fails(_)) && !delivered.is_empty() {
+        problems.push(format!("a failed run delivered {delivered:?}"));
     }
     if !stdout.is_empty() && !stdout.ends_with('\n') {
         problems.push("stdout ends in a partial line".into());
@@ -796,7 +813,7 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             envelope(
                 r#"{"measuregrps":[{"grpid":1,"date":1700000000,"modified":1700000000,"category":1,"measures":[{"type":1,"unit":-3,"value":99999999999999999999999}]}]}"#,
             ),
-            Expect::NoPanic,
+            Expect::Fails(&["stream measures", "value", "out of the integer range"]),
         ),
         (
             "huge unit",
@@ -805,7 +822,7 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             envelope(
                 r#"{"measuregrps":[{"grpid":1,"date":1700000000,"modified":1700000000,"category":1,"measures":[{"type":1,"unit":-9223372036854775808,"value":1}]}]}"#,
             ),
-            Expect::NoPanic,
+            Expect::Fails(&["stream measures", "unit"]),
         ),
         (
             "huge date",
@@ -814,7 +831,115 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             envelope(
                 r#"{"measuregrps":[{"grpid":1,"date":9223372036854775807,"modified":9223372036854775807,"category":1,"measures":[{"type":1,"unit":0,"value":1}]}]}"#,
             ),
-            Expect::NoPanic,
+            Expect::Fails(&["stream measures", "date", "out of the date-time range"]),
+        ),
+        (
+            "measure value text",
+            "measures",
+            good(),
+            envelope(
+                r#"{"measuregrps":[{"grpid":1,"date":"yesterday","modified":1700000000,"category":1,"measures":[{"type":1,"unit":0,"value":"abc"}]}]}"#,
+            ),
+            Expect::Fails(&["stream measures", "value", "a string that is not a number"]),
+        ),
+        (
+            "measure date text",
+            "measures",
+            good(),
+            envelope(
+                r#"{"measuregrps":[{"grpid":1,"date":"yesterday","modified":1700000000,"category":1,"measures":[{"type":1,"unit":0,"value":1}]}]}"#,
+            ),
+            Expect::Fails(&["stream measures", "`date`", "not a date-time"]),
+        ),
+        (
+            "measure algo object",
+            "measures",
+            good(),
+            envelope(
+                r#"{"measuregrps":[{"grpid":1,"category":1,"measures":[{"type":1,"unit":0,"value":1,"algo":{"v":2}}]}]}"#,
+            ),
+            Expect::Fails(&["stream measures", "`algo`", "an object"]),
+        ),
+        (
+            "activity steps text",
+            "activity",
+            good(),
+            envelope(
+                r#"{"activities":[{"date":"2024-01-02","steps":"many","modified":1700000000}],"more":false,"offset":0}"#,
+            ),
+            Expect::Fails(&["stream activity", "`steps`", "not a number"]),
+        ),
+        (
+            "activity date number",
+            "activity",
+            good(),
+            envelope(r#"{"activities":[{"date":20240102,"steps":5}],"more":false,"offset":0}"#),
+            Expect::Fails(&["stream activity", "`date`", "a number"]),
+        ),
+        (
+            "intraday steps huge",
+            "intraday_activity",
+            good(),
+            envelope(r#"{"series":{"4000000000":{"steps":1e30,"duration":60}}}"#),
+            Expect::Fails(&[
+                "stream intraday_activity",
+                "`steps`",
+                "out of the integer range",
+            ]),
+        ),
+        (
+            "workout calories object",
+            "workouts",
+            good(),
+            envelope(
+                r#"{"series":[{"id":7,"startdate":1700000000,"enddate":1700003600,"data":{"calories":{"kcal":5}}}],"more":false,"offset":0}"#,
+            ),
+            Expect::Fails(&["stream workouts", "`data.calories`", "an object"]),
+        ),
+        (
+            "sleep summary hr text",
+            "sleep_summaries",
+            good(),
+            envelope(
+                r#"{"series":[{"id":3,"startdate":1700000000,"enddate":1700030000,"data":{"hr_average":"fast"}}],"more":false,"offset":0}"#,
+            ),
+            Expect::Fails(&[
+                "stream sleep_summaries",
+                "`data.hr_average`",
+                "not a number",
+            ]),
+        ),
+        (
+            "sleep state list",
+            "sleep_series",
+            good(),
+            envelope(
+                r#"{"series":[{"startdate":4000000000,"enddate":4000000600,"state":[1]}],"model":32}"#,
+            ),
+            Expect::Fails(&["stream sleep_series", "`state`", "an array"]),
+        ),
+        (
+            "ecg heart rate text",
+            "ecg_recordings",
+            good(),
+            envelope(
+                r#"{"series":[{"ecg":{"signalid":5,"afib":0},"heart_rate":"fast"}],"more":false,"offset":0}"#,
+            ),
+            Expect::Fails(&["stream ecg_recordings", "`heart_rate`", "not a number"]),
+        ),
+        (
+            "device battery object",
+            "devices",
+            good(),
+            envelope(r#"{"devices":[{"hash_deviceid":"h1","battery":{"level":"low"}}]}"#),
+            Expect::Fails(&["stream devices", "`battery`", "an object"]),
+        ),
+        (
+            "goal steps huge",
+            "goals",
+            good(),
+            envelope(r#"{"goals":{"steps":18446744073709551616,"sleep":28800}}"#),
+            Expect::Fails(&["stream goals", "`steps`", "out of the integer range"]),
         ),
         (
             "token not JSON",

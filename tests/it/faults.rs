@@ -535,3 +535,44 @@ fn retries_never_repeat_an_identical_request_within_the_guard() {
         "601 for identical requests: {repeats:?}"
     );
 }
+
+#[test]
+fn shape_quirks_are_normalised_to_the_ground_truth() {
+    // The simulator's --shape-quirks: `intense: 0` sent as `false`, a one-row page of
+    // `activities` as an object, userid as a string in token replies. Every numeric field
+    // of every activity day must equal the ground truth (false is 0, not null).
+    let mut cfg = sim_config(1, 10);
+    cfg.page_getactivity = 1;
+    cfg.faults.shape_quirks = true;
+    let world = World::new(cfg);
+    let run = world.sync(&["activity"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.check();
+    let truth = world.sim.truth("getactivity", world.userid());
+    let truth = truth.as_array().unwrap();
+    let got: BTreeMap<String, Value> = run
+        .records("activity")
+        .into_iter()
+        .map(|r| (r["date"].as_str().unwrap().to_string(), r))
+        .collect();
+    assert_eq!(got.len(), truth.len(), "one record per day");
+    let mut zeros = 0;
+    for day in truth {
+        let date = day["date"].as_str().unwrap();
+        let record = &got[date];
+        for (field, want) in day.as_object().unwrap() {
+            // Epochs are written as RFC 3339 date-times (checked by the streams tests).
+            if !want.is_number() || field == "modified" {
+                continue;
+            }
+            assert_eq!(
+                record[field].as_f64(),
+                want.as_f64(),
+                "{date}: {field} is {} in the record, {want} in the ground truth",
+                record[field]
+            );
+        }
+        zeros += usize::from(day["intense"] == json!(0));
+    }
+    assert!(zeros > 0, "no day had `intense: 0`, so no `false` was sent");
+}
