@@ -72,6 +72,11 @@ pub fn parse_ymd(s: &str) -> Option<i64> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
+    // Digits only: `str::parse` would also take a sign ("2024-+1-02").
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4) && digits(5..7) && digits(8..10)) {
+        return None;
+    }
     let y: i64 = s.get(0..4)?.parse().ok()?;
     let m: u32 = s.get(5..7)?.parse().ok()?;
     let d: u32 = s.get(8..10)?.parse().ok()?;
@@ -152,6 +157,9 @@ mod tests {
             "20230101",
             "2023-04-31",
             "abcd-ef-gh",
+            "2024-+1-02",
+            "+024-01-02",
+            "2024-01-+2",
         ] {
             assert_eq!(parse_ymd(bad), None, "{bad}");
         }
