@@ -44,7 +44,7 @@ use crate::singer::catalog::{build_catalog, Selection};
 use crate::singer::message::MessageWriter;
 use crate::singer::state::State;
 use crate::streams::{Replication, STREAMS};
-use crate::sync::{run_source, session_error, wanted, SyncCtx, SOURCES};
+use crate::sync::{run_source, session_error, wanted, Finished, SyncCtx, SOURCES};
 
 fn read_file(kind: &str, path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
@@ -263,13 +263,14 @@ async fn sync<W: Write>(
     }
     drop(events);
     let mut failed_users = BTreeSet::new();
-    let mut failed_streams: BTreeSet<String> = BTreeSet::new();
+    // Streams not read completely for some user (failed, or skipped for a missing scope).
+    let mut incomplete: BTreeSet<String> = BTreeSet::new();
     // Per source (its streams): requests, retries, seconds (summed over users).
     let mut summaries: BTreeMap<String, (u64, u64, f64)> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let joined = joined.map(|(userid, (names, requests, retries, seconds), result)| {
-            if result.is_err() {
-                failed_streams.extend(names.split('+').map(str::to_string));
+            if !matches!(result, Ok(Finished::Complete)) {
+                incomplete.extend(names.split('+').map(str::to_string));
             }
             let entry = summaries.entry(names).or_insert((0, 0, 0.0));
             entry.0 += requests;
@@ -278,7 +279,7 @@ async fn sync<W: Write>(
             (userid, result)
         });
         match joined {
-            Ok((_, Ok(()))) => {}
+            Ok((_, Ok(_))) => {}
             Ok((_, Err(Error::Interrupted))) => {
                 fatal.get_or_insert(Error::Interrupted);
             }
@@ -297,13 +298,15 @@ async fn sync<W: Write>(
             }
         }
     }
-    // Full-table streams read completely for every user replace the target's older rows.
+    // Full-table streams read completely for every user replace the target's older rows; a
+    // stream skipped for one user (Withings refused the service) was not read for that user,
+    // so activating it would delete that user's rows in the target.
     if fatal.is_none() && failures.is_empty() {
         for def in STREAMS
             .iter()
             .filter(|d| d.replication == Replication::FullTable)
         {
-            if !failed_streams.contains(def.name) {
+            if !incomplete.contains(def.name) {
                 out.activate_version(def)?;
             }
         }

@@ -188,11 +188,21 @@ fn next_page(pager: &mut Pager, rows: usize, fingerprint: u64, stream: &str, use
     }
 }
 
+/// How a source of a user ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Everything Withings has was read.
+    Complete,
+    /// Withings refused the service (missing scope or plan): nothing was read, so a
+    /// full-table stream must not be activated (that would delete the target's rows).
+    Skipped,
+}
+
 /// Runs one source of one user; the error is worded for the user.
-pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<(), Error> {
+pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<Finished, Error> {
     let names = wanted(source, &out);
     let Some(first) = names.first().copied() else {
-        return Ok(());
+        return Ok(Finished::Complete);
     };
     let userid = ctx.userid;
     info!(userid, streams = ?names, "Syncing.");
@@ -222,14 +232,14 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<()
         Source::HeartGet | Source::StethoGet => Ok(()),
     };
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Finished::Complete),
         Err(StreamFail::Session(SessionError::Unauthorized { status, message })) => {
             warn!(
                 userid,
                 streams = ?names,
                 "Skipping: Withings does not allow this app or user to call this service (status {status}: {message}); check the scopes granted with `tap-withings auth --status`."
             );
-            Ok(())
+            Ok(Finished::Skipped)
         }
         Err(StreamFail::Session(e)) => Err(session_error(Some((first, userid)), e)),
         Err(StreamFail::Reply(e)) => Err(Error::Api(format!(

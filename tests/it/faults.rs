@@ -576,3 +576,99 @@ fn shape_quirks_are_normalised_to_the_ground_truth() {
     }
     assert!(zeros > 0, "no day had `intense: 0`, so no `false` was sent");
 }
+
+/// One plain HTTP/1.1 request to the simulator (no redirects followed): status, Location
+/// header, body.
+fn http(url: &str, method: &str, form: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let location = head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    (status, location, body.to_string())
+}
+
+/// A refresh token of the simulator's first user granting only `scope` (consent, then the
+/// code exchange, as `tap-withings auth` does).
+fn refresh_token_with_scope(world: &World, scope: &str) -> String {
+    let sim = &world.sim;
+    let redirect = "http%3A%2F%2F127.0.0.1%3A9%2Fcb";
+    let (status, location, body) = http(
+        &format!(
+            "{}/oauth2_user/authorize2?response_type=code&client_id={}&scope={scope}&redirect_uri={redirect}&state=s",
+            sim.url(),
+            sim.client_id()
+        ),
+        "GET",
+        "",
+    );
+    assert_eq!(status, 302, "{body}");
+    let location = location.unwrap();
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap();
+    let form = format!(
+        "action=requesttoken&grant_type=authorization_code&client_id={}&client_secret={}&code={code}&redirect_uri={redirect}",
+        sim.client_id(),
+        sim.client_secret()
+    );
+    let (_, _, body) = http(&format!("{}/v2/oauth2", sim.url()), "POST", &form);
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply["status"], 0, "{reply}");
+    assert_eq!(reply["body"]["scope"], json!(scope));
+    reply["body"]["refresh_token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_full_table_stream_skipped_for_a_missing_scope_is_not_activated() {
+    // devices and goals need user.info: without it Withings answers 277 and the tap skips
+    // them with a warning. Activating their new (empty) version would make the target
+    // soft-delete every device and goal of the user.
+    let world = World::new(sim_config(1, 2));
+    let token = refresh_token_with_scope(&world, "user.metrics,user.activity");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&world.config).unwrap()).unwrap();
+    config["refresh_token"] = json!(token);
+    std::fs::write(&world.config, config.to_string()).unwrap();
+    let run = world.sync(&["devices", "goals", "measures"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.check();
+    assert!(
+        run.stderr.contains("Skipping") && run.stderr.contains("277"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.records("devices").is_empty() && run.records("goals").is_empty());
+    assert!(
+        !run.records("measures").is_empty(),
+        "the other streams are read"
+    );
+    let activated: Vec<&String> = run
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Msg::ActivateVersion { stream, .. } => Some(stream),
+            _ => None,
+        })
+        .collect();
+    assert!(activated.is_empty(), "activated {activated:?}");
+}
