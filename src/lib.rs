@@ -65,12 +65,20 @@ pub fn load_raw_config(cli: &Cli, env: &BTreeMap<String, String>) -> Result<RawC
     Ok(raw)
 }
 
-fn write_json_line<W: Write>(out: &mut W, value: &Value) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)
-        .map_err(|e| Error::io("cannot write to stdout", e))?;
-    writeln!(out)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("cannot write to stdout", e))
+fn write_json_line<W: Write>(out: &mut W, value: &Value) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// The outcome of writing `--about` or `--discover`: a reader that closed stdout early
+/// (`--about | head`) wanted no more, which is not an error (the Singer convention for these
+/// commands). A sync whose stdout closes fails instead: its data was not delivered.
+fn informational(written: std::io::Result<()>) -> Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Error::io("cannot write to stdout", e)),
+    }
 }
 
 /// Runs the tap: `--about`, `--discover`, `--test` or a sync.
@@ -81,16 +89,16 @@ pub async fn run<W: Write>(
     cancel: Cancel,
 ) -> Result<()> {
     if cli.about {
-        return match cli.format {
+        return informational(match cli.format {
             AboutFormat::Json => write_json_line(&mut stdout, &about::about_json()),
             AboutFormat::Markdown => stdout
                 .write_all(about::about_markdown().as_bytes())
-                .map_err(|e| Error::io("cannot write to stdout", e)),
-        };
+                .and_then(|()| stdout.flush()),
+        });
     }
     if cli.discover {
         // Discovery needs no credentials and ignores --catalog/--state (Meltano passes them).
-        return write_json_line(&mut stdout, &build_catalog());
+        return informational(write_json_line(&mut stdout, &build_catalog()));
     }
     let now = chrono::Utc::now();
     let mut cfg = load_raw_config(cli, env)?.validate(env, now)?;

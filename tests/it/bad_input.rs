@@ -1021,3 +1021,54 @@ fn a_token_reply_with_a_huge_expires_in_does_not_panic() {
         Expect::NoPanic,
     )]);
 }
+
+/// Runs the tap with `args` writing to a pipe nobody reads (closed before the tap starts):
+/// exit code and stderr.
+fn with_closed_stdout(args: &[String]) -> (i32, String) {
+    // A pipe whose only reader, `true`, has exited.
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TAP_WITHINGS") {
+            cmd.env_remove(k);
+        }
+    }
+    // spawn, not output(): output() would capture stdout instead of the pipe given.
+    let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+    assert!(out.stdout.is_empty());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_is_quiet_for_about_and_discover_but_fails_a_sync() {
+    // `--about | head`: the reader wanted no more; not an error (Singer convention).
+    for args in [
+        vec!["--about"],
+        vec!["--about", "--format", "markdown"],
+        vec!["--discover"],
+    ] {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (code, stderr) = with_closed_stdout(&args);
+        assert_eq!((code, stderr.as_str()), (0, ""), "{args:?}");
+    }
+    // A sync whose output cannot be delivered fails, with one line saying why.
+    let world = crate::support::World::new(crate::support::sim_config(1, 1));
+    let args = crate::kills::sync_args(&world, &["devices"], None);
+    let (code, stderr) = with_closed_stdout(&args);
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "tap-withings: stdout was closed by the target (broken pipe); stopping"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
