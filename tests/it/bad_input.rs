@@ -888,6 +888,13 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             ]),
         ),
         (
+            "intraday key text",
+            "intraday_activity",
+            good(),
+            envelope(r#"{"series":{"noon":{"steps":5,"duration":60}}}"#),
+            Expect::Fails(&["stream intraday_activity", "\"noon\"", "epoch seconds"]),
+        ),
+        (
             "workout calories object",
             "workouts",
             good(),
