@@ -401,8 +401,8 @@ impl OutputPlan {
         let fields = flatten_fields("", "", &kept, 0, flattening, &mut out_props);
         let mut seen = BTreeSet::new();
         collect_columns(&fields, "", &mut seen)?;
-        // A value that cannot be coerced is written as null, so every non-key column must
-        // admit null.
+        // Replies leave values out or send null (or `""`) for them, so every non-key column
+        // must admit null.
         for (name, prop) in out_props.iter_mut() {
             if !keys.contains(&name.as_str()) {
                 *prop = with_null(prop.clone());
@@ -613,8 +613,9 @@ fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 }
 
 /// Writes `val` as `kind`: Ok(whether null was written), or why it cannot be coerced (then
-/// nothing is written). The common cases write without building a [`Value`].
-fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Bad> {
+/// nothing is written; boxed, to keep the per-field result small). The common cases write
+/// without building a [`Value`].
+fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Box<Bad>> {
     match (kind, val) {
         (_, v) if v.is_null() => {
             out.extend_from_slice(b"null");
@@ -626,7 +627,7 @@ fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Bad> 
             out.push(b'"');
             if !timefmt::write_rfc3339(out, secs) {
                 out.pop();
-                return Err(Bad::new(DATE_OUT_OF_RANGE, kind));
+                return Err(Box::new(Bad::new(DATE_OUT_OF_RANGE, kind)));
             }
             out.push(b'"');
         }
@@ -652,7 +653,7 @@ fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Bad> 
                 }
                 Val::Missing | Val::Null => return Ok(true),
             };
-            let c = coerce(kind, value)?;
+            let c = coerce(kind, value).map_err(Box::new)?;
             write_value(kind, &c, out);
             return Ok(c.is_null());
         }
