@@ -1,8 +1,11 @@
 //! Schema-driven output: an [`OutputPlan`] compiled from a stream's schema, its selected
 //! properties and the flattening settings projects each record onto the schema (unknown
-//! fields dropped), coerces values to the declared types (numeric strings, `false` for a
-//! number, epoch seconds for a date-time) and writes the RECORD JSON directly, flattening
-//! nested objects into `parent__child` columns. The same plan gives the SCHEMA it matches,
+//! fields dropped), coerces values to the declared types and writes the RECORD JSON directly,
+//! flattening nested objects into `parent__child` columns. Coercion normalises the known reply
+//! quirks (numeric strings, `false`/`true` for an integer or number, `""` or `[]` for no
+//! value, epoch seconds for a date-time) and refuses anything else it cannot interpret (a
+//! non-numeric string for a number, a number out of the integer range, an object where a
+//! scalar is expected...): such a record is not written, so a sync never silently nulls data. The same plan gives the SCHEMA it matches,
 //! so every record validates against the schema sent for it. The plan reads the keywords
 //! `type`, `format`, `properties` and `items`; value constraints such as `enum` or `minimum`
 //! are not enforced (the tap's schemas declare none). Pure.
@@ -33,6 +36,8 @@ enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 struct Field {
     name: String,
+    /// Where the value sits in the record (`data.hr_average` for a flattened child), for errors.
+    path: String,
     /// `"name":` pre-encoded for the output.
     json_key: Vec<u8>,
     kind: Kind,
@@ -47,6 +52,120 @@ struct Field {
 pub enum ConformError {
     #[error("key property `{0}` is missing or null")]
     MissingKey(String),
+    /// A value that cannot be read as its declared type (the record is not written).
+    #[error("field `{field}` is {found}, expected {expected}")]
+    BadValue {
+        field: String,
+        found: &'static str,
+        expected: String,
+    },
+}
+
+/// Why a value cannot be coerced: where below the property (`""`, `.x`, `[2]`), what it is
+/// and what the schema asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bad {
+    at: String,
+    found: &'static str,
+    expected: String,
+}
+
+impl Bad {
+    fn new(found: &'static str, kind: &Kind) -> Self {
+        Bad {
+            at: String::new(),
+            found,
+            expected: expected(kind),
+        }
+    }
+
+    /// The same problem one level further out (`at` prefixed with `step`).
+    fn under(mut self, step: &str) -> Self {
+        self.at.insert_str(0, step);
+        self
+    }
+
+    fn error(self, path: &str) -> ConformError {
+        ConformError::BadValue {
+            field: format!("{path}{}", self.at),
+            found: self.found,
+            expected: self.expected,
+        }
+    }
+}
+
+/// What a kind asks for, in words.
+fn expected(kind: &Kind) -> String {
+    match kind {
+        Kind::Integer => "an integer".into(),
+        Kind::Number => "a number".into(),
+        Kind::String => "a string".into(),
+        Kind::DateTime => "a date-time (epoch seconds or RFC 3339)".into(),
+        Kind::Date => "a date (YYYY-MM-DD)".into(),
+        Kind::Boolean => "a boolean".into(),
+        Kind::Object(_) => "an object".into(),
+        Kind::Array(..) => "a list".into(),
+        Kind::Any(types) if types.is_empty() => "any JSON value".into(),
+        Kind::Any(types) => types.join(" or "),
+    }
+}
+
+/// The JSON kind of a value, in words (for errors).
+fn found(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+const OUT_OF_RANGE: &str = "a number out of the integer range";
+const FRACTIONAL: &str = "a fractional number";
+const NOT_A_NUMBER: &str = "a string that is not a number";
+
+/// The integer a reply value stands for: None for null, `""` (no value); `false`/`true` are 0
+/// and 1 (Withings sends integers as `false`), numeric strings and integral floats are read;
+/// anything else (a fraction, a number beyond i64, a non-numeric string, an object, a list)
+/// is refused with what it is.
+pub fn read_integer(v: &Value) -> Result<Option<i64>, &'static str> {
+    fn from_f64(f: f64) -> Result<i64, &'static str> {
+        // i64::MAX as f64 is 2^63, just past the range: an exclusive bound.
+        if f.fract() != 0.0 {
+            Err(FRACTIONAL)
+        } else if (i64::MIN as f64..i64::MAX as f64).contains(&f) {
+            Ok(f as i64)
+        } else {
+            Err(OUT_OF_RANGE)
+        }
+    }
+    match v {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(i64::from(*b))),
+        Value::Number(n) => match (n.as_i64(), n.is_u64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, true) => Err(OUT_OF_RANGE),
+            (None, false) => from_f64(n.as_f64().unwrap_or(f64::NAN)).map(Some),
+        },
+        Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            if let Ok(i) = s.parse::<i64>() {
+                return Ok(Some(i));
+            }
+            match s.parse::<f64>() {
+                Ok(f) if f.is_finite() => from_f64(f).map(Some),
+                Ok(_) if s.chars().any(|c| c.is_ascii_digit()) => Err(OUT_OF_RANGE),
+                _ => Err(NOT_A_NUMBER),
+            }
+        }
+        Value::Array(_) => Err("an array"),
+        Value::Object(_) => Err("an object"),
+    }
 }
 
 /// Flattening settings (Meltano SDK names).
@@ -183,6 +302,7 @@ fn field(name: &str, schema: &Value) -> Field {
     let (kind, nullable) = kind_of(schema);
     Field {
         name: name.to_string(),
+        path: name.to_string(),
         json_key: json_key(name),
         kind,
         nullable,
@@ -201,6 +321,7 @@ fn json_key(name: &str) -> Vec<u8> {
 /// schema properties alongside.
 fn flatten_fields(
     prefix: &str,
+    path: &str,
     props: &Map<String, Value>,
     depth: usize,
     flattening: Flattening,
@@ -214,13 +335,16 @@ fn flatten_fields(
             format!("{prefix}__{name}")
         };
         let mut f = field(name, schema);
+        f.path = format!("{path}{name}");
         let inner = schema["properties"].as_object();
         if let (Kind::Object(_), Some(inner), true) = (
             &f.kind,
             inner,
             flattening.enabled && depth < flattening.max_depth,
         ) {
-            let mut sub = flatten_fields(&full, inner, depth + 1, flattening, out_props);
+            let child_path = format!("{}.", f.path);
+            let mut sub =
+                flatten_fields(&full, &child_path, inner, depth + 1, flattening, out_props);
             for s in &mut sub {
                 s.nullable = true;
             }
@@ -274,11 +398,11 @@ impl OutputPlan {
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         let mut out_props = Map::new();
-        let fields = flatten_fields("", &kept, 0, flattening, &mut out_props);
+        let fields = flatten_fields("", "", &kept, 0, flattening, &mut out_props);
         let mut seen = BTreeSet::new();
         collect_columns(&fields, "", &mut seen)?;
-        // A value that cannot be coerced is written as null, so every non-key column must
-        // admit null.
+        // Replies leave values out or send null (or `""`) for them, so every non-key column
+        // must admit null.
         for (name, prop) in out_props.iter_mut() {
             if !keys.contains(&name.as_str()) {
                 *prop = with_null(prop.clone());
@@ -298,16 +422,14 @@ impl OutputPlan {
         &self.schema
     }
 
-    /// Writes `record` as conformed JSON into `out` (appending). Values that cannot be
-    /// coerced to their declared type become null and their property names are pushed to
-    /// `coerced`. Fails only when a key property is missing.
+    /// Writes `record` as conformed JSON into `out` (appending). Fails, writing nothing, when
+    /// a key property is missing or null, or a value cannot be read as its declared type.
     pub fn write<F: Fields + ?Sized>(
         &self,
         record: &F,
         out: &mut Vec<u8>,
-        coerced: &mut Vec<String>,
     ) -> Result<(), ConformError> {
-        self.write_cached(record, out, coerced, &mut SpanCache::default())
+        self.write_cached(record, out, &mut SpanCache::default())
     }
 
     /// As [`OutputPlan::write`], reusing the bytes of the record's shared columns (see
@@ -316,7 +438,6 @@ impl OutputPlan {
         &self,
         record: &F,
         out: &mut Vec<u8>,
-        coerced: &mut Vec<String>,
         cache: &mut SpanCache,
     ) -> Result<(), ConformError> {
         for key in &self.keys {
@@ -333,7 +454,6 @@ impl OutputPlan {
                 Some(record),
                 out,
                 &mut first,
-                coerced,
                 &self.keys,
                 true,
             ),
@@ -347,7 +467,7 @@ impl OutputPlan {
                         }
                     }
                 }
-                self.write_segments(record, out, &mut first, coerced, cache)
+                self.write_segments(record, out, &mut first, cache)
             }
         };
         if let Err(e) = result {
@@ -388,7 +508,6 @@ impl OutputPlan {
         record: &F,
         out: &mut Vec<u8>,
         first: &mut bool,
-        coerced: &mut Vec<String>,
         cache: &mut SpanCache,
     ) -> Result<(), ConformError> {
         for seg in &mut cache.segments {
@@ -401,7 +520,7 @@ impl OutputPlan {
                 Some(slot) => {
                     let at = out.len();
                     let was_first = *first;
-                    write_fields(fields, Some(record), out, first, coerced, &self.keys, true)?;
+                    write_fields(fields, Some(record), out, first, &self.keys, true)?;
                     let mut bytes = Vec::with_capacity(out.len() - at + 1);
                     if was_first {
                         bytes.push(b',');
@@ -409,7 +528,7 @@ impl OutputPlan {
                     bytes.extend_from_slice(&out[at..]);
                     *slot = Some(bytes);
                 }
-                None => write_fields(fields, Some(record), out, first, coerced, &self.keys, true)?,
+                None => write_fields(fields, Some(record), out, first, &self.keys, true)?,
             }
         }
         Ok(())
@@ -449,7 +568,6 @@ fn write_fields<F: Fields + ?Sized>(
     record: Option<&F>,
     out: &mut Vec<u8>,
     first: &mut bool,
-    coerced: &mut Vec<String>,
     keys: &[String],
     top: bool,
 ) -> Result<(), ConformError> {
@@ -458,12 +576,12 @@ fn write_fields<F: Fields + ?Sized>(
         if let Some(flat) = &f.flat {
             let inner = match raw {
                 Val::Json(Value::Object(o)) => Some(o),
-                _ => None,
+                // `[]`: the PHP encoding of an empty map.
+                Val::Json(Value::Array(a)) if a.is_empty() => None,
+                v if v.is_null() => None,
+                v => return Err(Bad::new(val_found(v), &f.kind).error(&f.path)),
             };
-            if inner.is_none() && !raw.is_null() {
-                coerced.push(f.name.clone());
-            }
-            write_fields::<Map<String, Value>>(flat, inner, out, first, coerced, keys, false)?;
+            write_fields::<Map<String, Value>>(flat, inner, out, first, keys, false)?;
             continue;
         }
         if !*first {
@@ -471,14 +589,7 @@ fn write_fields<F: Fields + ?Sized>(
         }
         *first = false;
         out.extend_from_slice(&f.json_key);
-        let wrote_null = match write_val(&f.kind, raw, out) {
-            Some(null) => null,
-            None => {
-                coerced.push(f.name.clone());
-                out.extend_from_slice(b"null");
-                true
-            }
-        };
+        let wrote_null = write_val(&f.kind, raw, out).map_err(|bad| bad.error(&f.path))?;
         if wrote_null && top && keys.contains(&f.name) {
             return Err(ConformError::MissingKey(f.name.clone()));
         }
@@ -486,18 +597,29 @@ fn write_fields<F: Fields + ?Sized>(
     Ok(())
 }
 
+/// The kind of a record value, in words (for errors).
+fn val_found(v: Val<'_>) -> &'static str {
+    match v {
+        Val::Missing | Val::Null => "null",
+        Val::Int(_) | Val::Float(_) => "a number",
+        Val::Str(_) => "a string",
+        Val::Json(v) => found(v),
+    }
+}
+
 /// Writes a number or string (writing into a Vec<u8> cannot fail).
 fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     let _ = serde_json::to_writer(&mut *out, v);
 }
 
-/// Writes `val` as `kind`: Some(whether null was written), or None (nothing written) when
-/// it cannot be coerced. The common cases write without building a [`Value`].
-fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Option<bool> {
+/// Writes `val` as `kind`: Ok(whether null was written), or why it cannot be coerced (then
+/// nothing is written; boxed, to keep the per-field result small). The common cases write
+/// without building a [`Value`].
+fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Result<bool, Box<Bad>> {
     match (kind, val) {
         (_, v) if v.is_null() => {
             out.extend_from_slice(b"null");
-            return Some(true);
+            return Ok(true);
         }
         (Kind::Integer | Kind::Number, Val::Int(i)) => put(out, &i),
         (Kind::Number, Val::Float(x)) if x.is_finite() => put(out, &x),
@@ -505,13 +627,13 @@ fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Option<bool> {
             out.push(b'"');
             if !timefmt::write_rfc3339(out, secs) {
                 out.pop();
-                return None;
+                return Err(Box::new(Bad::new(DATE_OUT_OF_RANGE, kind)));
             }
             out.push(b'"');
         }
         (Kind::String, Val::Str(s)) => put(out, &s),
         (Kind::String, Val::Json(Value::String(s))) => put(out, s),
-        (Kind::Integer, Val::Json(Value::Number(n))) if n.is_i64() || n.is_u64() => put(out, n),
+        (Kind::Integer, Val::Json(Value::Number(n))) if n.is_i64() => put(out, n),
         (Kind::Number, Val::Json(Value::Number(n))) => put(out, n),
         (_, v) => {
             let owned;
@@ -529,14 +651,14 @@ fn write_val(kind: &Kind, val: Val<'_>, out: &mut Vec<u8>) -> Option<bool> {
                     owned = Value::String(s.to_owned());
                     &owned
                 }
-                Val::Missing | Val::Null => return Some(true),
+                Val::Missing | Val::Null => return Ok(true),
             };
-            let c = coerce(kind, value)?;
+            let c = coerce(kind, value).map_err(Box::new)?;
             write_value(kind, &c, out);
-            return Some(c.is_null());
+            return Ok(c.is_null());
         }
     }
-    Some(false)
+    Ok(false)
 }
 
 fn write_value(kind: &Kind, value: &Value, out: &mut Vec<u8>) {
@@ -579,108 +701,149 @@ fn finish(kind: &Kind, value: Value) -> Value {
     }
 }
 
-/// Coerces a non-null reply value to a kind; None when impossible (the caller writes null).
-/// DateTime epochs stay numbers (written as RFC 3339 by `write_value`).
-fn coerce(kind: &Kind, v: &Value) -> Option<Value> {
+const DATE_OUT_OF_RANGE: &str = "a number out of the date-time range";
+
+/// A string holding no value (`""`, spaces), which replies send for a missing number or date.
+fn blank(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s.trim().is_empty())
+}
+
+/// Coerces a reply value to a kind: null stays null, the known quirks are normalised, and
+/// anything else that does not fit is refused with what it is. DateTime epochs stay numbers
+/// (written as RFC 3339 by `write_value`).
+fn coerce(kind: &Kind, v: &Value) -> Result<Value, Bad> {
     if v.is_null() {
-        return Some(Value::Null);
+        return Ok(Value::Null);
     }
+    let bad = |found: &'static str| Bad::new(found, kind);
     match kind {
         Kind::Any(types) => {
             let fits = |v: &Value| types.is_empty() || types.iter().any(|t| json_type_fits(t, v));
             if fits(v) {
-                return Some(v.clone());
+                return Ok(v.clone());
             }
-            // A free-form object or list sent as JSON text.
             match v {
+                // `[]`: the PHP encoding of an empty map.
+                Value::Array(a) if a.is_empty() && fits(&Value::Object(Map::new())) => {
+                    Ok(Value::Object(Map::new()))
+                }
+                // A free-form object or list sent as JSON text.
                 Value::String(s) => serde_json::from_str::<Value>(s)
                     .ok()
-                    .filter(|p| !p.is_string() && fits(p)),
-                _ => None,
+                    .filter(|p| !p.is_string() && fits(p))
+                    .ok_or_else(|| bad("a string that is not JSON of that type")),
+                other => Err(bad(found(other))),
             }
         }
-        Kind::Integer => match v {
-            Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
-            Value::Number(n) => n
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
-                .map(|f| Value::from(f as i64)),
-            Value::String(s) => s.trim().parse::<i64>().ok().map(Value::from),
-            _ => None,
-        },
+        Kind::Integer => read_integer(v)
+            .map(|i| i.map_or(Value::Null, Value::from))
+            .map_err(bad),
         Kind::Number => match v {
-            Value::Number(_) => Some(v.clone()),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|f| f.is_finite())
-                .map(Value::from),
-            _ => None,
+            Value::Number(_) => Ok(v.clone()),
+            Value::Bool(b) => Ok(Value::from(i64::from(*b))),
+            _ if blank(v) => Ok(Value::Null),
+            Value::String(s) => match s.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Value::from(f)),
+                Ok(_) if s.chars().any(|c| c.is_ascii_digit()) => Err(bad("a number out of range")),
+                _ => Err(bad(NOT_A_NUMBER)),
+            },
+            other => Err(bad(found(other))),
         },
         Kind::String => match v {
-            Value::String(_) => Some(v.clone()),
-            Value::Number(n) => Some(Value::String(n.to_string())),
-            Value::Bool(b) => Some(Value::String(b.to_string())),
-            _ => Some(Value::String(v.to_string())),
+            Value::String(_) => Ok(v.clone()),
+            Value::Number(n) => Ok(Value::String(n.to_string())),
+            Value::Bool(b) => Ok(Value::String(b.to_string())),
+            other => Err(bad(found(other))),
         },
         Kind::Boolean => match v {
-            Value::Bool(_) => Some(v.clone()),
+            Value::Bool(_) => Ok(v.clone()),
             Value::Number(n) => match n.as_i64() {
-                Some(0) => Some(Value::Bool(false)),
-                Some(1) => Some(Value::Bool(true)),
-                _ => None,
+                Some(0) => Ok(Value::Bool(false)),
+                Some(1) => Ok(Value::Bool(true)),
+                _ => Err(bad("a number other than 0 or 1")),
             },
+            _ if blank(v) => Ok(Value::Null),
             Value::String(s) => match s.trim() {
-                "true" | "1" => Some(Value::Bool(true)),
-                "false" | "0" => Some(Value::Bool(false)),
-                _ => None,
+                "true" | "1" => Ok(Value::Bool(true)),
+                "false" | "0" => Ok(Value::Bool(false)),
+                _ => Err(bad("a string that is not a boolean")),
             },
-            _ => None,
+            other => Err(bad(found(other))),
         },
         Kind::DateTime => {
             let secs = match v {
+                // An epoch sent as `false` is no date (0 would be 1970).
+                Value::Bool(false) => return Ok(Value::Null),
+                _ if blank(v) => return Ok(Value::Null),
                 Value::Number(n) => n.as_i64().or_else(|| {
                     n.as_f64()
-                        .filter(|f| f.is_finite())
+                        .filter(|f| f.is_finite() && f.abs() < 9.2e18)
                         .map(|f| f.floor() as i64)
                 }),
-                Value::String(s) => s
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-                    .or_else(|| timefmt::parse_rfc3339(s)),
-                _ => None,
-            }?;
-            (timefmt::rfc3339(secs).is_some()).then(|| Value::from(secs))
+                Value::String(s) => {
+                    let s = s.trim();
+                    match s.parse::<i64>() {
+                        Ok(secs) => Some(secs),
+                        Err(_) => match timefmt::parse_rfc3339(s) {
+                            Some(secs) => Some(secs),
+                            None => s
+                                .parse::<f64>()
+                                .ok()
+                                .filter(|f| f.is_finite() && f.abs() < 9.2e18)
+                                .map(|f| f.floor() as i64)
+                                .ok_or_else(|| bad("a string that is not a date-time"))
+                                .map(Some)?,
+                        },
+                    }
+                }
+                other => return Err(bad(found(other))),
+            };
+            match secs {
+                Some(secs) if timefmt::rfc3339(secs).is_some() => Ok(Value::from(secs)),
+                _ => Err(bad(DATE_OUT_OF_RANGE)),
+            }
         }
         Kind::Date => match v {
-            Value::String(s) if timefmt::parse_ymd(s).is_some() => Some(v.clone()),
-            _ => None,
+            _ if blank(v) => Ok(Value::Null),
+            Value::String(s) if timefmt::parse_ymd(s.trim()).is_some() => {
+                Ok(Value::String(s.trim().to_string()))
+            }
+            Value::String(_) => Err(bad("a string that is not a date")),
+            other => Err(bad(found(other))),
         },
         Kind::Object(fields) => {
-            let obj = v.as_object()?;
+            let empty = Map::new();
+            let obj = match v {
+                Value::Object(o) => o,
+                // `[]`: the PHP encoding of an empty map.
+                Value::Array(a) if a.is_empty() => &empty,
+                other => return Err(bad(found(other))),
+            };
             let mut out = Map::new();
             for f in fields {
-                let value = obj
-                    .get(&f.name)
-                    .map_or(Some(Value::Null), |x| coerce(&f.kind, x))
-                    .unwrap_or(Value::Null);
+                let value = match obj.get(&f.name) {
+                    None => Value::Null,
+                    Some(x) => coerce(&f.kind, x).map_err(|b| b.under(&format!(".{}", f.name)))?,
+                };
                 out.insert(f.name.clone(), finish(&f.kind, value));
             }
-            Some(Value::Object(out))
+            Ok(Value::Object(out))
         }
         Kind::Array(item, item_nullable) => {
-            let items = v.as_array()?;
+            let items = match v {
+                Value::Array(items) => items.as_slice(),
+                // `{}`: an empty list encoded as a map.
+                Value::Object(o) if o.is_empty() => &[],
+                other => return Err(bad(found(other))),
+            };
             let mut out = Vec::with_capacity(items.len());
-            for x in items {
-                match coerce(item, x) {
-                    Some(Value::Null) | None if !item_nullable => {}
-                    Some(c) => out.push(finish(item, c)),
-                    None => out.push(Value::Null),
+            for (i, x) in items.iter().enumerate() {
+                match coerce(item, x).map_err(|b| b.under(&format!("[{i}]")))? {
+                    Value::Null if !item_nullable => {}
+                    c => out.push(finish(item, c)),
                 }
             }
-            Some(Value::Array(out))
+            Ok(Value::Array(out))
         }
     }
 }
@@ -718,28 +881,187 @@ mod tests {
         }})
     }
 
-    fn write(plan: &OutputPlan, record: Value) -> (Value, Vec<String>) {
+    fn write(plan: &OutputPlan, record: Value) -> Value {
         let mut out = Vec::new();
-        let mut coerced = Vec::new();
-        plan.write(record.as_object().unwrap(), &mut out, &mut coerced)
-            .unwrap();
-        (serde_json::from_slice(&out).unwrap(), coerced)
+        plan.write(record.as_object().unwrap(), &mut out).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn refusal(plan: &OutputPlan, record: Value) -> ConformError {
+        let mut out = b"prefix".to_vec();
+        let err = plan
+            .write(record.as_object().unwrap(), &mut out)
+            .unwrap_err();
+        assert_eq!(out, b"prefix", "a refused record writes nothing");
+        err
     }
 
     #[test]
     fn records_are_projected_coerced_and_flattened() {
         let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
-        let (row, coerced) = write(
+        let row = write(
             &plan,
             json!({"id": "7", "n": "1.5", "i": false, "s": 12, "b": 1, "t": 1700000000, "d": "2024-02-29",
-                   "free": {"a": 1}, "arr": [1, "2", "x"], "data": {"x": 3.0, "deep": {"y": "z"}}, "unknown": 1}),
+                   "free": {"a": 1}, "arr": [1, "2", null], "data": {"x": 3.0, "deep": {"y": "z"}}, "unknown": 1}),
         );
         assert_eq!(
             row,
-            json!({"id": 7, "n": 1.5, "i": null, "s": "12", "b": true, "t": "2023-11-14T22:13:20Z", "d": "2024-02-29",
+            json!({"id": 7, "n": 1.5, "i": 0, "s": "12", "b": true, "t": "2023-11-14T22:13:20Z", "d": "2024-02-29",
                    "free": {"a": 1}, "arr": [1, 2], "data__x": 3, "data__deep__y": "z"})
         );
-        assert_eq!(coerced, vec!["i"]);
+    }
+
+    #[test]
+    fn nulls_and_known_quirks_are_normalised_never_refused() {
+        let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
+        let row = write(
+            &plan,
+            json!({"id": 1, "n": true, "i": true, "s": false, "b": "", "t": false, "d": "",
+                   "free": [], "arr": {}, "data": []}),
+        );
+        assert_eq!(
+            row,
+            json!({"id": 1, "n": 1, "i": 1, "s": "false", "b": null, "t": null, "d": null,
+                   "free": {}, "arr": [], "data__x": null, "data__deep__y": null})
+        );
+        let row = write(
+            &plan,
+            json!({"id": 1, "n": null, "i": "", "data": {"x": null, "deep": null}}),
+        );
+        assert_eq!(row["i"], Value::Null);
+        assert_eq!(row["data__x"], Value::Null);
+        let nested = OutputPlan::new(&schema(), &["id"], None, OFF).unwrap();
+        let row = write(&nested, json!({"id": 1, "data": []}));
+        assert_eq!(row["data"], json!({"x": null, "deep": null}));
+    }
+
+    #[test]
+    fn uninterpretable_values_are_refused_naming_field_and_kind() {
+        let cases = [
+            (
+                json!({"i": "abc"}),
+                ON,
+                "field `i` is a string that is not a number, expected an integer",
+            ),
+            (
+                json!({"i": 99999999999999999999999.0}),
+                ON,
+                "field `i` is a number out of the integer range, expected an integer",
+            ),
+            (
+                json!({"i": 18446744073709551615u64}),
+                ON,
+                "field `i` is a number out of the integer range",
+            ),
+            (
+                json!({"i": "1e400"}),
+                ON,
+                "field `i` is a number out of the integer range",
+            ),
+            (json!({"i": 2.5}), ON, "field `i` is a fractional number"),
+            (
+                json!({"i": {"a": 1}}),
+                ON,
+                "field `i` is an object, expected an integer",
+            ),
+            (
+                json!({"n": "x"}),
+                ON,
+                "field `n` is a string that is not a number, expected a number",
+            ),
+            (
+                json!({"n": [1]}),
+                ON,
+                "field `n` is an array, expected a number",
+            ),
+            (
+                json!({"s": {"a": 1}}),
+                ON,
+                "field `s` is an object, expected a string",
+            ),
+            (
+                json!({"b": 2}),
+                ON,
+                "field `b` is a number other than 0 or 1, expected a boolean",
+            ),
+            (
+                json!({"b": "maybe"}),
+                ON,
+                "field `b` is a string that is not a boolean",
+            ),
+            (
+                json!({"t": "yesterday"}),
+                ON,
+                "field `t` is a string that is not a date-time",
+            ),
+            (
+                json!({"t": 9223372036854775807i64}),
+                ON,
+                "field `t` is a number out of the date-time range",
+            ),
+            (
+                json!({"t": 1e300}),
+                ON,
+                "field `t` is a number out of the date-time range",
+            ),
+            (json!({"t": true}), ON, "field `t` is a boolean"),
+            (
+                json!({"d": "2024-13-01"}),
+                ON,
+                "field `d` is a string that is not a date",
+            ),
+            (
+                json!({"free": "x"}),
+                ON,
+                "field `free` is a string that is not JSON of that type, expected object",
+            ),
+            (
+                json!({"free": 3}),
+                ON,
+                "field `free` is a number, expected object",
+            ),
+            (
+                json!({"arr": [1, "x"]}),
+                ON,
+                "field `arr[1]` is a string that is not a number, expected an integer",
+            ),
+            (
+                json!({"arr": 5}),
+                ON,
+                "field `arr` is a number, expected a list",
+            ),
+            (
+                json!({"data": 5}),
+                ON,
+                "field `data` is a number, expected an object",
+            ),
+            (
+                json!({"data": {"x": "x"}}),
+                ON,
+                "field `data.x` is a string that is not a number",
+            ),
+            (
+                json!({"data": {"deep": {"y": [1]}}}),
+                ON,
+                "field `data.deep.y` is an array, expected a string",
+            ),
+            (
+                json!({"data": {"x": "x"}}),
+                OFF,
+                "field `data.x` is a string that is not a number",
+            ),
+            (
+                json!({"data": {"deep": "z"}}),
+                OFF,
+                "field `data.deep` is a string, expected an object",
+            ),
+        ];
+        for (mut record, flattening, want) in cases {
+            record["id"] = json!(1);
+            let plan = OutputPlan::new(&schema(), &["id"], None, flattening).unwrap();
+            let err = refusal(&plan, record.clone());
+            assert!(err.to_string().starts_with(want), "{record}: {err}");
+        }
     }
 
     #[test]
@@ -778,7 +1100,7 @@ mod tests {
             },
         )
         .unwrap();
-        let (row, _) = write(
+        let row = write(
             &plan,
             json!({"id": 1, "data": {"x": 1, "deep": {"y": "z", "extra": 1}}}),
         );
@@ -789,7 +1111,7 @@ mod tests {
     #[test]
     fn without_flattening_objects_are_conformed_in_place() {
         let plan = OutputPlan::new(&schema(), &["id"], None, OFF).unwrap();
-        let (row, _) = write(
+        let row = write(
             &plan,
             json!({"id": 1, "data": {"x": "4", "deep": null, "junk": 2}}),
         );
@@ -801,7 +1123,7 @@ mod tests {
     fn deselected_properties_are_dropped_but_keys_kept() {
         let selected: BTreeSet<String> = ["n".to_string()].into();
         let plan = OutputPlan::new(&schema(), &["id"], Some(&selected), ON).unwrap();
-        let (row, _) = write(&plan, json!({"id": 1, "n": 2, "s": "x"}));
+        let row = write(&plan, json!({"id": 1, "n": 2, "s": "x"}));
         assert_eq!(row, json!({"id": 1, "n": 2}));
     }
 
@@ -810,21 +1132,20 @@ mod tests {
         let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
         let mut out = b"prefix".to_vec();
         let err = plan
-            .write(
-                json!({"n": 1}).as_object().unwrap(),
-                &mut out,
-                &mut Vec::new(),
-            )
+            .write(json!({"n": 1}).as_object().unwrap(), &mut out)
             .unwrap_err();
         assert_eq!(err, ConformError::MissingKey("id".into()));
         let err = plan
-            .write(
-                json!({"id": "x"}).as_object().unwrap(),
-                &mut out,
-                &mut Vec::new(),
-            )
+            .write(json!({"id": ""}).as_object().unwrap(), &mut out)
             .unwrap_err();
         assert_eq!(err, ConformError::MissingKey("id".into()));
+        let err = plan
+            .write(json!({"id": "x"}).as_object().unwrap(), &mut out)
+            .unwrap_err();
+        assert!(
+            matches!(err, ConformError::BadValue { ref field, .. } if field == "id"),
+            "{err}"
+        );
         assert_eq!(out, b"prefix");
     }
 
@@ -876,9 +1197,8 @@ mod tests {
             ] {
                 let r = Shared { run, id, t };
                 let (mut plain, mut cached) = (Vec::new(), Vec::new());
-                plan.write(&r, &mut plain, &mut Vec::new()).unwrap();
-                plan.write_cached(&r, &mut cached, &mut Vec::new(), &mut cache)
-                    .unwrap();
+                plan.write(&r, &mut plain).unwrap();
+                plan.write_cached(&r, &mut cached, &mut cache).unwrap();
                 assert_eq!(
                     String::from_utf8(cached).unwrap(),
                     String::from_utf8(plain).unwrap()
@@ -892,7 +1212,7 @@ mod tests {
         let s = json!({"type": "object", "properties": {
             "a": {"type": "object", "properties": {}}, "a__b": {"type": "integer"}}});
         let plan = OutputPlan::new(&s, &[], None, ON).unwrap();
-        let (written, _) = write(&plan, json!({"a": {"b": 1}, "a__b": 2}));
+        let written = write(&plan, json!({"a": {"b": 1}, "a__b": 2}));
         assert_eq!(written, json!({"a__b": 2}));
         assert_eq!(
             plan.schema()["properties"],
@@ -906,23 +1226,40 @@ mod tests {
             (Kind::Integer, json!(3.0), Some(json!(3))),
             (Kind::Integer, json!(3.5), None),
             (Kind::Integer, json!(" 12 "), Some(json!(12))),
-            (Kind::Integer, json!(true), None),
+            (Kind::Integer, json!("12.0"), Some(json!(12))),
+            (Kind::Integer, json!(false), Some(json!(0))),
+            (Kind::Integer, json!(true), Some(json!(1))),
+            (Kind::Integer, json!(""), Some(Value::Null)),
+            (
+                Kind::Integer,
+                json!(-9223372036854775808i64),
+                Some(json!(-9223372036854775808i64)),
+            ),
+            (Kind::Integer, json!(9223372036854775808u64), None),
+            (Kind::Integer, json!("NaN"), None),
             (Kind::Number, json!("x"), None),
             (Kind::Number, json!(2), Some(json!(2))),
+            (Kind::Number, json!(" 2.5 "), Some(json!(2.5))),
+            (Kind::Number, json!(false), Some(json!(0))),
+            (Kind::Number, json!("inf"), None),
             (Kind::Boolean, json!("false"), Some(json!(false))),
             (Kind::Boolean, json!(2), None),
             (Kind::DateTime, json!("1700000000"), Some(json!(1700000000))),
+            (Kind::DateTime, json!(1700000000.5), Some(json!(1700000000))),
             (
                 Kind::DateTime,
                 json!("2023-11-14T22:13:20+01:00"),
                 Some(json!(1699996400)),
             ),
             (Kind::DateTime, json!(1e300), None),
+            (Kind::DateTime, json!(false), Some(Value::Null)),
             (Kind::Date, json!("2024-13-01"), None),
-            (Kind::String, json!({"a": 1}), Some(json!("{\"a\":1}"))),
+            (Kind::Date, json!(" 2024-02-29 "), Some(json!("2024-02-29"))),
+            (Kind::String, json!(1.5), Some(json!("1.5"))),
+            (Kind::String, json!({"a": 1}), None),
         ];
         for (kind, input, expected) in cases {
-            assert_eq!(coerce(&kind, &input), expected, "{kind:?} {input}");
+            assert_eq!(coerce(&kind, &input).ok(), expected, "{kind:?} {input}");
         }
     }
 

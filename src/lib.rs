@@ -47,7 +47,7 @@ use crate::singer::catalog::{build_catalog, Selection};
 use crate::singer::message::MessageWriter;
 use crate::singer::state::State;
 use crate::streams::{Replication, STREAMS};
-use crate::sync::{run_source, session_error, wanted, SyncCtx, SOURCES};
+use crate::sync::{run_source, session_error, wanted, Finished, SyncCtx, SOURCES};
 
 fn read_file(kind: &str, path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
@@ -68,12 +68,20 @@ pub fn load_raw_config(cli: &Cli, env: &BTreeMap<String, String>) -> Result<RawC
     Ok(raw)
 }
 
-fn write_json_line<W: Write>(out: &mut W, value: &Value) -> Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)
-        .map_err(|e| Error::io("cannot write to stdout", e))?;
-    writeln!(out)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("cannot write to stdout", e))
+fn write_json_line<W: Write>(out: &mut W, value: &Value) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// The outcome of writing `--about` or `--discover`: a reader that closed stdout early
+/// (`--about | head`) wanted no more, which is not an error (the Singer convention for these
+/// commands). A sync whose stdout closes fails instead: its data was not delivered.
+fn informational(written: std::io::Result<()>) -> Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Error::io("cannot write to stdout", e)),
+    }
 }
 
 /// Runs the tap: `--about`, `--discover`, `--test` or a sync.
@@ -84,16 +92,16 @@ pub async fn run<W: Write>(
     cancel: Cancel,
 ) -> Result<()> {
     if cli.about {
-        return match cli.format {
+        return informational(match cli.format {
             AboutFormat::Json => write_json_line(&mut stdout, &about::about_json()),
             AboutFormat::Markdown => stdout
                 .write_all(about::about_markdown().as_bytes())
-                .map_err(|e| Error::io("cannot write to stdout", e)),
-        };
+                .and_then(|()| stdout.flush()),
+        });
     }
     if cli.discover {
         // Discovery needs no credentials and ignores --catalog/--state (Meltano passes them).
-        return write_json_line(&mut stdout, &build_catalog());
+        return informational(write_json_line(&mut stdout, &build_catalog()));
     }
     let now = chrono::Utc::now();
     let mut cfg = load_raw_config(cli, env)?.validate(env, now)?;
@@ -320,13 +328,14 @@ async fn sync<W: Write>(
     drop(events);
     let mut failed_users = BTreeSet::new();
     let mut auth_failed = BTreeSet::new();
-    let mut failed_streams: BTreeSet<&str> = BTreeSet::new();
+    // Streams not read completely for some user (failed, or skipped for a missing scope).
+    let mut incomplete: BTreeSet<&str> = BTreeSet::new();
     // Seconds of the tasks that fed each stream (summed over users).
     let mut seconds_of: BTreeMap<&str, f64> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let joined = joined.map(|(userid, names, seconds, result)| {
-            if result.is_err() {
-                failed_streams.extend(names.iter().copied());
+            if !matches!(result, Ok(Finished::Complete)) {
+                incomplete.extend(names.iter().copied());
             }
             for name in names {
                 *seconds_of.entry(name).or_default() += seconds;
@@ -334,7 +343,7 @@ async fn sync<W: Write>(
             (userid, result)
         });
         match joined {
-            Ok((_, Ok(()))) => {}
+            Ok((_, Ok(_))) => {}
             Ok((_, Err(Error::Interrupted))) => {
                 fatal.get_or_insert(Error::Interrupted);
             }
@@ -369,13 +378,15 @@ async fn sync<W: Write>(
             }
         }
     }
-    // Full-table streams read completely for every user replace the target's older rows.
+    // Full-table streams read completely for every user replace the target's older rows; a
+    // stream skipped for one user (Withings refused the service) was not read for that user,
+    // so activating it would delete that user's rows in the target.
     if fatal.is_none() && failures.is_empty() {
         for def in STREAMS
             .iter()
             .filter(|d| d.replication == Replication::FullTable)
         {
-            if !failed_streams.contains(def.name) {
+            if !incomplete.contains(def.name) {
                 out.activate_version(def)?;
             }
         }

@@ -70,35 +70,26 @@ pub struct Batch {
     skipped: Vec<String>,
     /// How many records were skipped for lacking a key property.
     skipped_rows: u64,
-    /// Properties whose value could not be coerced (written as null).
-    coerced: Vec<String>,
+    /// The first value that could not be read as its declared type: the batch is refused.
+    bad: Option<ConformError>,
 }
 
 impl Batch {
-    /// Renders one record (skipped, and noted, when it lacks a key property).
+    /// Renders one record (skipped, and noted, when it lacks a key property). A value that
+    /// cannot be read as its declared type spoils the batch: [`Emitter::send`] refuses it.
     pub fn push<F: Fields + ?Sized>(&mut self, record: &F, time_extracted: &str) {
+        if self.bad.is_some() {
+            return;
+        }
         let plan = &self.plan;
-        let coerced = &mut self.coerced;
         let spans = &mut self.spans;
-        let known = coerced.len();
         let result = push_record(
             &mut self.lines,
             &self.prefix,
             time_extracted,
             self.version,
-            |line| plan.write_cached(record, line, coerced, spans),
+            |line| plan.write_cached(record, line, spans),
         );
-        // Each property is noted once per batch.
-        if coerced.len() > known {
-            let mut i = known;
-            while i < coerced.len() {
-                if coerced[..i].contains(&coerced[i]) {
-                    coerced.swap_remove(i);
-                } else {
-                    i += 1;
-                }
-            }
-        }
         match result {
             Ok(()) => self.records += 1,
             Err(ConformError::MissingKey(key)) => {
@@ -107,6 +98,7 @@ impl Batch {
                     self.skipped.push(key);
                 }
             }
+            Err(e @ ConformError::BadValue { .. }) => self.bad = Some(e),
         }
     }
 
@@ -129,13 +121,32 @@ impl Batch {
 
     /// Whether nothing was rendered or noted.
     pub fn is_empty(&self) -> bool {
-        self.records == 0 && self.skipped.is_empty() && self.coerced.is_empty()
+        self.records == 0 && self.skipped.is_empty()
     }
 }
 
 /// The writer is gone (stdout failed): the task stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterGone;
+
+/// Why a batch was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The writer is gone.
+    Gone,
+    /// A record of `stream` holds a value that cannot be read as its declared type; nothing
+    /// of the batch was written, so no bookmark may move past it.
+    BadValue {
+        stream: &'static str,
+        error: ConformError,
+    },
+}
+
+impl From<WriterGone> for SendError {
+    fn from(_: WriterGone) -> Self {
+        SendError::Gone
+    }
+}
 
 impl Emitter {
     /// Is the stream selected?
@@ -156,19 +167,25 @@ impl Emitter {
             records: 0,
             skipped: Vec::new(),
             skipped_rows: 0,
-            coerced: Vec::new(),
+            bad: None,
         })
     }
 
-    /// Sends a batch to the writer (nothing when it is empty).
-    pub async fn send(&self, batch: Batch) -> Result<(), WriterGone> {
+    /// Sends a batch to the writer (nothing when it is empty); refuses a spoilt batch.
+    pub async fn send(&self, batch: Batch) -> Result<(), SendError> {
+        if let Some(error) = batch.bad {
+            return Err(SendError::BadValue {
+                stream: batch.def.name,
+                error,
+            });
+        }
         if batch.is_empty() {
             return Ok(());
         }
         self.tx
             .send(Event::Lines(batch))
             .await
-            .map_err(|_| WriterGone)
+            .map_err(|_| SendError::Gone)
     }
 
     /// The bookmark of a user's stream when the run started, as epoch seconds.
@@ -182,7 +199,7 @@ impl Emitter {
         def: &'static StreamDef,
         records: Vec<Record>,
         time_extracted: &str,
-    ) -> Result<(), WriterGone> {
+    ) -> Result<(), SendError> {
         let Some(mut batch) = self.batch(def) else {
             return Ok(());
         };
@@ -259,7 +276,6 @@ pub struct Output<W: Write> {
     plans: BTreeMap<&'static str, Arc<OutputPlan>>,
     schema_sent: HashSet<&'static str>,
     counts: BTreeMap<&'static str, StreamCounts>,
-    warned: HashSet<String>,
     /// When a STATE was last written.
     state_written: std::time::Instant,
     /// The table version of full-table streams in this run (milliseconds since the epoch).
@@ -295,7 +311,6 @@ impl<W: Write> Output<W> {
             plans,
             schema_sent: HashSet::new(),
             counts: BTreeMap::new(),
-            warned: HashSet::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
         })
@@ -320,14 +335,6 @@ impl<W: Write> Output<W> {
                 .schema(def.name, batch.plan.schema(), def.keys, &bookmark)?;
         }
         self.writer.lines(&batch.lines)?;
-        for field in &batch.coerced {
-            if self.warned.insert(format!("{}.{}", def.name, field)) {
-                warn!(
-                    "stream {}: field `{field}` had a value of an unexpected type; written as null",
-                    def.name
-                );
-            }
-        }
         // One warning per batch (a page): a record without its key cannot be emitted.
         if batch.skipped_rows > 0 {
             warn!(

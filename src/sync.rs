@@ -15,7 +15,7 @@ use crate::api::client::{ApiClient, Body};
 use crate::auth::session::{Session, SessionError};
 use crate::conform::Fields;
 use crate::error::Error;
-use crate::output::{Batch, Emitter, WriterGone};
+use crate::output::{Batch, Emitter, SendError, WriterGone};
 use crate::plan::{
     changes_bookmark, resume_from, scanned_after, windows, Fetched, KeyHasher, Next, Pager,
     Progress, RecentKeys, FIELD_FETCHED, FIELD_SCANNED_UNTIL,
@@ -56,6 +56,8 @@ pub struct SyncCtx {
 enum StreamFail {
     Session(SessionError),
     Reply(ReplyError),
+    /// A record of this stream holds a value its schema cannot take.
+    Record(&'static str, String),
     Writer,
 }
 
@@ -72,6 +74,14 @@ impl From<ReplyError> for StreamFail {
 impl From<WriterGone> for StreamFail {
     fn from(_: WriterGone) -> Self {
         StreamFail::Writer
+    }
+}
+impl From<SendError> for StreamFail {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Gone => StreamFail::Writer,
+            SendError::BadValue { stream, error } => StreamFail::Record(stream, error.to_string()),
+        }
     }
 }
 
@@ -193,11 +203,21 @@ fn next_page(pager: &mut Pager, rows: usize, fingerprint: u64, stream: &str, use
     }
 }
 
+/// How a source of a user ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Everything Withings has was read.
+    Complete,
+    /// Withings refused the service (missing scope or plan): nothing was read, so a
+    /// full-table stream must not be activated (that would delete the target's rows).
+    Skipped,
+}
+
 /// Runs one source of one user; the error is worded for the user.
-pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<(), Error> {
+pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<Finished, Error> {
     let names = wanted(source, &out);
     let Some(first) = names.first().copied() else {
-        return Ok(());
+        return Ok(Finished::Complete);
     };
     let userid = ctx.userid;
     info!(userid, streams = ?names, "Syncing.");
@@ -227,18 +247,21 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<()
         Source::HeartGet | Source::StethoGet => Ok(()),
     };
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Finished::Complete),
         Err(StreamFail::Session(SessionError::Unauthorized { status, message })) => {
             warn!(
                 userid,
                 streams = ?names,
                 "Skipping: Withings does not allow this app or user to call this service (status {status}: {message}); check the scopes granted with `tap-withings auth --status`."
             );
-            Ok(())
+            Ok(Finished::Skipped)
         }
         Err(StreamFail::Session(e)) => Err(session_error(Some((first, userid)), e)),
         Err(StreamFail::Reply(e)) => Err(Error::Api(format!(
             "stream {first} (user {userid}): unusable reply: {e}"
+        ))),
+        Err(StreamFail::Record(stream, e)) => Err(Error::Api(format!(
+            "stream {stream} (user {userid}): unusable reply: {e}"
         ))),
         Err(StreamFail::Writer) => Err(Error::Io("the output writer stopped".into())),
     }
@@ -328,7 +351,7 @@ impl MeasurePage<'_> {
     }
 
     /// Sends the batch once it is full, and starts one for the `left` records to come.
-    async fn send_if_full(&mut self, out: &Emitter, left: usize) -> Result<(), WriterGone> {
+    async fn send_if_full(&mut self, out: &Emitter, left: usize) -> Result<(), SendError> {
         if !self.batch.as_ref().is_some_and(Batch::is_full) {
             return Ok(());
         }

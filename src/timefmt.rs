@@ -29,10 +29,15 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// Largest epoch accepted (year 9999), so every output has a four-digit year.
 pub const MAX_EPOCH: i64 = 253_402_300_799;
 
+/// Whether `secs` lies in the years 0000-9999 (what [`write_rfc3339`] writes).
+pub fn representable(secs: i64) -> bool {
+    (-62_167_219_200..=MAX_EPOCH).contains(&secs)
+}
+
 /// Writes `secs` as `YYYY-MM-DDTHH:MM:SSZ` into `out`; false (nothing written) when out of
 /// the years 0000-9999.
 pub fn write_rfc3339(out: &mut Vec<u8>, secs: i64) -> bool {
-    if !(-62_167_219_200..=MAX_EPOCH).contains(&secs) {
+    if !representable(secs) {
         return false;
     }
     let days = secs.div_euclid(86_400);
@@ -65,6 +70,11 @@ pub fn rfc3339(secs: i64) -> Option<String> {
 pub fn parse_ymd(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    // Digits only: `str::parse` would also take a sign ("2024-+1-02").
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4) && digits(5..7) && digits(8..10)) {
         return None;
     }
     let y: i64 = s.get(0..4)?.parse().ok()?;
@@ -147,6 +157,9 @@ mod tests {
             "20230101",
             "2023-04-31",
             "abcd-ef-gh",
+            "2024-+1-02",
+            "+024-01-02",
+            "2024-01-+2",
         ] {
             assert_eq!(parse_ymd(bad), None, "{bad}");
         }

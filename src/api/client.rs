@@ -3,7 +3,7 @@
 //! failures within the [`RetryPolicy`], never repeating an identical request within the
 //! repeat guard. It knows nothing about tokens beyond the bearer it is handed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::cancel::Cancel;
 use super::envelope::{classify_owned, ApiFailure, Endpoint, FailKind, Outcome, Reply};
 use super::rate_limit::Pacer;
-use super::retry::RetryPolicy;
+use super::retry::{Admit, RepeatGuard, RetryPolicy};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -55,7 +55,10 @@ pub struct ApiClient {
     base: String,
     policy: RetryPolicy,
     pacer: Mutex<Pacer>,
-    sent: Mutex<HashMap<u64, f64>>,
+    /// Identical requests in flight or answered recently (checked and reserved in one lock).
+    sent: Mutex<RepeatGuard>,
+    /// Woken when a reserved request is released.
+    released: tokio::sync::Notify,
     stats: Mutex<ClientStats>,
     epoch: Instant,
     rng: Mutex<u64>,
@@ -90,7 +93,8 @@ impl ApiClient {
                 repeat_guard: cfg.repeat_guard_seconds,
             },
             pacer: Mutex::new(Pacer::new(cfg.max_requests_per_minute)),
-            sent: Mutex::new(HashMap::new()),
+            sent: Mutex::new(RepeatGuard::new(cfg.repeat_guard_seconds)),
+            released: tokio::sync::Notify::new(),
             stats: Mutex::new(ClientStats::default()),
             epoch: Instant::now(),
             rng: Mutex::new(u64::from_le_bytes(seed) | 1),
@@ -133,28 +137,33 @@ impl ApiClient {
         h.finish()
     }
 
-    /// Waits for a budget slot and for the repeat guard of this exact request, then marks it
-    /// sent. Returns how long ago the identical request was last sent (infinity if never).
-    async fn admit(&self, fp: u64) -> bool {
-        let wait = lock(&self.pacer).acquire(self.now());
-        if !self.cancel.sleep(wait).await {
-            return false;
-        }
-        let guard = self.policy.repeat_guard;
-        let last = lock(&self.sent).get(&fp).copied();
-        if let Some(last) = last {
-            let since = self.now() - last;
-            if since < guard && !self.cancel.sleep(guard - since).await {
-                return false;
+    /// Waits until no identical request is in flight or was answered within the repeat guard
+    /// and reserves this one (check and reserve under one lock, so concurrent tasks never
+    /// send the same request twice), then waits for a budget slot. The reservation ends, at
+    /// the reply, when the returned value is dropped. None: cancelled.
+    async fn admit(&self, fp: u64) -> Option<Reservation<'_>> {
+        loop {
+            // Registered before the check, so a release between the two is not missed.
+            let released = self.released.notified();
+            let admit = lock(&self.sent).reserve(fp, self.now());
+            match admit {
+                Admit::Go => break,
+                Admit::Wait(secs) => {
+                    if !self.cancel.sleep(secs).await {
+                        return None;
+                    }
+                }
+                Admit::InFlight => {
+                    tokio::select! {
+                        _ = released => {}
+                        _ = self.cancel.cancelled() => return None,
+                    }
+                }
             }
         }
-        let now = self.now();
-        let mut sent = lock(&self.sent);
-        if sent.len() > 4096 {
-            sent.retain(|_, t| now - *t < guard);
-        }
-        sent.insert(fp, now);
-        true
+        let reservation = Reservation { client: self, fp };
+        let wait = lock(&self.pacer).acquire(self.now());
+        self.cancel.sleep(wait).await.then_some(reservation)
     }
 
     async fn send_once<T>(
@@ -255,9 +264,9 @@ impl ApiClient {
         let started = self.now();
         let mut attempt = 0u32;
         loop {
-            if !self.admit(fp).await {
+            let Some(reservation) = self.admit(fp).await else {
                 return Err(CallError::Cancelled);
-            }
+            };
             debug!(path, action = action_of(params), params = %loggable(params), "Request.");
             let outcome = tokio::select! {
                 outcome = self.send_once(path, params, bearer, endpoint, &read) => outcome,
@@ -265,8 +274,8 @@ impl ApiClient {
             };
             // The API times its repeat guard from when it took the request, which is after
             // we sent it: count from the reply, which comes after both.
+            drop(reservation);
             let sent_at = self.now();
-            lock(&self.sent).insert(fp, sent_at);
             let (asked, reason) = match outcome {
                 Outcome::Ok(body) => return Ok(body),
                 Outcome::Refresh(_) => return Err(CallError::Refresh),
@@ -316,6 +325,21 @@ impl ApiClient {
                 return Err(CallError::Cancelled);
             }
         }
+    }
+}
+
+/// An identical request in flight: dropping it records when its reply came (or when it was
+/// abandoned) and wakes the tasks waiting to send the same request.
+struct Reservation<'a> {
+    client: &'a ApiClient,
+    fp: u64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let now = self.client.now();
+        lock(&self.client.sent).release(self.fp, now);
+        self.client.released.notify_waiters();
     }
 }
 
@@ -370,6 +394,91 @@ fn reason_family(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+
+    /// A loopback server answering every request with an empty status-0 body after `delay`;
+    /// gives its URL and the arrival times of the requests.
+    fn slow_server(delay: Duration) -> (String, Arc<Mutex<Vec<Instant>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&arrivals);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(|s| s.ok()) {
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    lock(&seen).push(Instant::now());
+                    std::thread::sleep(delay);
+                    let reply = r#"{"status":0,"body":{}}"#;
+                    let _ = write!(
+                        reader.into_inner(),
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                });
+            }
+        });
+        (url, arrivals)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_requests_go_one_at_a_time_a_guard_apart() {
+        let (url, arrivals) = slow_server(Duration::from_millis(300));
+        let mut raw = crate::config::RawConfig::default();
+        let settings = serde_json::json!({"client_id": "i", "client_secret": "s", "refresh_token": "r",
+            "api_url": url, "repeat_guard_seconds": 1, "max_requests_per_minute": 100000});
+        raw.add_file("c.json", &settings.to_string()).unwrap();
+        let cfg = raw.validate(&BTreeMap::new(), chrono::Utc::now()).unwrap();
+        let client = Arc::new(ApiClient::new(&cfg, Cancel::default()).unwrap());
+        let params = [("action", "getdevice".to_string())];
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let (client, params) = (Arc::clone(&client), params.clone());
+                tokio::spawn(async move {
+                    client
+                        .request("/v2/user", &params, None, Endpoint::Data)
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), Ok(json!({})));
+        }
+        let mut at = lock(&arrivals).clone();
+        at.sort();
+        assert_eq!(at.len(), 3);
+        for pair in at.windows(2) {
+            // The previous reply (300 ms after its arrival) plus the 1 s guard.
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_millis(1_300),
+                "{gap:?} between identical requests"
+            );
+        }
+        // A different request is not held back.
+        let started = Instant::now();
+        let other = [("action", "getgoals".to_string())];
+        client
+            .request("/v2/user", &other, None, Endpoint::Data)
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
 
     #[test]
     fn secrets_are_left_out_of_logged_params() {

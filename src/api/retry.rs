@@ -1,6 +1,8 @@
 //! Retry arithmetic: exponential backoff with jitter, bounded by a count and a total time, and
 //! never repeating an identical request within the repeat guard (Withings answers 601 to the
-//! same arguments within 10 s). Pure.
+//! same arguments within 10 s): [`RepeatGuard`] admits one identical request at a time. Pure.
+
+use std::collections::HashMap;
 
 /// Bounds of the retry loop for one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,6 +44,69 @@ impl RetryPolicy {
     }
 }
 
+/// What [`RepeatGuard::reserve`] decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Admit {
+    /// Send now: the request is reserved (in flight) until [`RepeatGuard::release`].
+    Go,
+    /// The identical request was answered too recently: try again after this many seconds.
+    Wait(f64),
+    /// The identical request is in flight: try again once it is released.
+    InFlight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mark {
+    InFlight,
+    Answered(f64),
+}
+
+/// When each request (by fingerprint) was last answered, or that it is in flight. Checking
+/// and reserving are one step, so two tasks can never both send an identical request.
+#[derive(Debug, Default)]
+pub struct RepeatGuard {
+    guard: f64,
+    marks: HashMap<u64, Mark>,
+}
+
+/// How many marks are kept before answered ones older than the guard are dropped.
+const KEEP: usize = 4096;
+
+impl RepeatGuard {
+    /// A guard of `guard` seconds between an identical request's reply and the next send.
+    pub fn new(guard: f64) -> Self {
+        RepeatGuard {
+            guard,
+            marks: HashMap::new(),
+        }
+    }
+
+    /// Reserves request `fp` at `now` unless an identical one is in flight or was answered
+    /// less than the guard ago.
+    pub fn reserve(&mut self, fp: u64, now: f64) -> Admit {
+        match self.marks.get(&fp) {
+            Some(Mark::InFlight) => return Admit::InFlight,
+            Some(Mark::Answered(at)) if now - at < self.guard => {
+                return Admit::Wait(self.guard - (now - at))
+            }
+            _ => {}
+        }
+        if self.marks.len() >= KEEP {
+            let guard = self.guard;
+            self.marks
+                .retain(|_, m| !matches!(m, Mark::Answered(at) if now - *at >= guard));
+        }
+        self.marks.insert(fp, Mark::InFlight);
+        Admit::Go
+    }
+
+    /// The reserved request `fp` was answered (or abandoned) at `now`: the API times its guard
+    /// from when it took the request, which is before its reply, so the reply time is safe.
+    pub fn release(&mut self, fp: u64, now: f64) {
+        self.marks.insert(fp, Mark::Answered(now));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +138,56 @@ mod tests {
         assert_eq!(P.next_wait(4, None, 60.0, 0.0, 0.0), None);
         assert_eq!(P.next_wait(1, Some(50.0), 60.0, 60.0, 0.0), None);
         assert_eq!(P.next_wait(2, Some(40.0), 60.0, 60.0, 0.0), Some(40.0));
+    }
+
+    #[test]
+    fn an_identical_request_waits_for_the_one_in_flight_then_the_guard() {
+        let mut g = RepeatGuard::new(10.0);
+        let steps: Vec<(&str, u64, f64, Admit)> = vec![
+            ("reserve", 1, 0.0, Admit::Go),
+            ("reserve", 1, 0.5, Admit::InFlight),
+            ("reserve", 2, 0.5, Admit::Go),
+            ("release", 1, 3.0, Admit::Go),
+            ("reserve", 1, 4.0, Admit::Wait(9.0)),
+            ("reserve", 1, 13.0, Admit::Go),
+            ("reserve", 1, 13.0, Admit::InFlight),
+            ("release", 2, 20.0, Admit::Go),
+            ("reserve", 2, 30.0, Admit::Go),
+        ];
+        for (op, fp, now, want) in steps {
+            match op {
+                "reserve" => assert_eq!(g.reserve(fp, now), want, "{op} {fp} at {now}"),
+                _ => g.release(fp, now),
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_guard_identical_requests_still_go_one_at_a_time() {
+        let mut g = RepeatGuard::new(0.0);
+        assert_eq!(g.reserve(7, 0.0), Admit::Go);
+        assert_eq!(g.reserve(7, 0.0), Admit::InFlight);
+        g.release(7, 1.0);
+        assert_eq!(g.reserve(7, 1.0), Admit::Go);
+    }
+
+    #[test]
+    fn old_marks_are_dropped_but_in_flight_and_recent_ones_kept() {
+        let mut g = RepeatGuard::new(10.0);
+        for fp in 0..KEEP as u64 {
+            assert_eq!(g.reserve(fp, 0.0), Admit::Go);
+            if fp > 0 {
+                g.release(fp, if fp == 1 { 95.0 } else { 1.0 });
+            }
+        }
+        assert_eq!(g.reserve(u64::MAX, 100.0), Admit::Go);
+        assert_eq!(
+            g.marks.len(),
+            3,
+            "fp 0 (in flight), 1 (recent) and the new one"
+        );
+        assert_eq!(g.reserve(0, 100.0), Admit::InFlight);
+        assert_eq!(g.reserve(1, 100.0), Admit::Wait(5.0));
+        assert_eq!(g.reserve(2, 100.0), Admit::Go);
     }
 }

@@ -75,15 +75,13 @@ pub fn activity_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyE
 /// keyed by epoch-second strings: `timestamp` (the key, as an integer) plus the sample's fields
 /// (`deviceid`, `model`, `model_id`, the data_fields values) and `userid`, in timestamp order.
 ///
-/// Keys that are not integer epochs and null samples are skipped; `series` may be `{}`, `[]`,
-/// null or absent. Fails when `series` is not a map or a sample is not an object.
+/// Null samples are skipped; `series` may be `{}`, `[]`, null or absent. Fails when `series`
+/// is not a map, a key is not an integer epoch or a sample is not an object.
 pub fn intraday_activity_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "getintradayactivity";
     let mut records = Vec::new();
     for (key, sample) in entries(body, ACTION, "series")? {
-        let Some(timestamp) = epoch_key(key) else {
-            continue;
-        };
+        let timestamp = epoch_key(key, ACTION, "series")?;
         let sample = match sample {
             Value::Object(sample) => sample,
             Value::Null => continue,
@@ -178,7 +176,6 @@ mod tests {
                            "calories": 5.274, "duration": 2},
             "1700000060": {"deviceid": "abc", "model": "ScanWatch", "model_id": 93,
                            "heart_rate": 61, "spo2_auto": 97.5},
-            "not-a-time": {"steps": 1},
             "1700000180": null
         }});
         let records = intraday_activity_records(&body, 7).unwrap();
@@ -216,6 +213,10 @@ mod tests {
             (
                 json!({"series": {"1700000000": 5}}),
                 "getintradayactivity: series[\"1700000000\"] is a number, expected an object",
+            ),
+            (
+                json!({"series": {"noon": {"steps": 1}}}),
+                "getintradayactivity: series has the key \"noon\", expected epoch seconds",
             ),
         ];
         for (body, want) in cases {

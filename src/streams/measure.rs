@@ -7,8 +7,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Record, ReplyError};
-use crate::conform::{Fields, Val};
+use super::{shape, Record, ReplyError};
+use crate::conform::{read_integer, Fields, Val};
+use crate::timefmt;
 
 /// Group fields copied onto every measure record, verbatim.
 const GROUP_FIELDS: &[&str] = &[
@@ -25,6 +26,9 @@ const GROUP_FIELDS: &[&str] = &[
     "brand",
     "devtype",
 ];
+
+/// Group fields holding epoch seconds.
+const EPOCH_FIELDS: &[&str] = &["date", "created", "modified"];
 
 /// Measure fields copied verbatim (besides value/unit/type/position, handled apart).
 const MEASURE_FIELDS: &[&str] = &["algo", "fm", "algo_params", "apppfmid", "appliver"];
@@ -78,7 +82,7 @@ pub fn type_name(code: i64) -> Option<&'static str> {
 /// `raw × 10^unit` as the double nearest to the exact decimal, so 7235 × 10^-2 is 72.35
 /// (not 72.35000000000001, which `7235.0 * 0.01` gives).
 pub fn scale(raw: i64, unit: i64) -> Option<f64> {
-    if !(-30..=30).contains(&unit) {
+    if !scalable(unit) {
         return None;
     }
     // Both operands exact (|raw| < 2^53, 10^k exact up to 10^22): IEEE division and
@@ -106,6 +110,11 @@ pub fn scale(raw: i64, unit: i64) -> Option<f64> {
     text.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// Whether [`scale`] gives a value for this unit (for any raw value: the result is finite).
+pub fn scalable(unit: i64) -> bool {
+    (-30..=30).contains(&unit)
+}
+
 /// Integer view of a reply value that may arrive as a number or a numeric string.
 pub fn lenient_i64(v: &Value) -> Option<i64> {
     match v {
@@ -120,9 +129,11 @@ pub fn lenient_i64(v: &Value) -> Option<i64> {
 }
 
 /// Turns one getmeas `body` into measure records. `measuregrps` may be absent or empty (no
-/// data); a group without an integer `grpid` or a measure without an integer `type` cannot
-/// be keyed: the reply is refused (no data is dropped silently). The second vector is kept
-/// for callers that log notes about a page.
+/// data). Integer fields are read with [`read_integer`]: null or absent is no value, `false`
+/// and numeric strings are normalised, and anything else (a group without an integer `grpid`,
+/// a `value` that is not a number or beyond i64, a `unit` no power of ten scales by, ...)
+/// refuses the reply, naming the field: no data is nulled or dropped silently. The second
+/// vector is kept for callers that log notes about a page.
 pub fn measures_records(
     body: &Value,
     userid: i64,
@@ -139,36 +150,59 @@ pub fn measures_records(
     };
     let timezone = body.get("timezone").cloned().unwrap_or(Value::Null);
     let mut records = Vec::new();
-    let mut skipped = Vec::new();
-    for group in groups {
+    for (i, group) in groups.iter().enumerate() {
+        let at = format!("measuregrps[{i}]");
         let Some(g) = group.as_object() else {
-            skipped.push("a measure group that is not an object".to_string());
-            continue;
+            return Err(refused(&at, "", shape::kind(group), "an object"));
         };
-        let Some(grpid) = g.get("grpid").and_then(lenient_i64) else {
-            skipped.push("a measure group without an integer grpid".to_string());
-            continue;
-        };
+        let grpid = required(g, &at, "grpid")?;
+        // The sync filters and bookmarks by these before the output plan sees them: an epoch
+        // no date-time can hold is refused here (text is left to the plan to read or refuse).
+        for field in EPOCH_FIELDS {
+            if let Some(Ok(Some(secs))) = g.get(*field).map(read_integer) {
+                if !timefmt::representable(secs) {
+                    let found = "a number out of the date-time range";
+                    return Err(refused(&at, field, found, "epoch seconds"));
+                }
+            }
+        }
         let measures: &[Value] = match g.get("measures") {
             Some(Value::Array(m)) => m,
-            _ => &[],
+            None | Some(Value::Null) => &[],
+            Some(Value::Object(o)) if o.is_empty() => &[],
+            Some(other) => return Err(refused(&at, "measures", shape::kind(other), "a list")),
         };
-        for measure in measures {
+        for (j, measure) in measures.iter().enumerate() {
+            let at = format!("{at}.measures[{j}]");
             let Some(m) = measure.as_object() else {
-                skipped.push(format!("group {grpid}: a measure that is not an object"));
-                continue;
+                return Err(refused(&at, "", shape::kind(measure), "an object"));
             };
-            let Some(kind) = m.get("type").and_then(lenient_i64) else {
-                skipped.push(format!("group {grpid}: a measure without an integer type"));
-                continue;
-            };
-            records.push(measure_record(userid, grpid, kind, g, m, &timezone));
+            let kind = required(m, &at, "type")?;
+            records.push(measure_record(userid, grpid, kind, g, m, &timezone, &at)?);
         }
     }
-    if let Some(first) = skipped.first() {
-        return Err(ReplyError(format!("getmeas reply: {first}")));
+    Ok((records, Vec::new()))
+}
+
+/// "getmeas reply: `<at>.<field>` is <found>, expected <expected>".
+fn refused(at: &str, field: &str, found: &str, expected: &str) -> ReplyError {
+    let dot = if field.is_empty() { "" } else { "." };
+    ReplyError(format!(
+        "getmeas reply: `{at}{dot}{field}` is {found}, expected {expected}"
+    ))
+}
+
+/// An integer field that may be absent or null.
+fn optional(object: &Map<String, Value>, at: &str, field: &str) -> Result<Option<i64>, ReplyError> {
+    match object.get(field) {
+        None => Ok(None),
+        Some(v) => read_integer(v).map_err(|found| refused(at, field, found, "an integer")),
     }
-    Ok((records, skipped))
+}
+
+/// An integer field that keys the record.
+fn required(object: &Map<String, Value>, at: &str, field: &str) -> Result<i64, ReplyError> {
+    optional(object, at, field)?.ok_or_else(|| refused(at, field, "missing or null", "an integer"))
 }
 
 fn measure_record(
@@ -178,21 +212,32 @@ fn measure_record(
     group: &Map<String, Value>,
     measure: &Map<String, Value>,
     timezone: &Value,
-) -> Record {
+    at: &str,
+) -> Result<Record, ReplyError> {
     let mut r = Record::new();
     r.insert("userid".into(), userid.into());
     r.insert("grpid".into(), grpid.into());
     r.insert("type".into(), kind.into());
-    let position = measure.get("position").and_then(lenient_i64).unwrap_or(-1);
+    let position = optional(measure, at, "position")?.unwrap_or(-1);
     r.insert("position".into(), position.into());
     r.insert(
         "type_name".into(),
         type_name(kind).map_or(Value::Null, Value::from),
     );
-    let raw = measure.get("value").and_then(lenient_i64);
-    let unit = measure.get("unit").and_then(lenient_i64);
+    let raw = optional(measure, at, "value")?;
+    let unit = optional(measure, at, "unit")?;
     let value = match (raw, unit) {
-        (Some(raw), Some(unit)) => scale(raw, unit).map_or(Value::Null, Value::from),
+        (Some(raw), Some(unit)) => match scale(raw, unit) {
+            Some(v) => Value::from(v),
+            None => {
+                return Err(refused(
+                    at,
+                    "unit",
+                    "a number out of the range of a power of ten",
+                    "an integer in -30..30",
+                ))
+            }
+        },
         _ => Value::Null,
     };
     r.insert("value".into(), value);
@@ -218,7 +263,7 @@ fn measure_record(
         .unwrap_or(Value::Null);
     r.insert("modelid".into(), modelid);
     r.insert("timezone".into(), timezone.clone());
-    r
+    Ok(r)
 }
 
 /// A getmeas body of the usual shape, read typed. Unknown fields are ignored; any field of
@@ -288,9 +333,22 @@ pub fn fast_reply(text: &[u8]) -> Option<FastPage> {
     accept(envelope.body)
 }
 
-/// A page the typed reader keeps (None: leave it to [`measures_records`]).
+/// A page the typed reader keeps (None: leave it to [`measures_records`]). A page holding a
+/// value the lenient reader refuses (a unit no power of ten scales by, an epoch no date-time
+/// can hold) is left to it too, so both readers fail alike.
 fn accept(page: FastPage) -> Option<FastPage> {
-    Some(page)
+    let epoch_ok = |t: Option<i64>| t.is_none_or(timefmt::representable);
+    page.measuregrps
+        .iter()
+        .all(|g| {
+            epoch_ok(g.date)
+                && epoch_ok(g.created)
+                && epoch_ok(g.modified)
+                && g.measures
+                    .iter()
+                    .all(|m| m.value.is_none() || m.unit.is_none_or(scalable))
+        })
+        .then_some(page)
 }
 
 impl FastPage {
@@ -531,8 +589,12 @@ mod tests {
         }
     }
 
-    /// Every record of `body` written by the measures plan, read typed and leniently.
-    fn both_readers(body: &str) -> (Option<Vec<String>>, Vec<String>) {
+    /// Record lines, or the first error as text.
+    type Lines = Result<Vec<String>, String>;
+
+    /// Every record of `body` written by the measures plan, read typed (None: the typed
+    /// reader leaves the page to the lenient one) and leniently; an error as its text.
+    fn both_readers(body: &str) -> (Option<Lines>, Lines) {
         use crate::conform::{Flattening, OutputPlan};
         let def = crate::streams::find("measures").unwrap();
         let flattening = Flattening {
@@ -540,31 +602,27 @@ mod tests {
             max_depth: 10,
         };
         let plan = OutputPlan::new(&def.schema(), def.keys, None, flattening).unwrap();
-        let line = |r: &dyn Fn(&mut Vec<u8>, &mut Vec<String>)| {
-            let (mut out, mut coerced) = (Vec::new(), Vec::new());
-            r(&mut out, &mut coerced);
-            assert!(coerced.is_empty(), "{coerced:?}");
-            String::from_utf8(out).unwrap()
+        let line = |r: &dyn Fn(&mut Vec<u8>) -> Result<(), crate::conform::ConformError>| {
+            let mut out = Vec::new();
+            r(&mut out).map_err(|e| e.to_string())?;
+            Ok(String::from_utf8(out).unwrap())
         };
         let fast = fast_page(body.as_bytes()).map(|page| {
             // Through one span cache, as a batch writes a page.
             let cache = std::cell::RefCell::new(crate::conform::SpanCache::default());
             page.rows(9)
-                .map(|row| {
-                    line(&|o, c| {
-                        plan.write_cached(&row, o, c, &mut cache.borrow_mut())
-                            .unwrap()
-                    })
-                })
+                .map(|row| line(&|o| plan.write_cached(&row, o, &mut cache.borrow_mut())))
                 .collect()
         });
         let value: Value = serde_json::from_str(body).unwrap();
         let lenient = measures_records(&value, 9)
-            .unwrap()
-            .0
-            .iter()
-            .map(|r| line(&|o, c| plan.write(r, o, c).unwrap()))
-            .collect();
+            .map_err(|e| e.0)
+            .and_then(|(records, _)| {
+                records
+                    .iter()
+                    .map(|r| line(&|o| plan.write(r, o)))
+                    .collect()
+            });
         (fast, lenient)
     }
 
@@ -575,7 +633,7 @@ mod tests {
             r#"{{"updatetime": 1, "timezone": "Europe\/Paris", "measuregrps": {capture}, "more": 0}}"#
         );
         let (fast, lenient) = both_readers(&body);
-        assert!(lenient.len() > 10);
+        assert!(lenient.as_ref().unwrap().len() > 10);
         assert_eq!(fast, Some(lenient));
         let odd = r#"{"measuregrps": [{"grpid": 3, "date": 1700000000, "modified": 1700000001, "model_id": 7,
             "deviceid": "a\"b", "comment": null, "new_field": [1],
@@ -583,15 +641,126 @@ mod tests {
                          {"type": 4, "position": 0}, {"value": 5, "type": 12, "unit": 3}]}]}"#;
         let (fast, lenient) = both_readers(odd);
         assert_eq!(fast, Some(lenient));
+        // Values both readers refuse alike (the typed one through the output plan).
+        let text_params = r#"{"measuregrps": [{"grpid": 1, "measures": [{"value": 1, "type": 1, "unit": 0, "algo_params": "x"}]}]}"#;
+        let (fast, lenient) = both_readers(text_params);
+        assert!(
+            lenient.as_ref().unwrap_err().contains("`algo_params`"),
+            "{lenient:?}"
+        );
+        assert_eq!(fast, Some(lenient));
         // Shapes the typed reader leaves to the lenient one.
         for body in [
             r#"{"measuregrps": {}}"#,
             r#"{"measuregrps": [{"grpid": "11", "measures": []}]}"#,
             r#"{"measuregrps": [{"grpid": 1, "measures": [{"value": 1.5, "type": 1, "unit": 0}]}]}"#,
             r#"{"measuregrps": [{"grpid": 1, "deviceid": 5, "measures": []}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "measures": [{"value": false, "type": 1, "unit": 0}]}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "measures": [{"value": 1, "type": 1, "unit": -9223372036854775808}]}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "measures": [{"value": 99999999999999999999999, "type": 1, "unit": 0}]}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "date": 9223372036854775807, "measures": []}]}"#,
+            r#"{"measuregrps": [{"grpid": 1, "modified": -99999999999999, "measures": []}]}"#,
         ] {
             assert!(fast_page(body.as_bytes()).is_none(), "{body}");
         }
+    }
+
+    #[test]
+    fn uninterpretable_values_refuse_the_reply_naming_the_field() {
+        let cases = [
+            (
+                json!({"value": "abc", "type": 1, "unit": 0}),
+                "measures[0].value` is a string that is not a number",
+            ),
+            (
+                json!({"value": 99999999999999999999999u128 as f64, "type": 1, "unit": 0}),
+                "measures[0].value` is a number out of the integer range",
+            ),
+            (
+                json!({"value": 18446744073709551615u64, "type": 1, "unit": 0}),
+                "measures[0].value` is a number out of the integer range",
+            ),
+            (
+                json!({"value": 1.5, "type": 1, "unit": 0}),
+                "measures[0].value` is a fractional number",
+            ),
+            (
+                json!({"value": {"a": 1}, "type": 1, "unit": 0}),
+                "measures[0].value` is an object",
+            ),
+            (
+                json!({"value": 1, "type": 1, "unit": "x"}),
+                "measures[0].unit` is a string that is not a number",
+            ),
+            (
+                json!({"value": 1, "type": 1, "unit": -9223372036854775808i64}),
+                "measures[0].unit` is a number out of the range of a power of ten",
+            ),
+            (
+                json!({"value": 1, "type": 1, "unit": 0, "position": [1]}),
+                "measures[0].position` is an array",
+            ),
+            (
+                json!({"value": 1, "type": "weight", "unit": 0}),
+                "measures[0].type` is a string that is not a number",
+            ),
+            (
+                json!({"value": 1, "unit": 0}),
+                "measures[0].type` is missing or null",
+            ),
+        ];
+        let huge_date = json!({"measuregrps": [{"grpid": 1, "date": i64::MAX, "measures": []}]});
+        let err = measures_records(&huge_date, 1).unwrap_err();
+        let want = "`measuregrps[0].date` is a number out of the date-time range";
+        assert!(err.0.contains(want), "{err}");
+        for (measure, want) in cases {
+            let body = json!({"measuregrps": [{"grpid": 1, "measures": [measure]}]});
+            let err = measures_records(&body, 1).unwrap_err();
+            assert!(
+                err.0.starts_with("getmeas reply: `measuregrps[0]."),
+                "{err}"
+            );
+            assert!(err.0.contains(want), "{err} does not say {want:?}");
+        }
+        let err = measures_records(&json!({"measuregrps": [{"grpid": 1, "measures": "x"}]}), 1)
+            .unwrap_err();
+        assert!(
+            err.0.contains("`measuregrps[0].measures` is a string"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn nulls_and_known_quirks_are_normalised() {
+        let body = json!({"measuregrps": [{"grpid": "2", "measures": [
+            {"value": false, "type": 1, "unit": 0},
+            {"value": null, "type": "4", "unit": null, "position": " 3 "},
+            {"value": "", "type": 5, "unit": -1, "position": true},
+            {"value": 720.0, "type": 6, "unit": "-1"}
+        ]}]});
+        let (records, _) = measures_records(&body, 1).unwrap();
+        let got: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                json!([
+                    r["grpid"],
+                    r["type"],
+                    r["position"],
+                    r["raw_value"],
+                    r["unit"],
+                    r["value"]
+                ])
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                json!([2, 1, -1, 0, 0, 0.0]),
+                json!([2, 4, 3, null, null, null]),
+                json!([2, 5, 1, null, -1, null]),
+                json!([2, 6, -1, 720, -1, 72.0]),
+            ]
+        );
     }
 
     #[test]

@@ -111,9 +111,14 @@ pub fn map_entries<'a>(
 }
 
 /// Parses an epoch-second map key such as `"1618691453"` (getintradayactivity `series`, sleep
-/// get `hr`/`rr`/...). Returns `None` for anything that is not an integer.
-pub fn epoch_key(key: &str) -> Option<i64> {
-    key.trim().parse().ok()
+/// get `hr`/`rr`/...). Fails, naming the action and the map `path`, for anything that is not
+/// an integer: the value under it cannot be placed in time, and is not dropped silently.
+pub fn epoch_key(key: &str, action: &str, path: &str) -> Result<i64, ReplyError> {
+    key.trim().parse().map_err(|_| {
+        ReplyError(format!(
+            "{action}: {path} has the key {key:?}, expected epoch seconds"
+        ))
+    })
 }
 
 /// A record made of `item`'s fields plus `userid` (Withings list items do not carry the user).
@@ -283,8 +288,14 @@ mod tests {
             ("abc", None),
         ];
         for (key, want) in cases {
-            assert_eq!(epoch_key(key), want, "{key:?}");
+            assert_eq!(epoch_key(key, "a", "series").ok(), want, "{key:?}");
         }
+        assert_eq!(
+            epoch_key("x", "sleep get", "series[0].hr"),
+            Err(ReplyError(
+                "sleep get: series[0].hr has the key \"x\", expected epoch seconds".into()
+            ))
+        );
     }
 
     #[test]

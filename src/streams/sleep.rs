@@ -121,8 +121,8 @@ pub fn sleep_series_records(body: &Value, userid: i64) -> Result<Vec<Record>, Re
 /// [`SLEEP_GET_DATA_FIELDS`]) of all segments merged into one row per (`device`, `timestamp`),
 /// a column per metric, plus `hash_deviceid`, `model_id` and `userid`, in timestamp order.
 ///
-/// Map keys that are not integer epochs are skipped; a map may be `{}`, `[]`, null or absent.
-/// Fails when `series` or a metric map is a scalar.
+/// A map may be `{}`, `[]`, null or absent. Fails when `series` or a metric map is a scalar,
+/// or a map key is not an integer epoch.
 pub fn sleep_vitals_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     let mut rows: BTreeMap<(i64, String), Record> = BTreeMap::new();
     for (i, segment) in items(body, GET, "series")?.into_iter().enumerate() {
@@ -130,9 +130,7 @@ pub fn sleep_vitals_records(body: &Value, userid: i64) -> Result<Vec<Record>, Re
         for metric in SLEEP_GET_DATA_FIELDS {
             let path = format!("series[{i}].{metric}");
             for (key, value) in map_entries(segment.get(*metric), GET, &path)? {
-                let Some(timestamp) = epoch_key(key) else {
-                    continue;
-                };
+                let timestamp = epoch_key(key, GET, &path)?;
                 let row = rows
                     .entry((timestamp, device.clone()))
                     .or_insert_with(|| vitals_row(segment, userid, timestamp, &device));
@@ -256,7 +254,7 @@ mod tests {
              "hr": {"160": 60, "100": 58}, "rmssd": {"100": 41.5}, "snoring": []},
             {"startdate": 100, "model_id": 93, "hr": {"100": 70}},
             {"startdate": 220, "hash_deviceid": "b", "model_id": 63,
-             "rr": {"160": 14, "x": 1}, "sdnn_1": null},
+             "rr": {"160": 14}, "sdnn_1": null},
             {"startdate": 300}
         ]});
         let got: Vec<Value> = sleep_vitals_records(&body, 3)
@@ -274,6 +272,17 @@ mod tests {
                 json!({"userid": 3, "timestamp": 160, "device": "b", "hash_deviceid": "b",
                        "model_id": 63, "hr": 60, "rr": 14}),
             ]
+        );
+    }
+
+    #[test]
+    fn a_vitals_key_that_is_no_epoch_refuses_the_reply() {
+        let body = json!({"series": [{"startdate": 100, "rr": {"160": 14, "x": 1}}]});
+        assert_eq!(
+            sleep_vitals_records(&body, 3),
+            Err(ReplyError(
+                "sleep get: series[0].rr has the key \"x\", expected epoch seconds".into()
+            ))
         );
     }
 

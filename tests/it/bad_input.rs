@@ -69,10 +69,27 @@ fn check(name: &str, dir: &Path, args: &[String], expect: Expect) -> Result<Stri
             .join(" ");
         problems.push(format!("panic text on stderr: {at}"));
     }
+    let mut delivered = Vec::new();
     for line in stdout.lines() {
-        if let Err(e) = serde_json::from_str::<Msg>(line) {
-            problems.push(format!("stdout line is not a Singer message ({e}): {line}"));
+        match serde_json::from_str::<Msg>(line) {
+            Err(e) => problems.push(format!("stdout line is not a Singer message ({e}): {line}")),
+            Ok(Msg::Record { stream, .. }) => delivered.push(format!("a {stream} record")),
+            Ok(Msg::ActivateVersion { stream, .. }) => {
+                delivered.push(format!("ACTIVATE_VERSION {stream}"))
+            }
+            Ok(Msg::State { value })
+                if value["bookmarks"]
+                    .as_object()
+                    .is_some_and(|b| !b.is_empty()) =>
+            {
+                delivered.push(format!("a bookmark {value}"))
+            }
+            Ok(_) => {}
         }
+    }
+    // Every reply of a failing case is the bad one: nothing may be delivered or bookmarked.
+    if matches!(expect, Expect::Fails(_)) && !delivered.is_empty() {
+        problems.push(format!("a failed run delivered {delivered:?}"));
     }
     if !stdout.is_empty() && !stdout.ends_with('\n') {
         problems.push("stdout ends in a partial line".into());
@@ -663,6 +680,12 @@ fn run_hostile(cases: Vec<HostileCase>) {
 #[test]
 fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
     let good = || envelope(GOOD_TOKEN);
+    // An instant and a day inside the synced range (see `base_config`).
+    let recent = chrono::Utc::now().timestamp() - 6 * 3600;
+    let recent_end = recent + 3600;
+    let today = chrono::DateTime::from_timestamp(recent, 0)
+        .unwrap()
+        .format("%Y-%m-%d");
     let html = Canned {
         status: 200,
         content_type: "text/html",
@@ -796,7 +819,7 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             envelope(
                 r#"{"measuregrps":[{"grpid":1,"date":1700000000,"modified":1700000000,"category":1,"measures":[{"type":1,"unit":-3,"value":99999999999999999999999}]}]}"#,
             ),
-            Expect::NoPanic,
+            Expect::Fails(&["stream measures", "value", "out of the integer range"]),
         ),
         (
             "huge unit",
@@ -805,7 +828,7 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             envelope(
                 r#"{"measuregrps":[{"grpid":1,"date":1700000000,"modified":1700000000,"category":1,"measures":[{"type":1,"unit":-9223372036854775808,"value":1}]}]}"#,
             ),
-            Expect::NoPanic,
+            Expect::Fails(&["stream measures", "unit"]),
         ),
         (
             "huge date",
@@ -814,7 +837,123 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             envelope(
                 r#"{"measuregrps":[{"grpid":1,"date":9223372036854775807,"modified":9223372036854775807,"category":1,"measures":[{"type":1,"unit":0,"value":1}]}]}"#,
             ),
-            Expect::NoPanic,
+            Expect::Fails(&["stream measures", "date", "out of the date-time range"]),
+        ),
+        (
+            "measure value text",
+            "measures",
+            good(),
+            envelope(
+                r#"{"measuregrps":[{"grpid":1,"date":"yesterday","modified":1700000000,"category":1,"measures":[{"type":1,"unit":0,"value":"abc"}]}]}"#,
+            ),
+            Expect::Fails(&["stream measures", "value", "a string that is not a number"]),
+        ),
+        (
+            "measure date text",
+            "measures",
+            good(),
+            envelope(
+                r#"{"measuregrps":[{"grpid":1,"date":"yesterday","modified":1700000000,"category":1,"measures":[{"type":1,"unit":0,"value":1}]}]}"#,
+            ),
+            Expect::Fails(&["stream measures", "`date`", "not a date-time"]),
+        ),
+        (
+            "measure algo object",
+            "measures",
+            good(),
+            envelope(
+                r#"{"measuregrps":[{"grpid":1,"category":1,"measures":[{"type":1,"unit":0,"value":1,"algo":{"v":2}}]}]}"#,
+            ),
+            Expect::Fails(&["stream measures", "`algo`", "an object"]),
+        ),
+        (
+            "activity steps text",
+            "activity",
+            good(),
+            // Rows inside the synced range (rows outside it are filtered out, unread).
+            envelope(&format!(
+                r#"{{"activities":[{{"date":"{today}","steps":"many","modified":{recent}}}],"more":false,"offset":0}}"#
+            )),
+            Expect::Fails(&["stream activity", "`steps`", "not a number"]),
+        ),
+        (
+            "activity date number",
+            "activity",
+            good(),
+            envelope(r#"{"activities":[{"date":20240102,"steps":5}],"more":false,"offset":0}"#),
+            Expect::Fails(&["stream activity", "`date`", "a number"]),
+        ),
+        (
+            "intraday steps huge",
+            "intraday_activity",
+            good(),
+            envelope(r#"{"series":{"4000000000":{"steps":1e30,"duration":60}}}"#),
+            Expect::Fails(&[
+                "stream intraday_activity",
+                "`steps`",
+                "out of the integer range",
+            ]),
+        ),
+        (
+            "intraday key text",
+            "intraday_activity",
+            good(),
+            envelope(r#"{"series":{"noon":{"steps":5,"duration":60}}}"#),
+            Expect::Fails(&["stream intraday_activity", "\"noon\"", "epoch seconds"]),
+        ),
+        (
+            "workout calories object",
+            "workouts",
+            good(),
+            envelope(&format!(
+                r#"{{"series":[{{"id":7,"startdate":{recent},"enddate":{recent_end},"data":{{"calories":{{"kcal":5}}}}}}],"more":false,"offset":0}}"#
+            )),
+            Expect::Fails(&["stream workouts", "`data.calories`", "an object"]),
+        ),
+        (
+            "sleep summary hr text",
+            "sleep_summaries",
+            good(),
+            envelope(&format!(
+                r#"{{"series":[{{"id":3,"startdate":{recent},"enddate":{recent_end},"data":{{"hr_average":"fast"}}}}],"more":false,"offset":0}}"#
+            )),
+            Expect::Fails(&[
+                "stream sleep_summaries",
+                "`data.hr_average`",
+                "not a number",
+            ]),
+        ),
+        (
+            "sleep state list",
+            "sleep_series",
+            good(),
+            envelope(
+                r#"{"series":[{"startdate":4000000000,"enddate":4000000600,"state":[1]}],"model":32}"#,
+            ),
+            Expect::Fails(&["stream sleep_series", "`state`", "an array"]),
+        ),
+        (
+            "ecg heart rate text",
+            "ecg_recordings",
+            good(),
+            envelope(
+                r#"{"series":[{"ecg":{"signalid":5,"afib":0},"heart_rate":"fast"}],"more":false,"offset":0}"#,
+            ),
+            Expect::Fails(&["stream ecg_recordings", "`heart_rate`", "not a number"]),
+        ),
+        (
+            "device battery object",
+            "devices",
+            good(),
+            envelope(r#"{"devices":[{"hash_deviceid":"h1","battery":{"level":"low"}}]}"#),
+            Expect::Fails(&["stream devices", "`battery`", "an object"]),
+        ),
+        (
+            "goal steps huge",
+            "goals",
+            good(),
+            envelope(r#"{"goals":{"steps":18446744073709551616,"sleep":28800}}"#),
+            Expect::Fails(&["stream goals", "`steps`", "out of the integer range"]),
         ),
         (
             "token not JSON",
@@ -895,4 +1034,55 @@ fn a_token_reply_with_a_huge_expires_in_does_not_panic() {
         envelope(r#"{"devices":[]}"#),
         Expect::NoPanic,
     )]);
+}
+
+/// Runs the tap with `args` writing to a pipe nobody reads (closed before the tap starts):
+/// exit code and stderr.
+fn with_closed_stdout(args: &[String]) -> (i32, String) {
+    // A pipe whose only reader, `true`, has exited.
+    let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
+    let writer = reader.stdin.take().unwrap();
+    reader.wait().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TAP_WITHINGS") {
+            cmd.env_remove(k);
+        }
+    }
+    // spawn, not output(): output() would capture stdout instead of the pipe given.
+    let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+    assert!(out.stdout.is_empty());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_is_quiet_for_about_and_discover_but_fails_a_sync() {
+    // `--about | head`: the reader wanted no more; not an error (Singer convention).
+    for args in [
+        vec!["--about"],
+        vec!["--about", "--format", "markdown"],
+        vec!["--discover"],
+    ] {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (code, stderr) = with_closed_stdout(&args);
+        assert_eq!((code, stderr.as_str()), (0, ""), "{args:?}");
+    }
+    // A sync whose output cannot be delivered fails, with one line saying why.
+    let world = crate::support::World::new(crate::support::sim_config(1, 1));
+    let args = crate::kills::sync_args(&world, &["devices"], None);
+    let (code, stderr) = with_closed_stdout(&args);
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "tap-withings: stdout was closed by the target (broken pipe); stopping"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

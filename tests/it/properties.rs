@@ -1,6 +1,7 @@
 //! Property tests over the reply parsers and the output plan (flattener): arbitrary JSON never
 //! panics, every written record is valid JSON that validates against its plan's schema,
-//! writing is deterministic, and flattened column names never collide silently. The checks
+//! writing is deterministic, flattened column names never collide silently, and the typed
+//! getmeas reader production uses first writes what the lenient one writes. The checks
 //! are the cargo-fuzz targets' (`fuzz/src/lib.rs`), also run here over the fuzz corpus.
 
 use std::collections::BTreeSet;
@@ -186,8 +187,86 @@ fn schema_props() -> impl Strategy<Value = Map<String, Value>> {
     })
 }
 
+/// A getmeas body: mostly of the usual shape (what the typed reader takes), with odd values
+/// now and then (numeric strings, `false`, floats, huge numbers, out-of-range units and dates,
+/// wrong types), so both readers and their hand-over are exercised.
+fn getmeas_body() -> impl Strategy<Value = Value> {
+    fn int_or_odd(usual: BoxedStrategy<i64>) -> BoxedStrategy<Value> {
+        prop_oneof![
+            40 => usual.prop_map(Value::from),
+            1 => Just(Value::Null),
+            1 => leaf(),
+        ]
+        .boxed()
+    }
+    let epoch = || (1_600_000_000i64..1_800_000_000).boxed();
+    let measure = (
+        int_or_odd(any::<i64>().boxed()),
+        int_or_odd(prop_oneof![Just(1i64), Just(4), Just(173), 0i64..300].boxed()),
+        int_or_odd((-32i64..32).boxed()),
+        prop::option::of(int_or_odd((0i64..6).boxed())),
+        prop::option::of(int_or_odd((0i64..200).boxed())),
+        prop::option::weighted(0.1, json()),
+    )
+        .prop_map(|(value, kind, unit, position, algo, extra)| {
+            let mut m = serde_json::json!({"value": value, "type": kind, "unit": unit});
+            if let Some(p) = position {
+                m["position"] = p;
+            }
+            if let Some(a) = algo {
+                m["algo"] = a;
+            }
+            if let Some(x) = extra {
+                m["algo_params"] = x;
+            }
+            m
+        });
+    let text = || {
+        prop_oneof![
+            4 => "[a-zA-Z0-9 \\\"é/]{0,10}".prop_map(Value::String),
+            1 => leaf(),
+        ]
+    };
+    let group = (
+        int_or_odd((1i64..1_000_000).boxed()),
+        int_or_odd(epoch()),
+        prop::option::of(int_or_odd(epoch())),
+        int_or_odd((1i64..3).boxed()),
+        text(),
+        prop::option::of(int_or_odd((0i64..100).boxed())),
+        prop::collection::vec(measure, 0..4),
+    )
+        .prop_map(|(grpid, date, modified, category, deviceid, modelid, measures)| {
+            let mut g = serde_json::json!({"grpid": grpid, "attrib": 0, "date": date, "created": date,
+                "category": category, "deviceid": deviceid, "hash_deviceid": deviceid,
+                "model": "Body+", "comment": null, "measures": measures});
+            if let Some(m) = modified {
+                g["modified"] = m;
+            }
+            if let Some(m) = modelid {
+                g["modelid"] = m;
+            }
+            g
+        });
+    (
+        prop::collection::vec(group, 0..4),
+        prop_oneof![Just(Value::from("Europe/Paris")), leaf()],
+    )
+        .prop_map(|(groups, timezone)| {
+            serde_json::json!({"updatetime": 1_700_000_000, "timezone": timezone, "measuregrps": groups, "more": 0, "offset": 0})
+        })
+}
+
+/// Cases per property: 128, or FUZZ_PROPTEST_CASES (scripts/fuzz-smoke without nightly).
+fn cases() -> u32 {
+    std::env::var("FUZZ_PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(128)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn reply_builders_never_panic_and_write_valid_records_from_arbitrary_json(body in json()) {
@@ -197,6 +276,11 @@ proptest! {
     #[test]
     fn reply_builders_write_valid_records_from_reply_shaped_json(body in reply()) {
         targets::check_reply(&body);
+    }
+
+    #[test]
+    fn the_typed_getmeas_reader_agrees_with_the_lenient_one(body in getmeas_body()) {
+        targets::check_measures_readers(body.to_string().as_bytes());
     }
 
     #[test]
@@ -228,6 +312,42 @@ fn reply_shaped_inputs_do_produce_records() {
     assert!(
         written > 50,
         "only {written} records written from 64 shaped replies"
+    );
+}
+
+#[test]
+fn getmeas_shaped_inputs_reach_both_readers() {
+    // The typed reader must accept most generated bodies and write records, and odd values
+    // must reach the lenient reader's refusals, or the property above is hollow.
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = getmeas_body();
+    let plan = &targets::plans()
+        .iter()
+        .find(|c| c.stream == "measures")
+        .unwrap()
+        .plan;
+    let (mut typed_lines, mut refused, mut lenient_only) = (0, 0, 0);
+    for _ in 0..128 {
+        let body = strategy
+            .new_tree(&mut runner)
+            .unwrap()
+            .current()
+            .to_string();
+        match targets::measures_both_ways(body.as_bytes(), plan) {
+            (Some(Ok(lines)), _) => typed_lines += lines.len(),
+            (Some(Err(_)), _) => refused += 1,
+            (None, Err(_)) => refused += 1,
+            (None, Ok(_)) => lenient_only += 1,
+        }
+    }
+    println!("{typed_lines} typed records, {refused} refusals, {lenient_only} read leniently");
+    assert!(typed_lines > 50, "only {typed_lines} typed records");
+    assert!(refused > 5, "only {refused} refusals");
+    assert!(
+        lenient_only > 5,
+        "only {lenient_only} bodies read leniently"
     );
 }
 
@@ -301,6 +421,7 @@ fn a_free_form_property_of_the_wrong_type_still_validates() {
 }
 
 /// The fuzz corpus through the same checks (what `scripts/fuzz-smoke` runs without nightly).
+/// Regression inputs of fixed bugs are named `regression-*` there.
 #[test]
 fn fuzz_corpus_passes_the_fuzz_checks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
@@ -308,6 +429,7 @@ fn fuzz_corpus_passes_the_fuzz_checks() {
     for (target, check) in [
         ("reply_parsers", targets::check_reply_bytes as fn(&[u8])),
         ("flatten", targets::check_flatten_bytes),
+        ("measures_readers", targets::check_measures_readers),
     ] {
         let Ok(entries) = std::fs::read_dir(root.join(target)) else {
             continue;
