@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 
+/// The output buffer: SCHEMA, STATE and small batches of records gather in it; larger
+/// batches bypass it (see [`MessageWriter::lines`]).
+const BUFFER: usize = 32 * 1024;
+
 /// Writes Singer messages as JSON lines.
 pub struct MessageWriter<W: Write> {
     out: BufWriter<W>,
@@ -25,9 +29,7 @@ impl<W: Write> MessageWriter<W> {
     /// Wraps an output (stdout in the binary, a `Vec<u8>` in tests).
     pub fn new(out: W) -> Self {
         MessageWriter {
-            // Batches of records (`output::BATCH_BYTES`) are at least this large, so they go
-            // to stdout in one write each without being copied into the buffer.
-            out: BufWriter::with_capacity(crate::output::BATCH_BYTES, out),
+            out: BufWriter::with_capacity(BUFFER, out),
             line: Vec::with_capacity(4096),
         }
     }
@@ -52,9 +54,15 @@ impl<W: Write> MessageWriter<W> {
         self.value_line(&msg)
     }
 
-    /// RECORD lines rendered by [`push_record`] (any number of whole lines).
+    /// RECORD lines rendered by [`push_record`] (any number of whole lines). A batch larger
+    /// than the buffer goes to stdout as it is, after what the buffer holds, not copied
+    /// through it.
     pub fn lines(&mut self, lines: &[u8]) -> Result<()> {
-        self.out.write_all(lines).map_err(write_error)
+        if lines.len() < BUFFER {
+            return self.out.write_all(lines).map_err(write_error);
+        }
+        self.out.flush().map_err(write_error)?;
+        self.out.get_mut().write_all(lines).map_err(write_error)
     }
 
     /// An ACTIVATE_VERSION message: rows of the stream from older versions are gone.
