@@ -32,7 +32,15 @@ fn setting_schema(s: &Setting) -> Value {
     if let Some(f) = format {
         p.insert("format".into(), json!(f));
     }
-    p.insert("description".into(), json!(s.description));
+    // A default that depends on the environment is not a value Meltano could pass on: it
+    // is told in the description instead.
+    match s.default.filter(|d| d.starts_with('$')) {
+        Some(d) => p.insert(
+            "description".into(),
+            json!(format!("{} Default: {d}.", s.description)),
+        ),
+        None => p.insert("description".into(), json!(s.description)),
+    };
     if let Some(d) = s.default.filter(|d| !d.starts_with('$')) {
         let value = match s.kind {
             Kind::Integer => d

@@ -118,6 +118,43 @@ fn the_readme_settings_table_is_the_about_markdown_table() {
     );
 }
 
+/// A string as Python's `json.dumps` writes it (non-ASCII as `\\u` escapes), as
+/// scripts/sync-meltano-settings writes descriptions.
+fn python_json(text: &str) -> String {
+    let mut out = String::new();
+    for c in serde_json::to_string(text).unwrap().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_meltano_files_declare_every_setting_as_about_describes_it() {
+    let about: Value = serde_json::from_str(&tap(&["--about"]).stdout).unwrap();
+    let settings = about["settings"]["properties"].as_object().unwrap();
+    for file in ["meltano/meltano.yml", "meltano/extractors/tap-withings.yml"] {
+        let path = format!("{}/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (name, setting) in settings {
+            let description = python_json(setting["description"].as_str().unwrap());
+            let entry = text
+                .split("- name: ")
+                .find(|e| e.starts_with(&format!("{name}\n")));
+            assert!(
+                entry.is_some_and(|e| e.contains(&format!("description: {description}\n"))),
+                "{file}: setting {name} is missing or described otherwise than by --about: run scripts/sync-meltano-settings"
+            );
+        }
+    }
+}
+
 /// A full sync of every stream (7 days: every stream has data), with extra environment.
 fn full_sync(world: &World, env: &[(&str, &str)]) -> Run {
     let catalog = world.catalog(ALL);
