@@ -260,6 +260,21 @@ pub fn check_measures_readers(body: &[u8]) {
     if serde_json::from_slice::<Value>(body).is_err() {
         return;
     }
+    // The whole-reply reader (production reads a getmeas reply as it arrives with it) takes
+    // a body wrapped in a status-0 envelope exactly as the body reader takes the body.
+    let mut reply = br#"{"status":0,"body":"#.to_vec();
+    reply.extend_from_slice(body);
+    reply.push(b'}');
+    let rows = |page: streams::measure::FastPage| {
+        let rows: Vec<String> = page.rows(USERID).map(|r| format!("{r:?}")).collect();
+        rows
+    };
+    assert_eq!(
+        streams::measure::fast_reply(&reply).map(rows),
+        streams::measure::fast_page(body).map(rows),
+        "the whole-reply and body readers differ on {}",
+        String::from_utf8_lossy(body)
+    );
     for c in plans().iter().filter(|c| c.stream == "measures") {
         let (fast, lenient) = measures_both_ways(body, &c.plan);
         if let Some(fast) = fast {
