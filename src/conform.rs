@@ -110,8 +110,8 @@ fn expected(kind: &Kind) -> String {
     }
 }
 
-/// The JSON kind of a value, in words (for errors).
-fn found(v: &Value) -> &'static str {
+/// The JSON kind of a value, in words, for error messages ("a string", "a number", ...).
+pub fn found(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -7,16 +7,7 @@ use serde_json::{Map, Value};
 use super::{Record, ReplyError};
 
 /// The JSON kind of `value`, for error messages ("a string", "a number", ...).
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use crate::conform::found as kind;
 
 /// Field `key` of a reply `body`, or `None` when it is absent or null.
 ///
