@@ -974,7 +974,29 @@ async fn sync_single(
         .call(&ctx.client, "/v2/user", &[("action", action.to_string())])
         .await?;
     let records = build(&body, userid)?;
-    out.emit(def, records, &now_text()).await?;
+    // Keys are unique in the output: a reply listing one key twice (a device twice) keeps
+    // its first row.
+    let mut seen = std::collections::HashSet::new();
+    let count = records.len();
+    let unique: Vec<Record> = records
+        .into_iter()
+        .filter(|r| {
+            let keyed = def
+                .keys
+                .iter()
+                .all(|k| r.get(*k).is_some_and(|v| !v.is_null()));
+            !keyed || seen.insert(record_key(def, r))
+        })
+        .collect();
+    if unique.len() < count {
+        warn!(
+            userid,
+            stream,
+            repeated = count - unique.len(),
+            "The reply listed a key more than once; kept the first row of each."
+        );
+    }
+    out.emit(def, unique, &now_text()).await?;
     Ok(())
 }
 

@@ -14,28 +14,24 @@ use super::{Record, ReplyError};
 /// `deviceid` when absent, null or empty.
 ///
 /// `devices` may be a list, a single object, `[]`, `{}`, null or absent. Fails when it is a
-/// scalar or a device has neither id.
+/// scalar. A device with neither id keeps a null `hash_deviceid`: like any row without its
+/// key, it is skipped (and counted) when written.
 pub fn devices_records(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
     const ACTION: &str = "getdevice";
-    items(body, ACTION, "devices")?
+    Ok(items(body, ACTION, "devices")?
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
+        .map(|item| {
             let mut record = record_from(item, userid);
             let key = [item.get("hash_deviceid"), item.get("deviceid")]
                 .into_iter()
                 .flatten()
                 .find(|id| !id.is_null() && id.as_str() != Some(""))
                 .cloned()
-                .ok_or_else(|| {
-                    ReplyError(format!(
-                        "{ACTION}: devices[{i}] has neither hash_deviceid nor deviceid"
-                    ))
-                })?;
+                .unwrap_or(Value::Null);
             record.insert("hash_deviceid".to_owned(), key);
-            Ok(record)
+            record
         })
-        .collect()
+        .collect())
 }
 
 /// The one `goals` record of a User v2 getgoals reply: `userid`, `steps` (per day), `sleep`
@@ -125,12 +121,9 @@ mod tests {
             let records = devices_records(&json!({"devices": [device.clone()]}), 1).unwrap();
             assert_eq!(records[0]["hash_deviceid"], json!(want), "{device}");
         }
-        assert_eq!(
-            devices_records(&json!({"devices": [{"type": "Scale"}]}), 1),
-            Err(ReplyError(
-                "getdevice: devices[0] has neither hash_deviceid nor deviceid".to_owned()
-            ))
-        );
+        // Neither id: the row has no key (the output plan skips and counts it).
+        let keyless = devices_records(&json!({"devices": [{"type": "Scale"}]}), 1).unwrap();
+        assert_eq!(keyless[0]["hash_deviceid"], Value::Null);
     }
 
     #[test]

@@ -1086,3 +1086,52 @@ fn a_closed_stdout_is_quiet_for_about_and_discover_but_fails_a_sync() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_device_listed_twice_is_written_once_and_a_device_without_ids_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let devices = r#"{"devices":[
+        {"type":"Scale","model":"Body+","hash_deviceid":"h1","deviceid":"d1","battery":"high"},
+        {"type":"Scale","model":"","hash_deviceid":"h1","deviceid":"d1","battery":"low"},
+        {"type":"Scale","model":"Body","battery":"unknown"},
+        {"type":"Activity Tracker","model":"ScanWatch","deviceid":"d2","battery":"medium"}]}"#;
+    let server = Hostile::start(envelope(GOOD_TOKEN), envelope(devices));
+    let config = write(
+        dir.path(),
+        "config.json",
+        &base_config(dir.path(), &server.url).to_string(),
+    );
+    let catalog = write(
+        dir.path(),
+        "catalog.json",
+        &catalog_selecting(&["devices"]).to_string(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tap-withings"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--catalog")
+        .arg(&catalog)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let records: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["type"] == "RECORD")
+        .map(|m| m["record"].clone())
+        .collect();
+    let keys: Vec<&str> = records
+        .iter()
+        .map(|r| r["hash_deviceid"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["h1", "d2"]);
+    assert_eq!(
+        records[0]["battery"],
+        json!("high"),
+        "the first row of a key is kept"
+    );
+    assert!(stderr.contains("more than once"), "{stderr}");
+    assert!(stderr.contains("without a key property"), "{stderr}");
+}
