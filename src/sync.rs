@@ -1107,7 +1107,14 @@ async fn reconcile_after(
             .await?;
         return Ok(());
     }
-    let current = scan_window(ctx, userid, def, scan, since).await?;
+    // Objectives (getmeas category 2) are re-scanned while they are extracted, and also once
+    // they were (the partition has their bookmark): keys remembered from then must not look
+    // deleted because category 2 was no longer asked for.
+    let objectives = ctx.include_objectives
+        || out
+            .partition_field(def.name, userid, FIELD_OBJECTIVES_MODIFIED)
+            .is_some();
+    let current = scan_window(ctx, userid, def, scan, since, objectives).await?;
     let outcome = reconcile(&remembered, &current, since);
     if !outcome.deleted.is_empty() {
         info!(
@@ -1163,6 +1170,7 @@ async fn scan_window(
     def: &StreamDef,
     scan: &Scan,
     since: i64,
+    objectives: bool,
 ) -> std::result::Result<KeySet, StreamFail> {
     let range = if scan.ymd {
         vec![
@@ -1175,7 +1183,7 @@ async fn scan_window(
             ("enddate", ctx.end.to_string()),
         ]
     };
-    let categories: &[&str] = match (scan.action, ctx.include_objectives) {
+    let categories: &[&str] = match (scan.action, objectives) {
         ("getmeas", true) => &["1", "2"],
         ("getmeas", false) => &["1"],
         _ => &[""],

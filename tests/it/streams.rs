@@ -1270,3 +1270,28 @@ fn goals_cleared_between_runs_reach_the_target_as_a_record_of_nulls() {
         assert!(after[0][field].is_null(), "{field}: {}", after[0]);
     }
 }
+
+#[test]
+fn switching_objectives_off_again_makes_no_tombstones() {
+    let world = World::with_settings(
+        sim_config(1, 20),
+        json!({"include_objectives": true, "reconcile_every_hours": 0}),
+    );
+    let first = world.sync(&["measures"], None);
+    assert!(
+        first
+            .records("measures")
+            .iter()
+            .any(|r| r["category"] == json!(2)),
+        "objectives were extracted"
+    );
+    set_setting(&world, "include_objectives", json!(false));
+    // The re-scan of the deletion window is due on every run here.
+    let second = world.sync(&["measures"], Some(&first.last_state()));
+    let tombstones = second
+        .records("measures")
+        .into_iter()
+        .filter(|r| !r["_sdc_deleted_at"].is_null())
+        .count();
+    assert_eq!(tombstones, 0, "nothing was deleted in Withings");
+}
