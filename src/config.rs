@@ -108,6 +108,12 @@ pub const SETTINGS: &[Setting] = &[
         "Hours re-read behind the bookmarks (or the end of the last scan, when later) of intraday_activity, sleep_series/sleep_vitals, ecg_recordings and stetho_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
     ),
     setting(
+        "late_sync_days",
+        Kind::Integer,
+        Some("3"),
+        "A device that has sent nothing since a stream's latest record is read again from just after that record, for up to this many days behind the last scan: a watch or sleep sensor that syncs days late is still found, at the cost of up to that many extra 24 h windows per stream and user while the device is quiet (0: only lookback_hours).",
+    ),
+    setting(
         "reconcile_days",
         Kind::Integer,
         Some("30"),
@@ -209,6 +215,8 @@ pub struct Config {
     pub max_requests_per_minute: u32,
     pub include_objectives: bool,
     pub lookback_hours: u32,
+    /// See the `late_sync_days` setting.
+    pub late_sync_days: u32,
     pub reconcile_days: u32,
     pub reconcile_every_hours: u32,
     pub flattening_enabled: bool,
@@ -517,6 +525,7 @@ impl RawConfig {
                 as u32,
             include_objectives: self.boolean("include_objectives", false)?,
             lookback_hours: self.integer("lookback_hours", 24, 0, 24 * 366)? as u32,
+            late_sync_days: self.integer("late_sync_days", 3, 0, 366)? as u32,
             reconcile_days: self.integer("reconcile_days", 30, 0, 3660)? as u32,
             reconcile_every_hours: self.integer("reconcile_every_hours", 24, 0, 24 * 366)? as u32,
             flattening_enabled: self.boolean("flattening_enabled", true)?,

@@ -38,6 +38,7 @@ use crate::api::client::ApiClient;
 use crate::auth::session::{Opened, Session, SessionError};
 use crate::cli::{AboutFormat, Cli};
 use crate::config::{Config, RawConfig};
+use crate::plan::Reread;
 
 use crate::conform::Flattening;
 use crate::error::{Error, Result};
@@ -274,7 +275,10 @@ async fn sync<W: Write>(
             start: cfg.start_date.timestamp(),
             end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
             include_objectives: cfg.include_objectives,
-            lookback: i64::from(cfg.lookback_hours) * 3600,
+            reread: Reread {
+                lookback: i64::from(cfg.lookback_hours) * 3600,
+                late_sync: i64::from(cfg.late_sync_days) * 86_400,
+            },
             reconcile_window: i64::from(cfg.reconcile_days) * 86_400,
             reconcile_every: i64::from(cfg.reconcile_every_hours) * 3600,
             now,

@@ -170,18 +170,42 @@ impl Progress {
     }
 }
 
+/// How far time-windowed streams re-read behind what earlier runs read, on every run, for
+/// data that reaches Withings late (a watch or sleep sensor syncs to the phone hours or days
+/// after it recorded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reread {
+    /// Seconds re-read behind the progress (the bookmark or the scan frontier): every run.
+    pub lookback: i64,
+    /// Seconds behind the scan frontier that a stream whose device has gone quiet is still
+    /// re-read from just after its latest record (its bookmark).
+    pub late_sync: i64,
+}
+
 /// Where a time-windowed stream resumes: at `start` on a first sync; else `lookback` seconds
-/// behind its [`Progress::frontier`] (the bookmark, or the scan frontier when later), because
-/// watches and sleep sensors sync to the phone hours or days late. Never before `start`.
+/// behind its [`Progress::frontier`] (the bookmark, or the scan frontier when later), and
+/// further back, to just after the bookmark, when the device has sent nothing since: windows
+/// after the latest record emitted are read again for up to `late_sync` behind the frontier,
+/// so a watch that syncs days late is still found, while an active device costs only the
+/// lookback. Never before `start`.
 ///
-/// Re-reading from the bookmark itself (however old) would find a watch that synced after
-/// any delay, but a user without one would walk every window since `start_date` on every
-/// run; data that arrives later than the lookback behind the frontier is not looked for.
-pub fn resume_from(progress: Progress, start: i64, lookback: i64) -> i64 {
-    match progress.frontier() {
-        None => start,
-        Some(f) => f.saturating_sub(lookback.max(0)).max(start),
-    }
+/// Re-reading from the bookmark however old would find a watch after any delay, but a user
+/// whose device was abandoned (or who never had one) would walk every window since it on
+/// every run: data that arrives later than `late_sync` (and the lookback) behind the last scan
+/// is not looked for.
+pub fn resume_from(progress: Progress, start: i64, reread: Reread) -> i64 {
+    let Some(frontier) = progress.frontier() else {
+        return start;
+    };
+    let behind_frontier = frontier.saturating_sub(reread.lookback.max(0));
+    let from = match progress.bookmark {
+        Some(b) => {
+            let quiet_since = b.saturating_add(1);
+            behind_frontier.min(quiet_since.max(frontier.saturating_sub(reread.late_sync.max(0))))
+        }
+        None => behind_frontier,
+    };
+    from.max(start)
 }
 
 /// The new scan frontier once a read up to `read_end` (exclusive or inclusive, either way
@@ -373,15 +397,59 @@ mod tests {
             (p(None, Some(5 * day)), 8 * day, 4 * day, 8 * day),
         ];
         for (progress, start, lookback, want) in cases {
+            let reread = Reread {
+                lookback,
+                late_sync: 0,
+            };
             assert_eq!(
-                resume_from(progress, start, lookback),
+                resume_from(progress, start, reread),
                 want,
                 "{progress:?} start {start} lookback {lookback}"
             );
         }
         // A frontier at the end of the range re-reads one window of lookback.
-        let resume = resume_from(p(Some(3 * day), Some(10 * day)), 0, day);
+        let reread = Reread {
+            lookback: day,
+            late_sync: 0,
+        };
+        let resume = resume_from(p(Some(3 * day), Some(10 * day)), 0, reread);
         assert_eq!(windows(resume, 10 * day), vec![(9 * day, 10 * day)]);
+    }
+
+    #[test]
+    fn a_quiet_device_is_read_again_from_its_latest_record_within_late_sync() {
+        let day = 86_400;
+        let p = |bookmark, scanned_until| Progress {
+            bookmark,
+            scanned_until,
+        };
+        let reread = Reread {
+            lookback: day,
+            late_sync: 3 * day,
+        };
+        // (progress, resume)
+        let cases = [
+            // Active device: its latest record is within the lookback; only the lookback.
+            (p(Some(10 * day - 3600), Some(10 * day)), 9 * day),
+            // Quiet for 2 days: everything after its latest record again.
+            (p(Some(8 * day), Some(10 * day)), 8 * day + 1),
+            // Quiet for longer than late_sync: back as far as late_sync only.
+            (p(Some(2 * day), Some(10 * day)), 7 * day),
+            // No device data ever: the lookback behind the scan.
+            (p(None, Some(10 * day)), 9 * day),
+        ];
+        for (progress, want) in cases {
+            assert_eq!(resume_from(progress, 0, reread), want, "{progress:?}");
+        }
+        // late_sync shorter than the lookback: the lookback wins.
+        let short = Reread {
+            lookback: 2 * day,
+            late_sync: day,
+        };
+        assert_eq!(
+            resume_from(p(Some(2 * day), Some(10 * day)), 0, short),
+            8 * day
+        );
     }
 
     #[test]

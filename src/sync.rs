@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::output::{Batch, Emitter, SendError, WriterGone};
 use crate::plan::{
     changes_bookmark, resume_from, scanned_after, windows, Fetched, KeyHasher, Next, Pager,
-    Progress, RecentKeys, FIELD_FETCHED, FIELD_SCANNED_UNTIL,
+    Progress, RecentKeys, Reread, FIELD_FETCHED, FIELD_SCANNED_UNTIL,
 };
 use crate::prefetch::Prefetch;
 use crate::reconcile::{
@@ -42,8 +42,8 @@ pub struct SyncCtx {
     /// Epoch seconds: the end of every range (end_date or now).
     pub end: i64,
     pub include_objectives: bool,
-    /// Seconds re-read behind the progress (bookmark or scan frontier) of time-windowed streams.
-    pub lookback: i64,
+    /// How far time-windowed streams re-read behind their progress (see [`resume_from`]).
+    pub reread: Reread,
     /// Seconds of recent history re-scanned for deletions (0: off).
     pub reconcile_window: i64,
     /// Seconds between two deletion re-scans.
@@ -722,7 +722,7 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
         .collect();
     let marks: Vec<i64> = progress
         .iter()
-        .map(|p| resume_from(*p, ctx.start, ctx.lookback))
+        .map(|p| resume_from(*p, ctx.start, ctx.reread))
         .collect();
     let mut scanned: Vec<Option<i64>> = progress.iter().map(|p| p.scanned_until).collect();
     let Some(from) = marks.iter().copied().min() else {
@@ -827,8 +827,8 @@ async fn sync_recordings(
     let want_signals = out.is_selected(signals.name);
     let progress_rec = progress(out, recordings.name, userid);
     let progress_sig = progress(out, signals.name, userid);
-    let mark_rec = resume_from(progress_rec, ctx.start, ctx.lookback);
-    let mark_sig = resume_from(progress_sig, ctx.start, ctx.lookback);
+    let mark_rec = resume_from(progress_rec, ctx.start, ctx.reread);
+    let mark_sig = resume_from(progress_sig, ctx.start, ctx.reread);
     // Signals already fetched (a recording re-read within the lookback keeps its signal).
     let mut fetched = Fetched::from_state(
         out.partition_field(signals.name, userid, FIELD_FETCHED)
@@ -949,7 +949,7 @@ async fn sync_recordings(
             scanned_until: scanned_after(progress_sig.scanned_until, ctx.end, ctx.now)
                 .or(progress_sig.scanned_until),
         };
-        let keep_from = resume_from(next, ctx.start, ctx.lookback);
+        let keep_from = resume_from(next, ctx.start, ctx.reread);
         out.partition(
             signals,
             userid,

@@ -1295,3 +1295,51 @@ fn switching_objectives_off_again_makes_no_tombstones() {
         .count();
     assert_eq!(tombstones, 0, "nothing was deleted in Withings");
 }
+
+#[test]
+fn a_watch_that_syncs_days_late_is_still_read_from_its_latest_record() {
+    // The device's data ends 5 days ago (it went quiet); a first sync reads it all. Then it
+    // uploads samples recorded 2 days ago, later than the 24 h lookback behind that scan but
+    // within late_sync_days (3).
+    let now = chrono::Utc::now().timestamp();
+    let cfg = SimConfig {
+        anchor: Some(now - 5 * 86_400),
+        ..sim_config(1, 6)
+    };
+    let world = World::new(cfg);
+    let userid = world.userid();
+    let streams = ["intraday_activity", "sleep_series", "ecg_recordings"];
+    let first = world.sync(&streams, None);
+    let before = expected(&world, userid);
+    for module in ["getintradayactivity", "heart_list", "sleep_get"] {
+        world
+            .sim
+            .mutate(Mutation::Add {
+                module: module.into(),
+                userid,
+                count: 1,
+                at: Some(now - 2 * 86_400),
+            })
+            .unwrap();
+    }
+    let second = world.sync(&streams, Some(&first.last_state()));
+    let after = expected(&world, userid);
+    for stream in streams {
+        let got = emitted(&second, stream, userid);
+        let late: Vec<&String> = after[stream]
+            .keys()
+            .filter(|k| !before[stream].contains_key(*k))
+            .collect();
+        assert!(!late.is_empty(), "{stream}: the simulator added late data");
+        for k in late {
+            assert!(got.contains_key(k), "{stream}: late record {k} not emitted");
+        }
+    }
+    // With late_sync_days 0 only the lookback behind the last scan is read again.
+    set_setting(&world, "late_sync_days", json!(0));
+    let third = world.sync(&streams, Some(&first.last_state()));
+    assert!(
+        third.records("intraday_activity").is_empty(),
+        "the lookback alone does not reach 2 days back"
+    );
+}
