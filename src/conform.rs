@@ -400,7 +400,7 @@ impl OutputPlan {
         let mut out_props = Map::new();
         let fields = flatten_fields("", "", &kept, 0, flattening, &mut out_props);
         let mut seen = BTreeSet::new();
-        collect_columns(&fields, "", &mut seen)?;
+        collect_columns(&fields, &mut seen)?;
         // Replies leave values out or send null (or `""`) for them, so every non-key column
         // must admit null.
         for (name, prop) in out_props.iter_mut() {
@@ -533,26 +533,12 @@ impl OutputPlan {
         }
         Ok(())
     }
-
-    /// The value a property would be written with (e.g. a replication key's RFC 3339 text).
-    pub fn conform_value(&self, property: &str, value: &Value) -> Value {
-        self.fields
-            .iter()
-            .find(|f| f.name == property)
-            .map_or(Value::Null, |f| {
-                finish(&f.kind, coerce(&f.kind, value).unwrap_or(Value::Null))
-            })
-    }
 }
 
-fn collect_columns(
-    fields: &[Field],
-    _prefix: &str,
-    seen: &mut BTreeSet<Vec<u8>>,
-) -> Result<(), PlanError> {
+fn collect_columns(fields: &[Field], seen: &mut BTreeSet<Vec<u8>>) -> Result<(), PlanError> {
     for f in fields {
         if let Some(flat) = &f.flat {
-            collect_columns(flat, "", seen)?;
+            collect_columns(flat, seen)?;
         } else if !seen.insert(f.json_key.clone()) {
             return Err(PlanError(format!(
                 "flattening makes two columns named {}",
@@ -1261,15 +1247,5 @@ mod tests {
         for (kind, input, expected) in cases {
             assert_eq!(coerce(&kind, &input).ok(), expected, "{kind:?} {input}");
         }
-    }
-
-    #[test]
-    fn conform_value_formats_replication_keys() {
-        let plan = OutputPlan::new(&schema(), &["id"], None, ON).unwrap();
-        assert_eq!(
-            plan.conform_value("t", &json!(0)),
-            json!("1970-01-01T00:00:00Z")
-        );
-        assert_eq!(plan.conform_value("nope", &json!(0)), Value::Null);
     }
 }
