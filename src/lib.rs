@@ -274,6 +274,7 @@ async fn sync<W: Write>(
             userid,
             start: cfg.start_date.timestamp(),
             end: cfg.end_date.map_or(now, |d| d.timestamp().min(now)),
+            keep_until: cfg.end_date.map_or(i64::MAX, |d| d.timestamp()),
             include_objectives: cfg.include_objectives,
             reread: Reread {
                 lookback: i64::from(cfg.lookback_hours) * 3600,

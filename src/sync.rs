@@ -42,6 +42,10 @@ pub struct SyncCtx {
     /// Epoch seconds: the end of every range (end_date or now).
     pub end: i64,
     pub include_objectives: bool,
+    /// The latest event time a row may have to be emitted: `end_date`, or no limit when it is
+    /// unset (a row dated after the run started, from a device clock running ahead, is kept:
+    /// dropping it while the bookmark moves past its `modified` would lose it).
+    pub keep_until: i64,
     /// How far time-windowed streams re-read behind their progress (see [`resume_from`]).
     pub reread: Reread,
     /// Seconds of recent history re-scanned for deletions (0: off).
@@ -370,7 +374,7 @@ impl MeasurePage<'_> {
             return;
         }
         let date = r.date();
-        if date.is_some_and(|d| d < self.ctx.start || d > self.ctx.end) {
+        if date.is_some_and(|d| d < self.ctx.start || d > self.ctx.keep_until) {
             return;
         }
         if let Some(t) = r.change_time() {
@@ -589,7 +593,7 @@ async fn sync_changes(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Changes)
     };
     let bounds = Bounds {
         start: ctx.start,
-        end: ctx.end,
+        end: ctx.keep_until,
     };
     // The user's timezone, as the rows say it (for a row that does not).
     let mut tz: Option<Tz> = None;

@@ -65,13 +65,15 @@ impl Bounds {
             // No way to place the row: keep it rather than lose it.
             return true;
         };
-        let range = match row_tz(row).or(fallback_tz) {
-            Some(tz) => local_date(self.start, tz).zip(local_date(self.end, tz)),
-            None => utc_date(self.start)
-                .and_then(|d| d.pred_opt())
-                .zip(utc_date(self.end).and_then(|d| d.succ_opt())),
+        // A bound no date can hold (no end_date: i64::MAX) limits nothing.
+        let (first, last) = match row_tz(row).or(fallback_tz) {
+            Some(tz) => (local_date(self.start, tz), local_date(self.end, tz)),
+            None => (
+                utc_date(self.start).and_then(|d| d.pred_opt()),
+                utc_date(self.end).and_then(|d| d.succ_opt()),
+            ),
         };
-        range.is_none_or(|(first, last)| first <= date && date <= last)
+        first.is_none_or(|first| first <= date) && last.is_none_or(|last| date <= last)
     }
 }
 
@@ -83,6 +85,23 @@ mod tests {
 
     fn row(v: Value) -> Record {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_unbounded_end_still_keeps_the_start() {
+        let bounds = Bounds {
+            start: START,
+            end: i64::MAX,
+        };
+        let paris = row(json!({"date": "2026-11-27", "timezone": "Europe/Paris"}));
+        let later = row(json!({"date": "2099-01-01", "timezone": "Europe/Paris"}));
+        assert!(!bounds.keeps(&paris, None, None));
+        assert!(bounds.keeps(&later, None, None));
+        assert!(bounds.keeps(
+            &row(json!({"startdate": 4_102_444_800i64})),
+            Some("startdate"),
+            None
+        ));
     }
 
     /// 2026-11-29T00:00:00Z and 2026-11-30T00:00:00Z.

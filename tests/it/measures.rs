@@ -204,3 +204,29 @@ fn objectives_are_extracted_when_asked() {
     );
     assert_eq!(emitted(&run.records("measures")), truth);
 }
+
+#[test]
+fn a_measure_dated_after_the_run_started_is_kept_when_no_end_date_is_set() {
+    // A device whose clock runs ahead: a group dated two days from now, changed now.
+    let world = World::new(sim_config(1, 3));
+    let userid = world.userid();
+    let first = world.sync(&["measures"], None);
+    let ahead = chrono::Utc::now().timestamp() + 2 * 86_400;
+    world
+        .sim
+        .mutate(withings_sim::Mutation::Add {
+            module: "getmeas".into(),
+            userid,
+            count: 1,
+            at: Some(ahead),
+        })
+        .unwrap();
+    let second = world.sync(&["measures"], Some(&first.last_state()));
+    let dates: Vec<String> = second
+        .records("measures")
+        .iter()
+        .filter_map(|r| r["date"].as_str().map(str::to_owned))
+        .collect();
+    let want = tap_withings::timefmt::rfc3339(ahead).unwrap();
+    assert!(dates.contains(&want), "{want} not in {dates:?}");
+}
