@@ -593,14 +593,16 @@ fn check_api_url(url: &str) -> std::result::Result<(), String> {
     }
     match scheme {
         "https" => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
         "http" => Err("must use https (plain http is only allowed for loopback addresses)".into()),
         _ => Err("must be an http(s) URL".into()),
     }
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
+/// `localhost` (any case), or an IPv4/IPv6 loopback address (brackets allowed).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())

@@ -108,12 +108,7 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// `localhost`, or an IPv4/IPv6 loopback address (brackets allowed).
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+pub use crate::config::is_loopback_host;
 
 /// Where to listen for the redirect: `redirect_uri` must be plain http on a loopback host with
 /// an explicit port. `localhost` listens on 127.0.0.1 and on ::1 (a browser may resolve it to
