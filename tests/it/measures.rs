@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use withings_sim::{Faults, Mutation};
+use withings_sim::Faults;
 
 use crate::support::{sim_config, World};
 
@@ -118,23 +118,8 @@ fn a_second_run_after_changes_emits_exactly_the_new_and_changed_measures() {
         .iter()
         .map(|g| (g["grpid"].as_i64().unwrap(), g.clone()))
         .collect();
-    world
-        .sim
-        .mutate(Mutation::Add {
-            module: "getmeas".into(),
-            userid: world.userid(),
-            count: 3,
-            at: None,
-        })
-        .unwrap();
-    world
-        .sim
-        .mutate(Mutation::Modify {
-            module: "getmeas".into(),
-            userid: world.userid(),
-            count: 2,
-        })
-        .unwrap();
+    world.add("getmeas", world.userid(), 3, None);
+    world.modify("getmeas", world.userid(), 2);
     let changed: Vec<i64> = world
         .sim
         .truth("getmeas", world.userid())
@@ -212,15 +197,7 @@ fn a_measure_dated_after_the_run_started_is_kept_when_no_end_date_is_set() {
     let userid = world.userid();
     let first = world.sync(&["measures"], None);
     let ahead = chrono::Utc::now().timestamp() + 2 * 86_400;
-    world
-        .sim
-        .mutate(withings_sim::Mutation::Add {
-            module: "getmeas".into(),
-            userid,
-            count: 1,
-            at: Some(ahead),
-        })
-        .unwrap();
+    world.add("getmeas", userid, 1, Some(ahead));
     let second = world.sync(&["measures"], Some(&first.last_state()));
     let dates: Vec<String> = second
         .records("measures")

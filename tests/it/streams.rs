@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
-use withings_sim::{Faults, Mutation, SimConfig};
+use withings_sim::{Faults, SimConfig};
 
 use crate::support::{sim_config, Run, World};
 
@@ -430,25 +430,11 @@ fn a_second_run_reads_only_what_changed() {
         "stetho_list",
     ] {
         let at = first_end + if module == "sleep_get" { 3_600 } else { 60 };
-        world
-            .sim
-            .mutate(Mutation::Add {
-                module: module.into(),
-                userid,
-                count: if module == "sleep_get" { 1 } else { 2 },
-                at: Some(at),
-            })
-            .unwrap();
+        let count = if module == "sleep_get" { 1 } else { 2 };
+        world.add(module, userid, count, Some(at));
     }
     for module in ["getactivity", "getworkouts", "getsummary"] {
-        world
-            .sim
-            .mutate(Mutation::Modify {
-                module: module.into(),
-                userid,
-                count: 1,
-            })
-            .unwrap();
+        world.modify(module, userid, 1);
     }
     world.sim.reset_stats();
     let second = world.sync(ALL, Some(&first.last_state()));
@@ -514,15 +500,7 @@ fn late_data_inside_the_lookback_is_picked_up_by_the_next_run() {
     // Data stamped before the first run's bookmarks, as a watch synced late would add it.
     let late = world.sim.anchor() - 30 * 3600;
     for module in ["getintradayactivity", "heart_list", "sleep_get"] {
-        world
-            .sim
-            .mutate(Mutation::Add {
-                module: module.into(),
-                userid,
-                count: 1,
-                at: Some(late),
-            })
-            .unwrap();
+        world.add(module, userid, 1, Some(late));
     }
     let second = world.sync(
         &["intraday_activity", "sleep_series", "ecg_recordings"],
@@ -563,14 +541,7 @@ fn deletions_in_withings_become_tombstones_on_the_next_rescan() {
         .map(|g| g["grpid"].as_i64().unwrap())
         .collect();
     for module in ["getmeas", "getworkouts", "getsummary"] {
-        world
-            .sim
-            .mutate(Mutation::Delete {
-                module: module.into(),
-                userid,
-                count: 1,
-            })
-            .unwrap();
+        world.delete(module, userid, 1);
     }
     let second = world.sync(&streams, Some(&first.last_state()));
     let after = expected(&world, userid);
@@ -775,15 +746,12 @@ fn signals_are_fetched_once_even_when_their_recordings_are_read_again() {
     assert!(second.records("ecg_signals").is_empty());
     assert!(second.records("stetho_signals").is_empty());
     // A new recording costs exactly its own signal call.
-    world
-        .sim
-        .mutate(Mutation::Add {
-            module: "heart_list".into(),
-            userid: world.userid(),
-            count: 1,
-            at: Some(world.sim.anchor() - 3_600),
-        })
-        .unwrap();
+    world.add(
+        "heart_list",
+        world.userid(),
+        1,
+        Some(world.sim.anchor() - 3_600),
+    );
     world.sim.reset_stats();
     let third = world.sync(&streams, Some(&second.last_state()));
     assert_eq!(gets(&world), 1);
@@ -870,25 +838,10 @@ fn ymd_streams_keep_only_the_range_in_the_users_local_calendar() {
     // Under `lastupdate` too: changes dated outside the range are not emitted.
     let userid = world.userid();
     for module in ["getactivity", "getworkouts", "getsummary"] {
-        world
-            .sim
-            .mutate(Mutation::Modify {
-                module: module.into(),
-                userid,
-                count: 1,
-            })
-            .unwrap();
+        world.modify(module, userid, 1);
     }
     for module in ["getactivity", "getworkouts"] {
-        world
-            .sim
-            .mutate(Mutation::Add {
-                module: module.into(),
-                userid,
-                count: 1,
-                at: Some(end + 2 * 86_400),
-            })
-            .unwrap();
+        world.add(module, userid, 1, Some(end + 2 * 86_400));
     }
     world.sim.reset_stats();
     let second = world.sync(&streams, Some(&run.last_state()));
@@ -939,14 +892,7 @@ fn activity_without_modified_resumes_by_lastupdate_instead_of_the_whole_range_ag
         "{mark} for a run from {started} to {finished}"
     );
     // The next run asks `lastupdate` and gets exactly what changed since.
-    world
-        .sim
-        .mutate(Mutation::Modify {
-            module: "getactivity".into(),
-            userid,
-            count: 2,
-        })
-        .unwrap();
+    world.modify("getactivity", userid, 2);
     world.sim.reset_stats();
     let second = world.sync(&["activity"], Some(&first.last_state()));
     let requests = world.sim.requests();
@@ -1097,27 +1043,11 @@ fn a_record_exactly_on_a_window_boundary_is_emitted_once() {
     // The first window is [t0, t0 + 24 h]; the second starts a minute before its end.
     let (end1, start2) = (t0 + 86_400, t0 + 86_400 - 60);
     for at in [end1, start2] {
-        let added = world
-            .sim
-            .mutate(Mutation::Add {
-                module: "getintradayactivity".into(),
-                userid,
-                count: 1,
-                at: Some(at),
-            })
-            .unwrap();
+        let added = world.add("getintradayactivity", userid, 1, Some(at));
         assert_eq!(added["timestamps"], json!([at]), "no sample was there yet");
     }
     // A night whose first segment starts exactly at the end of the first window.
-    world
-        .sim
-        .mutate(Mutation::Add {
-            module: "sleep_get".into(),
-            userid,
-            count: 1,
-            at: Some(end1),
-        })
-        .unwrap();
+    world.add("sleep_get", userid, 1, Some(end1));
     let run = world.sync(&["intraday_activity", "sleep_series", "sleep_vitals"], None);
     let requests = world.sim.requests();
     for action in ["getintradayactivity", "sleep_get"] {
@@ -1253,14 +1183,7 @@ fn goals_cleared_between_runs_reach_the_target_as_a_record_of_nulls() {
         "the user has goals: {}",
         before[0]
     );
-    world
-        .sim
-        .mutate(Mutation::Delete {
-            module: "getgoals".into(),
-            userid,
-            count: 1,
-        })
-        .unwrap();
+    world.delete("getgoals", userid, 1);
     assert_eq!(world.sim.truth("getgoals", userid), json!([]));
     let second = world.sync(&["goals"], Some(&first.last_state()));
     let after = second.records("goals");
@@ -1312,15 +1235,7 @@ fn a_watch_that_syncs_days_late_is_still_read_from_its_latest_record() {
     let first = world.sync(&streams, None);
     let before = expected(&world, userid);
     for module in ["getintradayactivity", "heart_list", "sleep_get"] {
-        world
-            .sim
-            .mutate(Mutation::Add {
-                module: module.into(),
-                userid,
-                count: 1,
-                at: Some(now - 2 * 86_400),
-            })
-            .unwrap();
+        world.add(module, userid, 1, Some(now - 2 * 86_400));
     }
     let second = world.sync(&streams, Some(&first.last_state()));
     let after = expected(&world, userid);

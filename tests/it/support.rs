@@ -10,7 +10,7 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tempfile::TempDir;
-use withings_sim::{Faults, Sim, SimConfig};
+use withings_sim::{Faults, Mutation, Sim, SimConfig};
 
 /// A Singer message as the tap must write it (unknown fields are an error).
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +59,41 @@ pub struct World {
 }
 
 impl World {
+    /// Adds `count` rows of a module for a user in the simulator (at `at`, else its default
+    /// place); the simulator's account of what it added.
+    pub fn add(&self, module: &str, userid: u64, count: u32, at: Option<i64>) -> Value {
+        self.mutate(Mutation::Add {
+            module: module.into(),
+            userid,
+            count,
+            at,
+        })
+    }
+
+    /// Changes `count` rows of a module for a user in the simulator.
+    pub fn modify(&self, module: &str, userid: u64, count: u32) -> Value {
+        self.mutate(Mutation::Modify {
+            module: module.into(),
+            userid,
+            count,
+        })
+    }
+
+    /// Deletes `count` rows of a module for a user in the simulator.
+    pub fn delete(&self, module: &str, userid: u64, count: u32) -> Value {
+        self.mutate(Mutation::Delete {
+            module: module.into(),
+            userid,
+            count,
+        })
+    }
+
+    fn mutate(&self, mutation: Mutation) -> Value {
+        self.sim
+            .mutate(mutation)
+            .unwrap_or_else(|e| panic!("simulator mutation: {e}"))
+    }
+
     pub fn new(cfg: SimConfig) -> Self {
         Self::with_settings(cfg, json!({}))
     }
