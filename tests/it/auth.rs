@@ -40,31 +40,7 @@ fn auth_world(cfg: SimConfig, redirect_uri: &str) -> World {
 
 /// A plain HTTP/1.1 GET that does not follow redirects: (status, Location, body).
 pub(crate) fn http_get(url: &str) -> (u16, Option<String>, String) {
-    let rest = url
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("http URL expected: {url}"));
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let mut stream = TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
-    let reply = String::from_utf8_lossy(&reply).into_owned();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let location = head.lines().find_map(|l| {
-        l.split_once(':')
-            .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-            .map(|(_, v)| v.trim().to_string())
-    });
-    (status, location, body.to_string())
+    crate::support::http(url, "GET", "")
 }
 
 /// `tap-withings ...` running in the background, its stderr read line by line.

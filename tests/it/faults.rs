@@ -13,7 +13,7 @@ use crate::kills::{
     assert_equals_ground_truth, assert_states_never_pass_records, bookmarks, sync_args, watch,
 };
 use crate::streams::ALL;
-use crate::support::{sim_config, Msg, World};
+use crate::support::{http, sim_config, Msg, World};
 
 /// Small data with several pages per paged stream.
 fn small(faults: Faults) -> SimConfig {
@@ -650,35 +650,6 @@ fn shape_quirks_are_normalised_to_the_ground_truth() {
         zeros += usize::from(day["intense"] == json!(0));
     }
     assert!(zeros > 0, "no day had `intense: 0`, so no `false` was sent");
-}
-
-/// One plain HTTP/1.1 request to the simulator (no redirects followed): status, Location
-/// header, body.
-fn http(url: &str, method: &str, form: &str) -> (u16, Option<String>, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("an http URL");
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let location = head.lines().find_map(|l| {
-        l.split_once(':')
-            .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-            .map(|(_, v)| v.trim().to_string())
-    });
-    (status, location, body.to_string())
 }
 
 /// A refresh token of the simulator's first user granting only `scope` (consent, then the
