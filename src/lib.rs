@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod conform;
 pub mod error;
+pub mod index;
 pub mod logging;
 pub mod metrics;
 pub mod output;
