@@ -177,9 +177,18 @@ impl Emitted {
     }
 }
 
-/// Is a re-scan due? (`every` seconds since the last one, or never done.)
+/// How early a re-scan may come and still count as due: a tenth of its period, at most an
+/// hour. A daily schedule (cron, `meltano run` at 06:00) starts each run a few seconds or
+/// minutes apart, and the re-scan of yesterday's run is stamped with yesterday's start: without
+/// slack a run that starts two minutes earlier than yesterday's would skip the day's re-scan.
+/// The cost: a re-scan may run up to that much before its period is complete.
+pub fn due_slack(every: i64) -> i64 {
+    (every / 10).clamp(0, 3_600)
+}
+
+/// Is a re-scan due? (`every` seconds since the last one, less [`due_slack`], or never done.)
 pub fn due(last: Option<i64>, now: i64, every: i64) -> bool {
-    last.is_none_or(|l| now - l >= every)
+    last.is_none_or(|l| now - l >= every - due_slack(every))
 }
 
 /// The outcome of a re-scan.
@@ -336,5 +345,13 @@ mod tests {
         assert!(due(None, 100, 10));
         assert!(!due(Some(95), 100, 10));
         assert!(due(Some(90), 100, 10));
+        assert!(due(Some(91), 100, 10), "a tenth of the period early is still due");
+        // Daily: a run that starts five minutes earlier than yesterday's still re-scans; one
+        // two hours earlier does not.
+        let day = 86_400;
+        assert!(due(Some(0), day - 300, day));
+        assert!(!due(Some(0), day - 7_200, day));
+        assert_eq!(due_slack(day), 3_600);
+        assert_eq!(due_slack(0), 0);
     }
 }
