@@ -105,13 +105,19 @@ pub const SETTINGS: &[Setting] = &[
         "lookback_hours",
         Kind::Integer,
         Some("24"),
-        "Hours re-read behind the bookmarks (or the end of the last scan, when later) of intraday_activity, sleep_series/sleep_vitals, ecg_recordings and stetho_recordings on every run, to catch data that reached Withings late (a watch synced days later needs more). Re-read records are emitted again with the same keys.",
+        "Only with `calendar_walk`: hours re-read behind the bookmarks (or the end of the last scan, when later) of intraday_activity and sleep_series/sleep_vitals on every run, to catch data that reached Withings late. Without it (the default) nothing is re-read by the hour: the days and sleep sessions that Withings lists as changed are read again, whatever their delay.",
     ),
     setting(
         "late_sync_days",
         Kind::Integer,
         Some("3"),
-        "A device that has sent nothing since a stream's latest record is read again from just after that record, for up to this many days behind the last scan: a watch or sleep sensor that syncs days late is still found, at the cost of up to that many extra 24 h windows per stream and user while the device is quiet (0: only lookback_hours).",
+        "Only with `calendar_walk`: a device that has sent nothing since a stream's latest record is read again from just after that record, for up to this many days behind the last scan, at the cost of up to that many extra 24 h windows per stream and user while the device is quiet (0: only lookback_hours).",
+    ),
+    setting(
+        "calendar_walk",
+        Kind::Boolean,
+        Some("false"),
+        "Read intraday_activity and sleep_series/sleep_vitals by walking every 24 h window from start_date (later runs: from lookback_hours and late_sync_days behind the last scan) instead of the local days that getactivity lists and the sleep sessions that sleep getsummary lists as new or changed. Costs a request per 24 h of calendar per stream (about 6,500 each from the default start_date); only for data those lists miss.",
     ),
     setting(
         "reconcile_days",
@@ -217,6 +223,8 @@ pub struct Config {
     pub lookback_hours: u32,
     /// See the `late_sync_days` setting.
     pub late_sync_days: u32,
+    /// See the `calendar_walk` setting.
+    pub calendar_walk: bool,
     pub reconcile_days: u32,
     pub reconcile_every_hours: u32,
     pub flattening_enabled: bool,
@@ -526,6 +534,7 @@ impl RawConfig {
             include_objectives: self.boolean("include_objectives", false)?,
             lookback_hours: self.integer("lookback_hours", 24, 0, 24 * 366)? as u32,
             late_sync_days: self.integer("late_sync_days", 3, 0, 366)? as u32,
+            calendar_walk: self.boolean("calendar_walk", false)?,
             reconcile_days: self.integer("reconcile_days", 30, 0, 3660)? as u32,
             reconcile_every_hours: self.integer("reconcile_every_hours", 24, 0, 24 * 366)? as u32,
             flattening_enabled: self.boolean("flattening_enabled", true)?,

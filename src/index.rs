@@ -166,8 +166,10 @@ impl SessionIndex {
             (None, Some(e)) => (e - MAX_WINDOW, e),
             (None, None) => return false,
         };
-        self.sessions
-            .push((s.saturating_sub(SESSION_MARGIN), e.saturating_add(SESSION_MARGIN)));
+        self.sessions.push((
+            s.saturating_sub(SESSION_MARGIN),
+            e.saturating_add(SESSION_MARGIN),
+        ));
         true
     }
 
@@ -324,7 +326,11 @@ mod tests {
         let p = NOV29 - 3_600;
         assert_eq!(
             index.windows(i64::MIN, i64::MAX),
-            vec![(p, p + DAY), (p + DAY, p + 2 * DAY), (p + 3 * DAY, p + 4 * DAY)]
+            vec![
+                (p, p + DAY),
+                (p + DAY, p + 2 * DAY),
+                (p + 3 * DAY, p + 4 * DAY)
+            ]
         );
         // Clipped to the sync's range.
         assert_eq!(

@@ -284,9 +284,10 @@ async fn sync<W: Write>(
             reconcile_window: i64::from(cfg.reconcile_days) * 86_400,
             reconcile_every: i64::from(cfg.reconcile_every_hours) * 3600,
             now,
+            calendar_walk: cfg.calendar_walk,
         };
         for source in SOURCES {
-            let names = wanted(*source, &emitter);
+            let names = wanted(*source, &emitter, ctx.calendar_walk);
             // The task's stream: the first it feeds (requests made for a child stream, such as
             // a recording's signal, are scoped to that stream inside the task).
             let Some(primary) = names.first().copied() else {

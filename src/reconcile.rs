@@ -345,7 +345,10 @@ mod tests {
         assert!(due(None, 100, 10));
         assert!(!due(Some(95), 100, 10));
         assert!(due(Some(90), 100, 10));
-        assert!(due(Some(91), 100, 10), "a tenth of the period early is still due");
+        assert!(
+            due(Some(91), 100, 10),
+            "a tenth of the period early is still due"
+        );
         // Daily: a run that starts five minutes earlier than yesterday's still re-scans; one
         // two hours earlier does not.
         let day = 86_400;

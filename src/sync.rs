@@ -31,6 +31,9 @@ use crate::streams::{activity, heart, sleep, user, workouts};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
 use crate::timefmt;
 
+#[path = "sync_index.rs"]
+mod index_reads;
+
 /// The fixed inputs of one user's stream tasks.
 #[derive(Clone)]
 pub struct SyncCtx {
@@ -54,6 +57,9 @@ pub struct SyncCtx {
     pub reconcile_every: i64,
     /// Epoch seconds at the start of the run.
     pub now: i64,
+    /// Walk every 24 h window of intraday and sleep get instead of reading where the daily
+    /// indexes say data is (the `calendar_walk` setting).
+    pub calendar_walk: bool,
 }
 
 /// A failure inside one stream's sync.
@@ -105,15 +111,21 @@ pub const SOURCES: &[Source] = &[
     Source::Getgoals,
 ];
 
-/// The selected streams a source feeds (`heart_list` also feeds `ecg_signals`).
-pub fn wanted(source: Source, out: &Emitter) -> Vec<&'static str> {
+/// The selected streams a source's task feeds: `heart_list` also feeds `ecg_signals`, and,
+/// unless `calendar_walk`, getactivity also feeds intraday_activity and getsummary the
+/// sleep get streams (read where those indexes say), so getintradayactivity and sleep get
+/// have no task of their own.
+pub fn wanted(source: Source, out: &Emitter, calendar_walk: bool) -> Vec<&'static str> {
+    let fed_by = |d: &StreamDef| match (d.source, calendar_walk) {
+        (Source::HeartGet, _) => Source::HeartList,
+        (Source::StethoGet, _) => Source::StethoList,
+        (Source::Getintradayactivity, false) => Source::Getactivity,
+        (Source::SleepGet, false) => Source::Getsummary,
+        (s, _) => s,
+    };
     STREAMS
         .iter()
-        .filter(|d| {
-            d.source == source
-                || (source == Source::HeartList && d.source == Source::HeartGet)
-                || (source == Source::StethoList && d.source == Source::StethoGet)
-        })
+        .filter(|d| fed_by(d) == source)
         .map(|d| d.name)
         .filter(|n| out.is_selected(n))
         .collect()
@@ -219,7 +231,7 @@ pub enum Finished {
 
 /// Runs one source of one user; the error is worded for the user.
 pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<Finished, Error> {
-    let names = wanted(source, &out);
+    let names = wanted(source, &out, ctx.calendar_walk);
     let Some(first) = names.first().copied() else {
         return Ok(Finished::Complete);
     };
@@ -227,13 +239,23 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<Fi
     info!(userid, streams = ?names, "Syncing.");
     let result = match source {
         Source::Getmeas => sync_measures(&ctx, &out, userid).await,
-        Source::Getactivity => sync_changes(&ctx, &out, userid, &CHANGES_ACTIVITY).await,
+        Source::Getactivity if ctx.calendar_walk => {
+            sync_changes(&ctx, &out, userid, &CHANGES_ACTIVITY).await
+        }
+        Source::Getactivity => {
+            index_reads::sync_family(&ctx, &out, userid, &index_reads::ACTIVITY_FAMILY).await
+        }
         Source::Getworkouts => sync_changes(&ctx, &out, userid, &CHANGES_WORKOUTS).await,
-        Source::Getsummary => sync_changes(&ctx, &out, userid, &CHANGES_SUMMARIES).await,
+        Source::Getsummary if ctx.calendar_walk => {
+            sync_changes(&ctx, &out, userid, &CHANGES_SUMMARIES).await
+        }
+        Source::Getsummary => {
+            index_reads::sync_family(&ctx, &out, userid, &index_reads::SLEEP_FAMILY).await
+        }
         Source::Getintradayactivity => sync_windows(&ctx, &out, userid, &WINDOWS_INTRADAY).await,
         Source::SleepGet => sync_windows(&ctx, &out, userid, &WINDOWS_SLEEP).await,
-        Source::HeartList => sync_recordings(&ctx, &out, userid, &ECG).await,
-        Source::StethoList => sync_recordings(&ctx, &out, userid, &STETHO).await,
+        Source::HeartList => index_reads::sync_relisted(&ctx, &out, userid, &ECG).await,
+        Source::StethoList => index_reads::sync_relisted(&ctx, &out, userid, &STETHO).await,
         Source::Getdevice => {
             sync_single(
                 &ctx,
@@ -673,6 +695,9 @@ struct WindowStream {
     stream: &'static str,
     build: Builder,
     time_field: &'static str,
+    /// Whether `time_field` must lie in the window asked for (a vital sample of a segment
+    /// that starts in the window may lie after its end).
+    in_window: bool,
 }
 
 /// A module read by epoch windows of at most 24 h (no paging).
@@ -691,6 +716,7 @@ const WINDOWS_INTRADAY: Windows = Windows {
         stream: "intraday_activity",
         build: activity::intraday_activity_records,
         time_field: "timestamp",
+        in_window: true,
     }],
 };
 const WINDOWS_SLEEP: Windows = Windows {
@@ -702,11 +728,13 @@ const WINDOWS_SLEEP: Windows = Windows {
             stream: "sleep_series",
             build: sleep::sleep_series_records,
             time_field: "startdate",
+            in_window: true,
         },
         WindowStream {
             stream: "sleep_vitals",
             build: sleep::sleep_vitals_records,
             time_field: "timestamp",
+            in_window: false,
         },
     ],
 };
@@ -819,150 +847,6 @@ const STETHO: Recordings = Recordings {
     build_signal: heart::stetho_signals_records,
     signal_params: &[],
 };
-
-async fn sync_recordings(
-    ctx: &SyncCtx,
-    out: &Emitter,
-    userid: i64,
-    spec: &Recordings,
-) -> StreamResult {
-    let recordings = stream_def(spec.recordings);
-    let signals = stream_def(spec.signals);
-    let want_signals = out.is_selected(signals.name);
-    let progress_rec = progress(out, recordings.name, userid);
-    let progress_sig = progress(out, signals.name, userid);
-    let mark_rec = resume_from(progress_rec, ctx.start, ctx.reread);
-    let mark_sig = resume_from(progress_sig, ctx.start, ctx.reread);
-    // Signals already fetched (a recording re-read within the lookback keeps its signal).
-    let mut fetched = Fetched::from_state(
-        out.partition_field(signals.name, userid, FIELD_FETCHED)
-            .as_ref(),
-    );
-    let from = if out.is_selected(recordings.name) {
-        mark_rec.min(if want_signals { mark_sig } else { mark_rec })
-    } else {
-        mark_sig
-    };
-    let mut pager = Pager::new();
-    let mut recent = RecentKeys::default();
-    let (mut max_rec, mut max_sig): (Option<i64>, Option<i64>) = (None, None);
-    loop {
-        let mut params = vec![
-            ("action", "list".to_string()),
-            ("startdate", from.to_string()),
-            ("enddate", ctx.end.to_string()),
-        ];
-        if pager.offset() > 0 {
-            params.push(("offset", pager.offset().to_string()));
-        }
-        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
-        let time_extracted = now_text();
-        let records = (spec.build)(&body, userid)?;
-        recent.next_page();
-        let fingerprint = page_fingerprint(
-            page_rows(&body, "series"),
-            records.first().map(|r| record_key(recordings, r)),
-            records.last().map(|r| record_key(recordings, r)),
-        );
-        let mut fresh = Vec::with_capacity(records.len());
-        for r in records {
-            if !has_keys(recordings, &r) || recent.insert(record_key(recordings, &r)) {
-                fresh.push(r);
-            }
-        }
-        let new_recordings: Vec<Record> = fresh
-            .iter()
-            .filter(|r| {
-                r.get("timestamp")
-                    .and_then(lenient_i64)
-                    .is_none_or(|t| t >= mark_rec)
-            })
-            .cloned()
-            .collect();
-        for r in new_recordings.iter().filter(|r| has_keys(recordings, r)) {
-            if let Some(t) = r.get("timestamp").and_then(lenient_i64) {
-                max_rec = Some(max_rec.map_or(t, |m| m.max(t)));
-            }
-        }
-        out.emit(recordings, new_recordings, &time_extracted)
-            .await?;
-        if want_signals {
-            for r in &fresh {
-                let t = r.get("timestamp").and_then(lenient_i64);
-                if t.is_some_and(|t| t < mark_sig) {
-                    continue;
-                }
-                let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
-                    continue;
-                };
-                if fetched.contains(signalid) {
-                    continue;
-                }
-                let mut params = vec![
-                    ("action", "get".to_string()),
-                    ("signalid", signalid.to_string()),
-                ];
-                params.extend(spec.signal_params.iter().map(|(k, v)| (*k, v.to_string())));
-                let sbody = crate::metrics::in_child_stream(
-                    signals.name,
-                    ctx.session.call(&ctx.client, spec.path, &params),
-                )
-                .await?;
-                let mut srecs = (spec.build_signal)(&sbody, userid, signalid)?;
-                for s in &mut srecs {
-                    s.insert(
-                        "timestamp".into(),
-                        r.get("timestamp").cloned().unwrap_or(Value::Null),
-                    );
-                }
-                out.emit(signals, srecs, &now_text()).await?;
-                fetched.insert(signalid, t.unwrap_or(ctx.now));
-                if let Some(t) = t {
-                    max_sig = Some(max_sig.map_or(t, |m| m.max(t)));
-                }
-            }
-        }
-        if !next_page(
-            &mut pager,
-            page_rows(&body, "series"),
-            fingerprint,
-            recordings.name,
-            userid,
-        ) {
-            break;
-        }
-    }
-    // Newest first: bookmarks move only after the whole list was read, and so does the scan
-    // frontier (the list is read up to the end of the range, inclusive).
-    if let Some(m) = max_rec {
-        out.advance(recordings, userid, m).await?;
-    }
-    if let Some(m) = max_sig {
-        out.advance(signals, userid, m).await?;
-    }
-    for (def, p) in [(recordings, progress_rec), (signals, progress_sig)] {
-        if let Some(s) = scanned_after(p.scanned_until, ctx.end, ctx.now) {
-            out.partition(def, userid, vec![(FIELD_SCANNED_UNTIL, Value::from(s))])
-                .await?;
-        }
-    }
-    if want_signals {
-        // The next run's list starts no earlier than the lookback behind this run's progress.
-        let next = Progress {
-            bookmark: max_sig.max(progress_sig.bookmark),
-            scanned_until: scanned_after(progress_sig.scanned_until, ctx.end, ctx.now)
-                .or(progress_sig.scanned_until),
-        };
-        let keep_from = resume_from(next, ctx.start, ctx.reread);
-        out.partition(
-            signals,
-            userid,
-            vec![(FIELD_FETCHED, fetched.to_state(keep_from))],
-        )
-        .await?;
-    }
-    Ok(())
-}
 
 async fn sync_single(
     ctx: &SyncCtx,

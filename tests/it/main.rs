@@ -8,6 +8,7 @@ mod captures;
 mod cli;
 mod discover;
 mod faults;
+mod index;
 mod kills;
 mod measures;
 mod properties;

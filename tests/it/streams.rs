@@ -393,7 +393,7 @@ fn quirky_replies_lose_nothing() {
 }
 
 /// Sets (or, with null, removes) a setting of the world's tap config.
-fn set_setting(world: &World, key: &str, value: Value) {
+pub(crate) fn set_setting(world: &World, key: &str, value: Value) {
     let mut config: Value = serde_json::from_slice(&std::fs::read(&world.config).unwrap()).unwrap();
     match value {
         Value::Null => {

@@ -1,0 +1,350 @@
+//! Index-driven reads, as a user runs the tap: the default `start_date` (2009-01-01), data
+//! that starts years after it, late uploads at any delay. getintradayactivity is read for the
+//! local days getactivity lists as new or changed, sleep get for the sessions sleep
+//! getsummary lists, heart and stetho lists are re-read from their newest page.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use withings_sim::{Mutation, SimConfig};
+
+use crate::streams::{emitted, expected};
+use crate::support::{sim_config, Run, World};
+
+pub(crate) const ALL: &[&str] = &[
+    "measures",
+    "activity",
+    "intraday_activity",
+    "workouts",
+    "sleep_series",
+    "sleep_vitals",
+    "sleep_summaries",
+    "ecg_recordings",
+    "ecg_signals",
+    "stetho_recordings",
+    "stetho_signals",
+    "devices",
+    "goals",
+];
+
+/// A world whose tap config has the defaults a user has: no `start_date` (2009-01-01).
+pub(crate) fn with_defaults(cfg: SimConfig) -> World {
+    World::with_settings(cfg, json!({"start_date": null}))
+}
+
+/// Data requests of the last run(s), by action (token calls left out).
+pub(crate) fn requests(world: &World) -> BTreeMap<String, u64> {
+    let stats = world.sim.stats();
+    stats["by_action"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(a, _)| !matches!(a.as_str(), "requesttoken" | "authorize2"))
+        .map(|(a, n)| (a.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+fn count(reqs: &BTreeMap<String, u64>, action: &str) -> u64 {
+    reqs.get(action).copied().unwrap_or(0)
+}
+
+/// The fewest windows of at most 24 h that touch every instant (greedy from the earliest).
+pub(crate) fn fewest_windows(mut instants: Vec<i64>) -> u64 {
+    instants.sort_unstable();
+    let mut n = 0;
+    let mut end: Option<i64> = None;
+    for t in instants {
+        if end.is_none_or(|e| t >= e) {
+            n += 1;
+            end = Some(t + 86_400);
+        }
+    }
+    n
+}
+
+/// Requests a paged chain of `rows` rows needs: its pages and the empty one that ends it.
+fn chain(rows: usize, page: usize) -> u64 {
+    rows.div_ceil(page) as u64 + 1
+}
+
+fn truth_rows(world: &World, module: &str, userid: u64) -> Vec<Value> {
+    world
+        .sim
+        .truth(module, userid)
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// What a first sync of every stream of a user needs, by action: the pages of each paged
+/// chain, one call per signal, and the fewest windows for intraday and sleep get.
+pub(crate) fn minimum(world: &World, userid: u64) -> BTreeMap<&'static str, u64> {
+    let cfg = world.sim.config();
+    let meas = truth_rows(world, "getmeas", userid)
+        .iter()
+        .filter(|g| g["category"] == json!(1))
+        .count();
+    let heart = truth_rows(world, "heart_list", userid).len();
+    let stetho = truth_rows(world, "stetho_list", userid).len();
+    let intraday: Vec<i64> = world
+        .sim
+        .truth("getintradayactivity", userid)
+        .as_object()
+        .map(|o| o.keys().map(|k| k.parse().unwrap()).collect())
+        .unwrap_or_default();
+    let segments: Vec<i64> = truth_rows(world, "sleep_get", userid)
+        .iter()
+        .map(|s| s["startdate"].as_i64().unwrap())
+        .collect();
+    BTreeMap::from([
+        ("getmeas", chain(meas, cfg.page_getmeas)),
+        (
+            "getactivity",
+            chain(
+                truth_rows(world, "getactivity", userid).len(),
+                cfg.page_getactivity,
+            ),
+        ),
+        (
+            "getworkouts",
+            chain(
+                truth_rows(world, "getworkouts", userid).len(),
+                cfg.page_getworkouts,
+            ),
+        ),
+        (
+            "getsummary",
+            chain(
+                truth_rows(world, "getsummary", userid).len(),
+                cfg.page_getsummary,
+            ),
+        ),
+        ("heart_list", chain(heart, cfg.page_heart_list)),
+        ("heart_get", heart as u64),
+        ("stetho_list", chain(stetho, cfg.page_stetho_list)),
+        ("stetho_get", stetho as u64),
+        ("getdevice", 1),
+        ("getgoals", 1),
+        ("getintradayactivity", fewest_windows(intraday)),
+        ("sleep_get", fewest_windows(segments)),
+    ])
+}
+
+/// Checks a first sync's requests against what the data needs: at most 1.1 x in all, and per
+/// windowed module.
+pub(crate) fn assert_near_minimum(world: &World, userid: u64, what: &str) {
+    let min = minimum(world, userid);
+    let got = requests(world);
+    let total_min: u64 = min.values().sum();
+    let total: u64 = got.values().sum();
+    eprintln!("{what}: {total} data requests, minimum {total_min}: got {got:?}, minimum {min:?}");
+    assert!(
+        total * 10 <= total_min * 11,
+        "{what}: {total} requests for data that needs {total_min} ({got:?} vs {min:?})"
+    );
+    for action in ["getintradayactivity", "sleep_get"] {
+        let (g, m) = (count(&got, action), min[action]);
+        assert!(
+            g * 10 <= m * 11 + 10,
+            "{what}: {g} {action} requests, the data needs {m}"
+        );
+    }
+}
+
+/// Every record of `stream` the simulator holds now for the user and `before` did not, is in
+/// the run's output.
+fn assert_new_emitted(
+    world: &World,
+    run: &Run,
+    stream: &str,
+    before: &BTreeMap<&'static str, BTreeMap<String, Value>>,
+) -> usize {
+    let userid = world.userid();
+    let after = expected(world, userid);
+    let got = emitted(run, stream, userid);
+    let late: Vec<&String> = after[stream]
+        .keys()
+        .filter(|k| !before[stream].contains_key(*k))
+        .collect();
+    assert!(!late.is_empty(), "{stream}: the simulator added late data");
+    for k in &late {
+        assert!(
+            got.contains_key(*k),
+            "{stream}: late record {k} not emitted"
+        );
+    }
+    late.len()
+}
+
+#[test]
+fn a_first_sync_from_the_default_start_date_costs_the_data_not_the_calendar() {
+    let world = with_defaults(sim_config(1, 30));
+    let run = world.sync(ALL, None);
+    assert_near_minimum(&world, world.userid(), "30 days of data from 2009-01-01");
+    // And everything is there.
+    let userid = world.userid();
+    for (stream, want) in expected(&world, userid) {
+        let got = emitted(&run, stream, userid);
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{stream}: every record of the simulator is emitted"
+        );
+    }
+}
+
+#[test]
+fn a_history_that_starts_years_after_start_date_costs_only_its_data() {
+    // Data in the spring of 2019, the default start_date, a run today.
+    let cfg = SimConfig {
+        anchor: Some(1_559_347_200), // 2019-06-01T00:00:00Z
+        ..sim_config(1, 20)
+    };
+    let world = with_defaults(cfg);
+    world.sync(ALL, None);
+    assert_near_minimum(&world, world.userid(), "20 days of 2019 from 2009-01-01");
+}
+
+#[test]
+fn an_idle_incremental_run_reads_no_window_and_one_page_per_module() {
+    let world = with_defaults(sim_config(1, 10));
+    let first = world.sync(ALL, None);
+    world.sim.reset_stats();
+    let second = world.sync(ALL, Some(&first.last_state()));
+    let got = requests(&world);
+    assert_eq!(count(&got, "getintradayactivity"), 0, "{got:?}");
+    assert_eq!(count(&got, "sleep_get"), 0, "{got:?}");
+    for (action, n) in &got {
+        assert!(*n <= 1, "{action}: {n} requests in an idle run ({got:?})");
+    }
+    for stream in ["intraday_activity", "sleep_series", "sleep_vitals"] {
+        assert!(
+            second.records(stream).is_empty(),
+            "{stream}: nothing new, nothing emitted"
+        );
+    }
+}
+
+#[test]
+fn late_data_is_read_at_any_delay_with_the_default_settings() {
+    let world = with_defaults(sim_config(1, 40));
+    let userid = world.userid();
+    let now = chrono::Utc::now().timestamp();
+    let mut state = world.sync(ALL, None).last_state();
+    // A watch that syncs 1, 5 and 30 days late: a day of samples recorded then, uploaded now.
+    for days in [1, 5, 30] {
+        let before = expected(&world, userid);
+        world
+            .sim
+            .mutate(Mutation::upload(
+                "getintradayactivity",
+                userid,
+                now - days * 86_400,
+                1,
+            ))
+            .unwrap();
+        let run = world.sync(ALL, Some(&state));
+        assert_new_emitted(&world, &run, "intraday_activity", &before);
+        state = run.last_state();
+    }
+    // A nap recorded 31 h ago, a night three weeks ago, and an ECG and a stethoscope
+    // recording dated before the newest one, all uploaded now.
+    let before = expected(&world, userid);
+    world
+        .sim
+        .mutate(Mutation::nap(userid, now - 31 * 3_600, 40))
+        .unwrap();
+    world
+        .sim
+        .mutate(Mutation::upload("sleep_get", userid, now - 21 * 86_400, 1))
+        .unwrap();
+    world.add("heart_list", userid, 1, Some(now - 10 * 86_400));
+    world.add("stetho_list", userid, 1, Some(now - 12 * 86_400));
+    let run = world.sync(ALL, Some(&state));
+    for stream in [
+        "sleep_series",
+        "sleep_vitals",
+        "sleep_summaries",
+        "ecg_recordings",
+        "ecg_signals",
+        "stetho_recordings",
+        "stetho_signals",
+    ] {
+        assert_new_emitted(&world, &run, stream, &before);
+    }
+}
+
+#[test]
+fn an_index_is_read_for_the_streams_it_feeds_even_when_its_own_stream_is_deselected() {
+    let world = with_defaults(sim_config(1, 10));
+    let userid = world.userid();
+    let run = world.sync(&["intraday_activity", "sleep_vitals"], None);
+    assert!(run.records("activity").is_empty());
+    assert!(run.records("sleep_summaries").is_empty());
+    let want = expected(&world, userid);
+    for stream in ["intraday_activity", "sleep_vitals"] {
+        assert_eq!(
+            emitted(&run, stream, userid).len(),
+            want[stream].len(),
+            "{stream}: every record"
+        );
+    }
+    let got = requests(&world);
+    assert!(count(&got, "getactivity") >= 1 && count(&got, "getsummary") >= 1);
+    // The index's requests are counted under the stream they serve.
+    let summary = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("Stream summary.") && l.contains("intraday_activity"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let activity_calls = count(&got, "getactivity") + count(&got, "getintradayactivity");
+    assert!(
+        summary.contains(&format!("requests={activity_calls}")),
+        "intraday_activity's summary counts the getactivity pages: {summary}"
+    );
+    // A later run with activity selected too: its first sync reads its own range chain.
+    let second = world.sync(
+        &["activity", "intraday_activity", "sleep_vitals"],
+        Some(&run.last_state()),
+    );
+    assert_eq!(
+        emitted(&second, "activity", userid).len(),
+        want["activity"].len()
+    );
+}
+
+#[test]
+fn an_active_users_daily_run_costs_no_more_than_the_calendar_walk() {
+    // The same day of new data read by an index run and by a calendar-walk run from the same
+    // state.
+    let world = with_defaults(sim_config(1, 10));
+    let userid = world.userid();
+    let now = chrono::Utc::now().timestamp();
+    let state = world.sync(ALL, None).last_state();
+    world
+        .sim
+        .mutate(Mutation::upload(
+            "getintradayactivity",
+            userid,
+            now - 86_400,
+            1,
+        ))
+        .unwrap();
+    world
+        .sim
+        .mutate(Mutation::upload("sleep_get", userid, now - 20 * 3_600, 1))
+        .unwrap();
+    world.add("getmeas", userid, 1, None);
+    world.sim.reset_stats();
+    world.sync(ALL, Some(&state));
+    let index: u64 = requests(&world).values().sum();
+    crate::streams::set_setting(&world, "calendar_walk", json!(true));
+    world.sim.reset_stats();
+    world.sync(ALL, Some(&state));
+    let calendar: u64 = requests(&world).values().sum();
+    assert!(
+        index <= calendar,
+        "index run {index} requests, calendar walk {calendar}"
+    );
+}
