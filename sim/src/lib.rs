@@ -19,7 +19,7 @@ pub mod server;
 pub mod state;
 pub mod stats;
 
-pub use config::{Faults, SimConfig};
+pub use config::{Faults, Profile, SimConfig};
 pub use data::mutate::Mutation;
 pub use stats::RequestLog;
 
@@ -88,6 +88,11 @@ impl Sim {
     /// The user's IANA timezone.
     pub fn user_timezone(&self, userid: u64) -> Option<String> {
         self.shared.user_timezone(userid)
+    }
+
+    /// The user's data profile (`None` for an unknown user).
+    pub fn user_profile(&self, userid: u64) -> Option<Profile> {
+        self.shared.lock().data.user(userid).map(|u| u.profile)
     }
 
     /// The complete raw data of a module (`Null` for an unknown module or user).
