@@ -513,3 +513,232 @@ fn an_upload_moves_the_recording_devices_last_session_date() {
     assert!(r.get("synced_devices").is_none(), "{r}");
     assert_eq!(devices(app_user), before);
 }
+
+fn lastupdate_rows(
+    sim: &withings_sim::Sim,
+    t: &str,
+    path: &str,
+    action: &str,
+    since: i64,
+) -> Vec<Value> {
+    let body = call(
+        sim,
+        path,
+        &[("action", action), ("lastupdate", &s(since))],
+        t,
+    )["body"]
+        .clone();
+    body.get("activities")
+        .or(body.get("series"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_watch_that_syncs_weeks_late_uploads_days_of_samples_and_restamps_each_day() {
+    let sim = start(cfg());
+    let uid = sim.userids()[0];
+    let t = token(&sim, uid);
+    let bookmark = max_modified(&sim.truth("getactivity", uid));
+    let watch = sim
+        .truth("getdevice", uid)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["model"] == "ScanWatch")
+        .unwrap()["deviceid"]
+        .clone();
+    // Five days recorded three weeks before the data's end, then three days after it (days
+    // the API had no row for), all uploaded now.
+    let early = ANCHOR - 21 * 86_400;
+    let r1 = sim
+        .mutate(Mutation::upload("getintradayactivity", uid, early, 5))
+        .unwrap();
+    let r2 = sim
+        .mutate(Mutation::Upload {
+            module: "getintradayactivity".into(),
+            userid: uid,
+            from: ANCHOR,
+            days: 3,
+            count: Some(48),
+            minutes: None,
+        })
+        .unwrap();
+    assert!(r2["modified"].as_i64() > r1["modified"].as_i64());
+    assert_eq!(r1["timestamps"].as_array().unwrap().len(), 5 * 96);
+    assert_eq!(r2["timestamps"].as_array().unwrap().len(), 3 * 48);
+    assert_eq!(r2["synced_devices"], json!([watch]));
+    let truth = sim.truth("getintradayactivity", uid);
+    for r in [&r1, &r2] {
+        for ts in r["timestamps"].as_array().unwrap() {
+            assert!(truth.get(ts.to_string()).is_some());
+        }
+    }
+    // Each upload's samples cover each of its 24 h spans.
+    for k in 0..5 {
+        let from = early + k * 86_400;
+        let n = r1["timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| (from..from + 86_400).contains(&v.as_i64().unwrap()))
+            .count();
+        assert_eq!(n, 96, "day {k}");
+    }
+    // Every touched local day's row was re-stamped (or created) by its upload, and an
+    // incremental getactivity returns exactly those days.
+    let mut touched: Vec<Value> = Vec::new();
+    for (r, spans) in [(&r1, 5..=6), (&r2, 3..=4)] {
+        let days: std::collections::BTreeSet<String> = r["timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| local_ymd(&sim, uid, v.as_i64().unwrap()))
+            .collect();
+        let listed: Vec<String> = r["activity_dates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed, days.iter().cloned().collect::<Vec<_>>());
+        assert!(spans.contains(&days.len()), "{days:?}");
+        touched.extend(r["activity_dates"].as_array().unwrap().iter().cloned());
+    }
+    let rows = lastupdate_rows(&sim, &t, "/v2/measure", "getactivity", bookmark);
+    let got: Vec<Value> = rows.iter().map(|a| a["date"].clone()).collect();
+    touched.sort_by_key(|d| d.as_str().unwrap().to_string());
+    touched.dedup();
+    assert_eq!(got, touched);
+    let last = &rows[rows.len() - 1];
+    assert_eq!(last["modified"], r2["modified"]);
+    assert!(
+        last["steps"].as_i64().unwrap() > 0,
+        "a created day sums its samples"
+    );
+    let device = sim.truth("getdevice", uid);
+    let device = device
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deviceid"] == watch)
+        .unwrap();
+    assert_eq!(device["last_session_date"], r2["modified"]);
+}
+
+#[test]
+fn late_nights_and_recordings_dated_before_the_latest_one() {
+    let sim = start(SimConfig { users: 2, ..cfg() });
+    let uid = sim.userids()[1]; // two sleep devices
+    let t = token(&sim, uid);
+    let night_mark = max_modified(&sim.truth("getsummary", uid));
+    let ecg_mark = max_modified(&sim.truth("heart_list", uid));
+    let latest_ecg = sim.truth("heart_list", uid)[0]["timestamp"]
+        .as_i64()
+        .unwrap();
+    let latest_stetho = sim.truth("stetho_list", uid)[0]["timestamp"]
+        .as_i64()
+        .unwrap();
+    // Three nights from three weeks before the end, uploaded now, with their summaries.
+    let from = ANCHOR - 21 * 86_400 + 14 * 3_600;
+    let nights = sim
+        .mutate(Mutation::upload("sleep_get", uid, from, 3))
+        .unwrap();
+    assert_eq!(
+        nights["ids"].as_array().unwrap().len(),
+        6,
+        "3 nights x 2 devices"
+    );
+    let rows = lastupdate_rows(&sim, &t, "/v2/sleep", "getsummary", night_mark);
+    assert_eq!(rows.len(), 6);
+    let mut starts: Vec<i64> = rows
+        .iter()
+        .map(|n| n["startdate"].as_i64().unwrap())
+        .collect();
+    starts.dedup();
+    assert_eq!(starts, [from, from + 86_400, from + 2 * 86_400]);
+    assert!(rows.iter().all(|n| n["modified"] == nights["modified"]));
+    assert_eq!(nights["synced_devices"].as_array().unwrap().len(), 2);
+    // Recordings dated before the latest one, uploaded now.
+    let ecgs = sim
+        .mutate(Mutation::upload(
+            "heart_list",
+            uid,
+            latest_ecg - 14 * 86_400,
+            4,
+        ))
+        .unwrap();
+    let stethos = sim
+        .mutate(Mutation::upload(
+            "stetho_list",
+            uid,
+            latest_stetho - 14 * 86_400,
+            2,
+        ))
+        .unwrap();
+    let list = sim.truth("heart_list", uid);
+    assert_eq!(
+        list[0]["timestamp"],
+        json!(latest_ecg),
+        "the newest is still the newest"
+    );
+    for (k, id) in ecgs["signalids"].as_array().unwrap().iter().enumerate() {
+        let e = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| &e["ecg"]["signalid"] == id)
+            .unwrap();
+        assert_eq!(
+            e["timestamp"],
+            json!(latest_ecg - 14 * 86_400 + k as i64 * 86_400)
+        );
+        assert_eq!(e["modified"], ecgs["modified"]);
+        assert!(e["modified"].as_i64().unwrap() > ecg_mark);
+    }
+    let r = call(
+        &sim,
+        "/v2/heart",
+        &[
+            ("action", "list"),
+            ("startdate", &s(latest_ecg - 15 * 86_400)),
+            ("enddate", &s(latest_ecg - 10 * 86_400)),
+        ],
+        &t,
+    );
+    let listed: Vec<&Value> = r["body"]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["ecg"]["signalid"])
+        .collect();
+    for id in ecgs["signalids"].as_array().unwrap() {
+        assert!(listed.contains(&id), "{id} listed in its range");
+    }
+    let slist = sim.truth("stetho_list", uid);
+    assert_eq!(slist[0]["timestamp"], json!(latest_stetho));
+    for id in stethos["signalids"].as_array().unwrap() {
+        assert!(slist
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| &s["signalid"] == id));
+    }
+    // Bad uploads are refused, and the JSON form takes its defaults.
+    assert!(sim
+        .mutate(Mutation::upload("getdevice", uid, from, 1))
+        .is_err());
+    assert!(sim
+        .mutate(Mutation::upload("sleep_get", uid, from, 0))
+        .is_err());
+    assert!(sim.mutate(Mutation::upload("nope", uid, from, 1)).is_err());
+    let m: Mutation = serde_json::from_str(
+        r#"{"op":"upload","module":"getintradayactivity","userid":1000001,"from":1700000000}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        m,
+        Mutation::upload("getintradayactivity", 1_000_001, 1_700_000_000, 1)
+    );
+}
