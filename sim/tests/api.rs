@@ -914,3 +914,85 @@ fn a_history_can_start_years_after_the_taps_default_start_date() {
     let days = rows(today.truth("getactivity", today.userids()[0]));
     assert!((30..=31).contains(&days.len()), "{}", days.len());
 }
+
+#[test]
+fn every_data_call_is_counted_under_its_action() {
+    let sim = start(cfg());
+    let uid = sim.userids()[0];
+    let t = token(&sim, uid);
+    let ecg = sim.truth("heart_list", uid)[0]["ecg"]["signalid"].to_string();
+    let stetho = sim.truth("stetho_list", uid)[0]["signalid"].to_string();
+    let (a, b) = (s(ANCHOR - 86_400), s(ANCHOR));
+    sim.reset_stats();
+    let calls: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+        (
+            "getmeas",
+            "/measure",
+            vec![("action", "getmeas"), ("lastupdate", "0")],
+        ),
+        (
+            "getactivity",
+            "/v2/measure",
+            vec![("action", "getactivity"), ("lastupdate", "0")],
+        ),
+        (
+            "getintradayactivity",
+            "/v2/measure",
+            vec![
+                ("action", "getintradayactivity"),
+                ("startdate", &a),
+                ("enddate", &b),
+            ],
+        ),
+        (
+            "getworkouts",
+            "/v2/measure",
+            vec![("action", "getworkouts"), ("lastupdate", "0")],
+        ),
+        (
+            "sleep_get",
+            "/v2/sleep",
+            vec![("action", "get"), ("startdate", &a), ("enddate", &b)],
+        ),
+        // A refused call (503: enddate missing) is counted under its action too.
+        (
+            "sleep_get",
+            "/v2/sleep",
+            vec![("action", "get"), ("startdate", &a)],
+        ),
+        (
+            "getsummary",
+            "/v2/sleep",
+            vec![("action", "getsummary"), ("lastupdate", "0")],
+        ),
+        ("heart_list", "/v2/heart", vec![("action", "list")]),
+        (
+            "heart_get",
+            "/v2/heart",
+            vec![("action", "get"), ("signalid", &ecg)],
+        ),
+        ("stetho_list", "/v2/stetho", vec![("action", "list")]),
+        (
+            "stetho_get",
+            "/v2/stetho",
+            vec![("action", "get"), ("signalid", &stetho)],
+        ),
+        ("getdevice", "/v2/user", vec![("action", "getdevice")]),
+        ("getgoals", "/v2/user", vec![("action", "getgoals")]),
+    ];
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (action, path, params) in &calls {
+        call(&sim, path, params, &t);
+        *want.entry(action.to_string()).or_default() += 1;
+    }
+    let stats = sim.stats();
+    let got: BTreeMap<String, u64> = serde_json::from_value(stats["by_action"].clone()).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(stats["requests_total"], json!(calls.len()));
+    let log = sim.requests();
+    let actions: Vec<&str> = log.iter().map(|r| r.action.as_str()).collect();
+    let expected: Vec<&str> = calls.iter().map(|c| c.0).collect();
+    assert_eq!(actions, expected);
+    assert!(log.iter().all(|r| r.userid == Some(uid)));
+    assert_eq!(log[5].status, 503);
+}
