@@ -924,7 +924,8 @@ fn every_data_call_is_counted_under_its_action() {
     let stetho = sim.truth("stetho_list", uid)[0]["signalid"].to_string();
     let (a, b) = (s(ANCHOR - 86_400), s(ANCHOR));
     sim.reset_stats();
-    let calls: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    type Call<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let calls: Vec<Call> = vec![
         (
             "getmeas",
             "/measure",
