@@ -110,7 +110,7 @@ impl Sim {
         self.shared.requests()
     }
 
-    /// Adds, modifies or deletes data; returns the affected keys.
+    /// Adds, modifies, deletes or uploads (late) data; returns the affected keys.
     pub fn mutate(&self, m: Mutation) -> Result<Value, String> {
         self.shared.mutate(&m)
     }
