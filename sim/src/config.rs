@@ -34,7 +34,71 @@ pub struct SimConfig {
     pub page_stetho_list: usize,
     /// Intraday samples per day (irregular spacing).
     pub intraday_samples_per_day: u32,
+    /// Data profiles handed to users in turn (user i gets `profiles[i % len]`); empty: every
+    /// user is `Profile::Full`.
+    pub profiles: Vec<Profile>,
     pub faults: Faults,
+}
+
+/// Which devices a user owns, i.e. which data exists (`--profiles`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Everything (the default data).
+    #[default]
+    Full,
+    /// Only scales: getmeas without blood pressure, the scales in getdevice; no activity,
+    /// intraday, workouts, sleep, ECG or stethoscope data.
+    ScaleOnly,
+    /// A watch worn every other local day: activity rows, intraday samples, workouts, nights
+    /// and watch ECGs only on local days with an even day number (days since 0001-01-01).
+    EveryOtherDay,
+    /// One local day in five (day number divisible by 5) has its activity row but no intraday
+    /// samples (steps counted by the phone or entered by hand).
+    ActivityNoIntraday,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [
+        Profile::Full,
+        Profile::ScaleOnly,
+        Profile::EveryOtherDay,
+        Profile::ActivityNoIntraday,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Full => "full",
+            Profile::ScaleOnly => "scale_only",
+            Profile::EveryOtherDay => "every_other_day",
+            Profile::ActivityNoIntraday => "activity_no_intraday",
+        }
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown profile {s:?} (known: {})", names.join(", "))
+            })
+    }
+}
+
+impl SimConfig {
+    /// The profile of the user with this index (0-based).
+    pub fn profile(&self, index: u32) -> Profile {
+        if self.profiles.is_empty() {
+            Profile::Full
+        } else {
+            self.profiles[index as usize % self.profiles.len()]
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -58,6 +122,7 @@ impl Default for SimConfig {
             page_heart_list: 200,
             page_stetho_list: 100,
             intraday_samples_per_day: 96,
+            profiles: Vec::new(),
             faults: Faults::default(),
         }
     }
@@ -114,5 +179,33 @@ impl Default for Faults {
             no_modified: false,
             keyless_rows: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_parse_by_name_and_go_to_users_in_turn() {
+        for p in Profile::ALL {
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+        }
+        let err = "watch".parse::<Profile>().unwrap_err();
+        assert!(err.contains("unknown profile \"watch\"") && err.contains("scale_only"));
+        let cfg = SimConfig {
+            profiles: vec![Profile::ScaleOnly, Profile::EveryOtherDay],
+            ..SimConfig::default()
+        };
+        let got: Vec<Profile> = (0..3).map(|i| cfg.profile(i)).collect();
+        assert_eq!(
+            got,
+            [
+                Profile::ScaleOnly,
+                Profile::EveryOtherDay,
+                Profile::ScaleOnly
+            ]
+        );
+        assert_eq!(SimConfig::default().profile(7), Profile::Full);
     }
 }

@@ -19,7 +19,7 @@ pub mod server;
 pub mod state;
 pub mod stats;
 
-pub use config::{Faults, SimConfig};
+pub use config::{Faults, Profile, SimConfig};
 pub use data::mutate::Mutation;
 pub use stats::RequestLog;
 
@@ -90,6 +90,11 @@ impl Sim {
         self.shared.user_timezone(userid)
     }
 
+    /// The user's data profile (`None` for an unknown user).
+    pub fn user_profile(&self, userid: u64) -> Option<Profile> {
+        self.shared.lock().data.user(userid).map(|u| u.profile)
+    }
+
     /// The complete raw data of a module (`Null` for an unknown module or user).
     pub fn truth(&self, module: &str, userid: u64) -> Value {
         self.shared.truth(module, userid)
@@ -105,7 +110,7 @@ impl Sim {
         self.shared.requests()
     }
 
-    /// Adds, modifies or deletes data; returns the affected keys.
+    /// Adds, modifies, deletes or uploads (late) data; returns the affected keys.
     pub fn mutate(&self, m: Mutation) -> Result<Value, String> {
         self.shared.mutate(&m)
     }

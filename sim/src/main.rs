@@ -4,7 +4,7 @@ use clap::Parser;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
-use withings_sim::{clock, Faults, Sim, SimConfig};
+use withings_sim::{clock, Faults, Profile, Sim, SimConfig};
 
 /// A faithful local Withings health-data API with synthetic deterministic data.
 #[derive(Debug, Parser)]
@@ -28,6 +28,10 @@ struct Cli {
     /// End of the data, epoch seconds (default: today 00:00 UTC).
     #[arg(long)]
     anchor: Option<i64>,
+    /// Data profiles given to users in turn: full, scale_only, every_other_day,
+    /// activity_no_intraday (default: every user full).
+    #[arg(long, value_delimiter = ',')]
+    profiles: Vec<Profile>,
     #[arg(long)]
     rate_limit_per_minute: Option<u32>,
     #[arg(long, default_value_t = 10.0)]
@@ -72,6 +76,7 @@ impl Cli {
             days: self.days,
             measures_per_user: self.measures_per_user,
             anchor: self.anchor,
+            profiles: self.profiles.clone(),
             host: self.host.clone(),
             port: self.port,
             faults: Faults {
@@ -175,5 +180,22 @@ fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("withings-sim: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_flag_takes_a_comma_separated_list() {
+        let cli = Cli::try_parse_from(["withings-sim", "--profiles", "scale_only,full"]).unwrap();
+        assert_eq!(cli.config().profiles, [Profile::ScaleOnly, Profile::Full]);
+        assert!(Cli::try_parse_from(["withings-sim"])
+            .unwrap()
+            .config()
+            .profiles
+            .is_empty());
+        assert!(Cli::try_parse_from(["withings-sim", "--profiles", "full,nope"]).is_err());
     }
 }

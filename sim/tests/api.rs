@@ -676,3 +676,324 @@ fn sim_handle_is_send_and_sync() {
     check::<withings_sim::Sim>();
     check::<withings_sim::RequestLog>();
 }
+
+/// Local calendar day of an epoch for a user, and its day number (days since 0001-01-01).
+fn local_day(sim: &withings_sim::Sim, uid: u64, ts: i64) -> chrono::NaiveDate {
+    use chrono::TimeZone;
+    let tz: chrono_tz::Tz = sim.user_timezone(uid).unwrap().parse().unwrap();
+    tz.timestamp_opt(ts, 0).unwrap().date_naive()
+}
+
+fn day_number(d: chrono::NaiveDate) -> i32 {
+    use chrono::Datelike;
+    d.num_days_from_ce()
+}
+
+fn ymd_day(v: &Value) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(v.as_str().unwrap(), "%Y-%m-%d").unwrap()
+}
+
+fn rows(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        Value::Object(o) => o
+            .into_iter()
+            .map(|(k, mut v)| {
+                v["_ts"] = json!(k.parse::<i64>().unwrap());
+                v
+            })
+            .collect(),
+        other => panic!("not rows: {other}"),
+    }
+}
+
+#[test]
+fn profiles_thin_the_full_data_as_their_devices_would() {
+    use withings_sim::Profile;
+    let base = SimConfig {
+        users: 4,
+        days: 20,
+        ..cfg()
+    };
+    let full = start(base.clone());
+    let sim = start(SimConfig {
+        profiles: vec![
+            Profile::Full,
+            Profile::ScaleOnly,
+            Profile::EveryOtherDay,
+            Profile::ActivityNoIntraday,
+        ],
+        ..base
+    });
+    let ids = sim.userids();
+    let modules = [
+        "getmeas",
+        "getactivity",
+        "getintradayactivity",
+        "getworkouts",
+        "sleep_get",
+        "getsummary",
+        "heart_list",
+        "stetho_list",
+        "getdevice",
+        "getgoals",
+    ];
+    // full: exactly the default data.
+    assert_eq!(sim.user_profile(ids[0]), Some(Profile::Full));
+    assert_eq!(full.user_profile(ids[3]), Some(Profile::Full));
+    for m in modules {
+        assert_eq!(sim.truth(m, ids[0]), full.truth(m, ids[0]), "{m}");
+    }
+    // scale_only: measures of scales (and manual entries), the scales as devices, nothing else.
+    let uid = ids[1];
+    assert_eq!(sim.user_profile(uid), Some(Profile::ScaleOnly));
+    for m in [
+        "getactivity",
+        "getworkouts",
+        "sleep_get",
+        "getsummary",
+        "heart_list",
+        "stetho_list",
+    ] {
+        assert_eq!(sim.truth(m, uid), json!([]), "{m}");
+    }
+    assert_eq!(sim.truth("getintradayactivity", uid), json!({}));
+    let devices = rows(sim.truth("getdevice", uid));
+    assert!(!devices.is_empty());
+    assert!(devices.iter().all(|d| d["type"] == "Scale"), "{devices:?}");
+    let scale_ids: Vec<Value> = devices.iter().map(|d| d["deviceid"].clone()).collect();
+    let groups = rows(sim.truth("getmeas", uid));
+    assert!(groups.len() > 20, "{}", groups.len());
+    assert!(groups
+        .iter()
+        .all(|g| g["deviceid"].is_null() || scale_ids.contains(&g["deviceid"])));
+    let kept: Vec<Value> = rows(full.truth("getmeas", uid))
+        .into_iter()
+        .filter(|g| g["deviceid"].is_null() || scale_ids.contains(&g["deviceid"]))
+        .collect();
+    assert_eq!(groups, kept, "the full user's scale measures, no others");
+    // every_other_day: the watch's data only on even local days, otherwise the same.
+    let uid = ids[2];
+    let worn = |d: chrono::NaiveDate| day_number(d) % 2 == 0;
+    let days = rows(sim.truth("getactivity", uid));
+    let want: Vec<Value> = rows(full.truth("getactivity", uid))
+        .into_iter()
+        .filter(|a| worn(ymd_day(&a["date"])))
+        .collect();
+    assert_eq!(days, want);
+    assert!((9..=12).contains(&days.len()), "{}", days.len());
+    let samples = rows(sim.truth("getintradayactivity", uid));
+    let want: Vec<Value> = rows(full.truth("getintradayactivity", uid))
+        .into_iter()
+        .filter(|s| worn(local_day(&sim, uid, s["_ts"].as_i64().unwrap())))
+        .collect();
+    assert_eq!(samples, want);
+    let nights = rows(sim.truth("getsummary", uid));
+    assert!(!nights.is_empty());
+    assert!(nights
+        .iter()
+        .all(|n| worn(local_day(&sim, uid, n["startdate"].as_i64().unwrap()))));
+    assert!(rows(sim.truth("getworkouts", uid))
+        .iter()
+        .all(|w| worn(local_day(&sim, uid, w["startdate"].as_i64().unwrap()))));
+    // activity_no_intraday: every row kept, no samples on one day in five.
+    let uid = ids[3];
+    let days = rows(sim.truth("getactivity", uid));
+    assert_eq!(days, rows(full.truth("getactivity", uid)));
+    let sampled: BTreeSet<chrono::NaiveDate> = rows(sim.truth("getintradayactivity", uid))
+        .iter()
+        .map(|s| local_day(&sim, uid, s["_ts"].as_i64().unwrap()))
+        .collect();
+    let bare: Vec<chrono::NaiveDate> = days
+        .iter()
+        .map(|a| ymd_day(&a["date"]))
+        .filter(|d| !sampled.contains(d))
+        .collect();
+    assert!((3..=5).contains(&bare.len()), "{bare:?}");
+    assert!(bare.iter().all(|d| day_number(*d) % 5 == 0), "{bare:?}");
+    // The API agrees: a phone-only day's intraday window is empty, its activity row is there.
+    let t = token(&sim, uid);
+    let tz: chrono_tz::Tz = sim.user_timezone(uid).unwrap().parse().unwrap();
+    let day = bare[1];
+    let from = withings_sim::clock::local_ts(day, 0, tz);
+    let to = withings_sim::clock::local_ts(day, 86_400, tz);
+    let r = call(
+        &sim,
+        "/v2/measure",
+        &[
+            ("action", "getintradayactivity"),
+            ("startdate", &s(from)),
+            ("enddate", &s(to)),
+        ],
+        &t,
+    );
+    assert_eq!(r["body"]["series"], json!([]), "{r}");
+    let ymd = day.format("%Y-%m-%d").to_string();
+    let r = call(
+        &sim,
+        "/v2/measure",
+        &[
+            ("action", "getactivity"),
+            ("startdateymd", &ymd),
+            ("enddateymd", &ymd),
+        ],
+        &t,
+    );
+    assert_eq!(r["body"]["activities"].as_array().unwrap().len(), 1, "{r}");
+}
+
+#[test]
+fn a_history_can_start_years_after_the_taps_default_start_date() {
+    // Data placed in 2019 by the anchor: every item lies in [data_start, anchor], and a range
+    // from 2009-01-01 finds exactly it.
+    let anchor = 1_559_347_200; // 2019-06-01 00:00 UTC
+    let sim = start(SimConfig {
+        anchor: Some(anchor),
+        ..cfg()
+    });
+    let uid = sim.userids()[0];
+    assert_eq!(sim.data_start(), anchor - 30 * 86_400);
+    let t = token(&sim, uid);
+    let inside = |ts: i64| (sim.data_start()..=anchor).contains(&ts);
+    assert!(rows(sim.truth("getmeas", uid))
+        .iter()
+        .all(|g| inside(g["date"].as_i64().unwrap())));
+    assert!(rows(sim.truth("getintradayactivity", uid))
+        .iter()
+        .all(|s| inside(s["_ts"].as_i64().unwrap())));
+    assert!(rows(sim.truth("getsummary", uid)).iter().all(|n| inside(
+        n["startdate"].as_i64().unwrap()
+    ) && inside(
+        n["enddate"].as_i64().unwrap()
+    )));
+    let r = call(
+        &sim,
+        "/v2/measure",
+        &[
+            ("action", "getactivity"),
+            ("startdateymd", "2009-01-01"),
+            ("enddateymd", "2019-06-01"),
+        ],
+        &t,
+    );
+    let got = r["body"]["activities"].as_array().unwrap();
+    assert_eq!(
+        got,
+        &rows(sim.truth("getactivity", uid))
+            .iter()
+            .map(|a| {
+                let mut a = a.clone();
+                for k in [
+                    "hr_average",
+                    "hr_min",
+                    "hr_max",
+                    "hr_zone_0",
+                    "hr_zone_1",
+                    "hr_zone_2",
+                    "hr_zone_3",
+                ] {
+                    a.as_object_mut().unwrap().remove(k);
+                }
+                a
+            })
+            .collect::<Vec<_>>()
+    );
+    assert!(got
+        .iter()
+        .all(|a| a["date"].as_str().unwrap() >= "2019-05-01"));
+    // The default anchor (today 00:00 UTC) with 30 days.
+    let today = start(SimConfig {
+        anchor: None,
+        ..cfg()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(today.anchor(), now - now % 86_400);
+    let days = rows(today.truth("getactivity", today.userids()[0]));
+    assert!((30..=31).contains(&days.len()), "{}", days.len());
+}
+
+#[test]
+fn every_data_call_is_counted_under_its_action() {
+    let sim = start(cfg());
+    let uid = sim.userids()[0];
+    let t = token(&sim, uid);
+    let ecg = sim.truth("heart_list", uid)[0]["ecg"]["signalid"].to_string();
+    let stetho = sim.truth("stetho_list", uid)[0]["signalid"].to_string();
+    let (a, b) = (s(ANCHOR - 86_400), s(ANCHOR));
+    sim.reset_stats();
+    type Call<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let calls: Vec<Call> = vec![
+        (
+            "getmeas",
+            "/measure",
+            vec![("action", "getmeas"), ("lastupdate", "0")],
+        ),
+        (
+            "getactivity",
+            "/v2/measure",
+            vec![("action", "getactivity"), ("lastupdate", "0")],
+        ),
+        (
+            "getintradayactivity",
+            "/v2/measure",
+            vec![
+                ("action", "getintradayactivity"),
+                ("startdate", &a),
+                ("enddate", &b),
+            ],
+        ),
+        (
+            "getworkouts",
+            "/v2/measure",
+            vec![("action", "getworkouts"), ("lastupdate", "0")],
+        ),
+        (
+            "sleep_get",
+            "/v2/sleep",
+            vec![("action", "get"), ("startdate", &a), ("enddate", &b)],
+        ),
+        // A refused call (503: enddate missing) is counted under its action too.
+        (
+            "sleep_get",
+            "/v2/sleep",
+            vec![("action", "get"), ("startdate", &a)],
+        ),
+        (
+            "getsummary",
+            "/v2/sleep",
+            vec![("action", "getsummary"), ("lastupdate", "0")],
+        ),
+        ("heart_list", "/v2/heart", vec![("action", "list")]),
+        (
+            "heart_get",
+            "/v2/heart",
+            vec![("action", "get"), ("signalid", &ecg)],
+        ),
+        ("stetho_list", "/v2/stetho", vec![("action", "list")]),
+        (
+            "stetho_get",
+            "/v2/stetho",
+            vec![("action", "get"), ("signalid", &stetho)],
+        ),
+        ("getdevice", "/v2/user", vec![("action", "getdevice")]),
+        ("getgoals", "/v2/user", vec![("action", "getgoals")]),
+    ];
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (action, path, params) in &calls {
+        call(&sim, path, params, &t);
+        *want.entry(action.to_string()).or_default() += 1;
+    }
+    let stats = sim.stats();
+    let got: BTreeMap<String, u64> = serde_json::from_value(stats["by_action"].clone()).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(stats["requests_total"], json!(calls.len()));
+    let log = sim.requests();
+    let actions: Vec<&str> = log.iter().map(|r| r.action.as_str()).collect();
+    let expected: Vec<&str> = calls.iter().map(|c| c.0).collect();
+    assert_eq!(actions, expected);
+    assert!(log.iter().all(|r| r.userid == Some(uid)));
+    assert_eq!(log[5].status, 503);
+}

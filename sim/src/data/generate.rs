@@ -1,9 +1,9 @@
 //! Deterministic generation of the users and their data from a `SimConfig`.
 
 use super::model::{Dataset, Device, Goals, MeasStore, Source, UserData};
-use super::{gen_activity, gen_heart, gen_meas, gen_sleep};
+use super::{gen_activity, gen_heart, gen_meas, gen_sleep, profile};
 use crate::clock;
-use crate::config::SimConfig;
+use crate::config::{Profile, SimConfig};
 use crate::prng::Prng;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -100,6 +100,7 @@ fn generate_user(cfg: &SimConfig, index: u32, start: i64, anchor: i64) -> UserDa
         ecgs: Vec::new(),
         stethos: Vec::new(),
         goals: goals(index),
+        profile: Profile::Full,
         next_id: 3_000_000_000 + i64::from(index) * 1_000_000_000,
         seed,
     };
@@ -109,6 +110,9 @@ fn generate_user(cfg: &SimConfig, index: u32, start: i64, anchor: i64) -> UserDa
     gen_activity::generate(&mut user, span, cfg.intraday_samples_per_day);
     gen_sleep::generate(&mut user, span);
     gen_heart::generate(&mut user, span);
+    user.profile = cfg.profile(index);
+    let p = user.profile;
+    profile::apply(&mut user, p);
     user.reindex();
     user
 }

@@ -7,5 +7,6 @@ pub mod gen_sleep;
 pub mod generate;
 pub mod model;
 pub mod mutate;
+pub mod profile;
 pub mod render;
 pub mod truth;

@@ -1,5 +1,6 @@
 //! Typed storage of one user's data, one collection per API module.
 
+use crate::config::Profile;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde_json::Value;
@@ -206,6 +207,8 @@ pub struct UserData {
     /// Sorted by timestamp.
     pub stethos: Vec<Stetho>,
     pub goals: Option<Goals>,
+    /// Which devices the user owns (the generated data was thinned to match).
+    pub profile: Profile,
     /// Next id for new items (grpids, workout/night/signal ids); unique across users.
     pub next_id: i64,
     /// Seed of this user's generators (signals are derived on demand).
