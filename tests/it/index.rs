@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use withings_sim::{Mutation, SimConfig};
+use withings_sim::{Mutation, Profile, SimConfig};
 
 use crate::streams::{emitted, expected};
 use crate::support::{sim_config, Run, World};
@@ -346,5 +346,80 @@ fn an_active_users_daily_run_costs_no_more_than_the_calendar_walk() {
     assert!(
         index <= calendar,
         "index run {index} requests, calendar walk {calendar}"
+    );
+}
+
+fn profiled(users: u32, days: u32, profiles: &[Profile]) -> World {
+    let cfg = SimConfig {
+        profiles: profiles.to_vec(),
+        ..sim_config(users, days)
+    };
+    with_defaults(cfg)
+}
+
+#[test]
+fn a_scale_only_user_costs_no_window_at_all() {
+    let world = profiled(1, 30, &[Profile::ScaleOnly]);
+    let run = world.sync(ALL, None);
+    let got = requests(&world);
+    assert_eq!(count(&got, "getintradayactivity"), 0, "{got:?}");
+    assert_eq!(count(&got, "sleep_get"), 0, "{got:?}");
+    assert!(!run.records("measures").is_empty());
+    assert_near_minimum(&world, world.userid(), "a scale-only user");
+}
+
+#[test]
+fn a_watch_worn_every_other_day_costs_a_window_per_day_worn() {
+    let world = profiled(1, 30, &[Profile::EveryOtherDay]);
+    let run = world.sync(ALL, None);
+    assert_near_minimum(&world, world.userid(), "a watch every other day");
+    let userid = world.userid();
+    let want = expected(&world, userid);
+    for stream in ["intraday_activity", "sleep_series", "sleep_vitals"] {
+        assert_eq!(
+            emitted(&run, stream, userid).len(),
+            want[stream].len(),
+            "{stream}: every record"
+        );
+    }
+}
+
+#[test]
+fn users_with_different_devices_in_one_run_each_cost_their_own_data() {
+    // Three users in one run: a full set of devices, a scale only, days of activity without
+    // intraday samples (phone steps).
+    let cfg = SimConfig {
+        profiles: vec![
+            Profile::Full,
+            Profile::ScaleOnly,
+            Profile::ActivityNoIntraday,
+        ],
+        seed: 11,
+        ..sim_config(3, 20)
+    };
+    let probe = withings_sim::Sim::start(cfg.clone()).unwrap();
+    let users: Vec<Value> = probe.userids()[1..]
+        .iter()
+        .map(|u| json!({"refresh_token": probe.refresh_token(*u)}))
+        .collect();
+    drop(probe);
+    let world = World::with_settings(cfg, json!({"start_date": null, "users": users}));
+    let run = world.sync(ALL, None);
+    let mut min_total = 0;
+    for userid in world.sim.userids() {
+        min_total += minimum(&world, userid).values().sum::<u64>();
+        let want = expected(&world, userid);
+        for (stream, rows) in &want {
+            assert_eq!(
+                emitted(&run, stream, userid).len(),
+                rows.len(),
+                "user {userid}, {stream}: every record"
+            );
+        }
+    }
+    let total: u64 = requests(&world).values().sum();
+    assert!(
+        total * 10 <= min_total * 11,
+        "{total} requests for data that needs {min_total}"
     );
 }
