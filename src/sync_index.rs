@@ -509,7 +509,11 @@ pub(super) async fn sync_relisted(
     }
     // The ids of the horizon this run listed: the next run's first page lies within it, or
     // holds recordings newer than it.
-    let keep_from = oldest.unwrap_or(ctx.now);
+    // Nothing listed: complete from where it was (or from start_date).
+    let keep_from = oldest
+        .or_else(|| field_i64(recordings.name, FIELD_LISTED_FROM))
+        .or_else(|| field_i64(signals.name, FIELD_LISTED_FROM))
+        .unwrap_or(ctx.start);
     let from = Value::from(keep_from);
     if want_rec {
         out.partition(

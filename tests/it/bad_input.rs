@@ -174,6 +174,11 @@ fn base_config(dir: &Path, api_url: &str) -> Value {
         "max_retry_seconds": 5,
         "repeat_guard_seconds": 0,
         "request_timeout_seconds": 5,
+        // The hostile server answers every call with the same reply, so it cannot be an
+        // activity or summary index pointing at the windows whose replies are under test: the
+        // windowed streams are read by the calendar walk (the index-driven reads call the same
+        // reply builders).
+        "calendar_walk": true,
     })
 }
 

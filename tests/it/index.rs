@@ -423,3 +423,118 @@ fn users_with_different_devices_in_one_run_each_cost_their_own_data() {
         "{total} requests for data that needs {min_total}"
     );
 }
+
+fn local_day(t: i64, tz: &str) -> chrono::NaiveDate {
+    let tz: chrono_tz::Tz = tz.parse().unwrap();
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap()
+        .with_timezone(&tz)
+        .date_naive()
+}
+
+fn epoch_of(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap())
+        .unwrap()
+        .timestamp()
+}
+
+#[test]
+fn a_sample_at_local_midnight_is_emitted_once() {
+    let world = with_defaults(sim_config(1, 8));
+    let userid = world.userid();
+    let tz = world.sim.user_timezone(userid).unwrap();
+    // Local midnight between two days of data, in the user's timezone.
+    let day = local_day(world.sim.anchor() - 3 * 86_400, &tz);
+    let next = day.succ_opt().unwrap();
+    let zone: chrono_tz::Tz = tz.parse().unwrap();
+    let midnight = tap_withings::index::day_start(next, zone).unwrap();
+    let added = world.add("getintradayactivity", userid, 1, Some(midnight));
+    assert_eq!(added["timestamps"], json!([midnight]), "no sample was there yet");
+    let run = world.sync(&["intraday_activity"], None);
+    let windows: Vec<(i64, i64)> = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action == "getintradayactivity")
+        .map(|r| {
+            (
+                r.params["startdate"].parse().unwrap(),
+                r.params["enddate"].parse().unwrap(),
+            )
+        })
+        .collect();
+    // One window ends there and the next starts there (a shared instant, read by both).
+    assert!(windows.iter().any(|w| w.1 == midnight), "{windows:?}");
+    assert!(windows.iter().any(|w| w.0 == midnight), "{windows:?}");
+    assert!(windows.iter().all(|(s, e)| e - s <= 86_400));
+    let at_midnight = run
+        .records("intraday_activity")
+        .iter()
+        .filter(|r| epoch_of(&r["timestamp"]) == midnight)
+        .count();
+    assert_eq!(at_midnight, 1);
+}
+
+#[test]
+fn a_second_run_reads_the_days_and_nights_that_changed() {
+    let world = with_defaults(sim_config(1, 12));
+    let userid = world.userid();
+    let tz = world.sim.user_timezone(userid).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let first = world.sync(ALL, None);
+    let before = expected(&world, userid);
+    // A day re-stamped by a late upload 4 days back, and a nap yesterday.
+    let upload = world
+        .sim
+        .mutate(Mutation::upload(
+            "getintradayactivity",
+            userid,
+            now - 4 * 86_400,
+            1,
+        ))
+        .unwrap();
+    world
+        .sim
+        .mutate(Mutation::nap(userid, now - 30 * 3_600, 25))
+        .unwrap();
+    world.sim.reset_stats();
+    let second = world.sync(ALL, Some(&first.last_state()));
+    let after = expected(&world, userid);
+    let changed_days: Vec<chrono::NaiveDate> = upload["activity_dates"]
+        .as_array()
+        .expect("the upload names the days it re-stamped")
+        .iter()
+        .map(|d| d.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(!changed_days.is_empty());
+    // Every new sample is emitted, and nothing outside the re-stamped days.
+    let got = emitted(&second, "intraday_activity", userid);
+    for (k, _) in after["intraday_activity"].iter() {
+        if !before["intraday_activity"].contains_key(k) {
+            assert!(got.contains_key(k), "new sample {k} emitted");
+        }
+    }
+    for r in got.values() {
+        let day = local_day(epoch_of(&r["timestamp"]), &tz);
+        assert!(changed_days.contains(&day), "{day}: not a changed day");
+    }
+    // The nap's segments, and no night that did not change.
+    let sessions = truth_rows(&world, "getsummary", userid);
+    let napped: Vec<(i64, i64)> = sessions
+        .iter()
+        .filter(|s| s["modified"].as_i64().unwrap() > now - 600)
+        .map(|s| (s["startdate"].as_i64().unwrap(), s["enddate"].as_i64().unwrap()))
+        .collect();
+    assert!(!napped.is_empty(), "the nap has a summary");
+    for r in second.records("sleep_series") {
+        let t = epoch_of(&r["startdate"]);
+        assert!(
+            napped.iter().any(|(s, e)| *s - 60 <= t && t <= *e + 60),
+            "segment at {t} outside the changed sessions"
+        );
+    }
+    assert!(!second.records("sleep_series").is_empty());
+    let got = requests(&world);
+    assert_eq!(count(&got, "getintradayactivity") as usize, changed_days.len());
+    assert_eq!(count(&got, "sleep_get"), 1, "{got:?}");
+}

@@ -413,9 +413,11 @@ fn a_second_run_reads_only_what_changed() {
     let data_end = chrono::Utc::now().timestamp().div_euclid(86_400) * 86_400 - 2 * 86_400;
     cfg.anchor = Some(data_end);
     let first_end = data_end + 3_600;
+    // The calendar walk with no lookback (index-driven reads:
+    // index::a_second_run_reads_the_days_and_nights_that_changed).
     let world = World::with_settings(
         cfg,
-        json!({"lookback_hours": 0, "end_date": rfc3339(first_end)}),
+        json!({"lookback_hours": 0, "end_date": rfc3339(first_end), "calendar_walk": true}),
     );
     let userid = world.userid();
     let first = world.sync(ALL, None);
@@ -683,9 +685,11 @@ fn windows_without_data_are_not_walked_again_on_the_next_run() {
     drop(probe);
     // 150 days that hold no data at all (a user without a watch).
     let (start, end) = (data_start - 200 * 86_400, data_start - 50 * 86_400);
+    // The calendar walk (index-driven reads walk no window at all here:
+    // index::a_scale_only_user_costs_no_window_at_all).
     let world = World::with_settings(
         cfg,
-        json!({"start_date": rfc3339(start), "end_date": rfc3339(end)}),
+        json!({"start_date": rfc3339(start), "end_date": rfc3339(end), "calendar_walk": true}),
     );
     let data_calls = |world: &World| {
         world
@@ -702,7 +706,12 @@ fn windows_without_data_are_not_walked_again_on_the_next_run() {
     for stream in WINDOWED {
         let part = &state["bookmarks"][*stream]["partitions"][0];
         assert_eq!(part["context"]["userid"], json!(world.userid()), "{stream}");
-        assert_eq!(part["scanned_until"], json!(end), "{stream}: {part}");
+        if stream.contains("ecg") || stream.contains("stetho") {
+            // Lists are re-read from their newest page: nothing listed, complete from start.
+            assert_eq!(part["listed_from"], json!(start), "{stream}: {part}");
+        } else {
+            assert_eq!(part["scanned_until"], json!(end), "{stream}: {part}");
+        }
     }
     world.sim.reset_stats();
     let second = world.sync(WINDOWED, Some(&state));
@@ -714,8 +723,8 @@ fn windows_without_data_are_not_walked_again_on_the_next_run() {
 
 #[test]
 fn signals_are_fetched_once_even_when_their_recordings_are_read_again() {
-    // A lookback longer than the data: the second run re-reads every recording.
-    let world = World::with_settings(sim_config(1, 12), json!({"lookback_hours": 24 * 40}));
+    // The second run re-lists every recording (its first page holds them all).
+    let world = World::new(sim_config(1, 12));
     let streams = [
         "ecg_recordings",
         "ecg_signals",
@@ -739,8 +748,8 @@ fn signals_are_fetched_once_even_when_their_recordings_are_read_again() {
     let second = world.sync(&streams, Some(&first.last_state()));
     assert_eq!(
         second.records("ecg_recordings").len() + second.records("stetho_recordings").len(),
-        recordings,
-        "the lookback re-reads (and re-emits) the recordings"
+        0,
+        "a recording re-listed is not emitted again"
     );
     assert_eq!(gets(&world), 0, "no signal is fetched again");
     assert!(second.records("ecg_signals").is_empty());
@@ -1035,9 +1044,10 @@ fn a_record_exactly_on_a_window_boundary_is_emitted_once() {
     let probe = withings_sim::Sim::start(cfg.clone()).unwrap();
     let t0 = probe.anchor() - 5 * 86_400;
     drop(probe);
+    // The calendar walk's windows (the index-driven ones: index::a_sample_at_local_midnight_is_emitted_once).
     let world = World::with_settings(
         cfg,
-        json!({"start_date": rfc3339(t0), "end_date": rfc3339(t0 + 3 * 86_400)}),
+        json!({"start_date": rfc3339(t0), "end_date": rfc3339(t0 + 3 * 86_400), "calendar_walk": true}),
     );
     let userid = world.userid();
     // The first window is [t0, t0 + 24 h]; the second starts a minute before its end.
@@ -1223,13 +1233,14 @@ fn switching_objectives_off_again_makes_no_tombstones() {
 fn a_watch_that_syncs_days_late_is_still_read_from_its_latest_record() {
     // The device's data ends 5 days ago (it went quiet); a first sync reads it all. Then it
     // uploads samples recorded 2 days ago, later than the 24 h lookback behind that scan but
-    // within late_sync_days (3).
+    // within late_sync_days (3). This is the calendar walk's fallback; the index-driven reads
+    // find late data at any delay (index::late_data_is_read_at_any_delay_with_the_default_settings).
     let now = chrono::Utc::now().timestamp();
     let cfg = SimConfig {
         anchor: Some(now - 5 * 86_400),
         ..sim_config(1, 6)
     };
-    let world = World::new(cfg);
+    let world = World::with_settings(cfg, json!({"calendar_walk": true}));
     let userid = world.userid();
     let streams = ["intraday_activity", "sleep_series", "ecg_recordings"];
     let first = world.sync(&streams, None);
