@@ -777,12 +777,17 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
             recents[i].next_page();
             let mut fresh = Vec::with_capacity(records.len());
             let mut max_seen: Option<i64> = None;
+            let mut outside = 0usize;
             for r in records {
                 if !has_keys(def, &r) {
                     fresh.push(r);
                     continue;
                 }
                 let t = r.get(ws_def.time_field).and_then(lenient_i64);
+                if ws_def.in_window && t.is_some_and(|t| t < ws || t > we) {
+                    outside += 1;
+                    continue;
+                }
                 if t.is_some_and(|t| t < marks[i]) || !recents[i].insert(record_key(def, &r)) {
                     continue;
                 }
@@ -791,6 +796,7 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
                 }
                 fresh.push(r);
             }
+            outside_window(userid, def, outside, ws, we);
             out.emit(def, fresh, &time_extracted).await?;
             if let Some(m) = max_seen {
                 out.advance(def, userid, m).await?;
@@ -805,6 +811,21 @@ async fn sync_windows(ctx: &SyncCtx, out: &Emitter, userid: i64, spec: &Windows)
         }
     }
     Ok(())
+}
+
+/// Says that a window's reply held records dated outside it (they were dropped: a reply must
+/// not move a bookmark past what was asked).
+fn outside_window(userid: i64, def: &StreamDef, outside: usize, ws: i64, we: i64) {
+    if outside > 0 {
+        warn!(
+            userid,
+            stream = def.name,
+            outside,
+            startdate = ws,
+            enddate = we,
+            "The reply held records dated outside the window asked for; dropped them."
+        );
+    }
 }
 
 /// A stream's bookmark and scan frontier when the run started.

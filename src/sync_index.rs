@@ -340,16 +340,7 @@ async fn read_windows(
                 }
                 fresh.push(r);
             }
-            if outside > 0 {
-                warn!(
-                    userid,
-                    stream = def.name,
-                    outside,
-                    startdate = ws,
-                    enddate = we,
-                    "The reply held records dated outside the window asked for; dropped them."
-                );
-            }
+            outside_window(userid, def, outside, ws, we);
             out.emit(def, fresh, &time_extracted).await?;
             if let Some(m) =
                 max_seen.filter(|m| out.bookmark(def.name, userid).is_none_or(|b| *m > b))

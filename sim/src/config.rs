@@ -161,6 +161,10 @@ pub struct Faults {
     /// without `id` (as in the API reference's examples), getactivity rows without `date`,
     /// heart list rows without `ecg.signalid`.
     pub keyless_rows: bool,
+    /// getintradayactivity and sleep get replies that hold data also carry a copy of their
+    /// last sample or segment dated 9 days after the window's end (a reply outside the range
+    /// asked for).
+    pub rows_outside_window: bool,
 }
 
 impl Default for Faults {
@@ -178,6 +182,7 @@ impl Default for Faults {
             unknown_fields: false,
             no_modified: false,
             keyless_rows: false,
+            rows_outside_window: false,
         }
     }
 }

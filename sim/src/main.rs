@@ -60,6 +60,9 @@ struct Cli {
     /// Some rows without their key (workout/summary id, activity date, ECG signalid).
     #[arg(long)]
     keyless_rows: bool,
+    /// Intraday and sleep get replies also carry a row dated 9 days after the window.
+    #[arg(long)]
+    rows_outside_window: bool,
     /// Write a ready tap config (JSON) to this file.
     #[arg(long)]
     write_tap_config: Option<PathBuf>,
@@ -92,6 +95,7 @@ impl Cli {
                 unknown_fields: self.unknown_fields,
                 no_modified: self.no_modified,
                 keyless_rows: self.keyless_rows,
+                rows_outside_window: self.rows_outside_window,
             },
             ..SimConfig::default()
         }

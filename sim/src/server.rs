@@ -273,6 +273,16 @@ fn pipeline(
                     )
                 };
                 let body = api::serve(module, user, &p, &opts);
+                let body = if faults.rows_outside_window {
+                    let end = p.int("enddate").ok().flatten();
+                    body.map(|b| {
+                        let mut v = b.into_value();
+                        crate::faults::outside_window(module, end, &mut v);
+                        api::Body::Value(v)
+                    })
+                } else {
+                    body
+                };
                 if faults.keyless_rows {
                     body.map(|b| {
                         let mut v = b.into_value();

@@ -449,7 +449,11 @@ fn a_sample_at_local_midnight_is_emitted_once() {
     let zone: chrono_tz::Tz = tz.parse().unwrap();
     let midnight = tap_withings::index::day_start(next, zone).unwrap();
     let added = world.add("getintradayactivity", userid, 1, Some(midnight));
-    assert_eq!(added["timestamps"], json!([midnight]), "no sample was there yet");
+    assert_eq!(
+        added["timestamps"],
+        json!([midnight]),
+        "no sample was there yet"
+    );
     let run = world.sync(&["intraday_activity"], None);
     let windows: Vec<(i64, i64)> = world
         .sim
@@ -523,7 +527,12 @@ fn a_second_run_reads_the_days_and_nights_that_changed() {
     let napped: Vec<(i64, i64)> = sessions
         .iter()
         .filter(|s| s["modified"].as_i64().unwrap() > now - 600)
-        .map(|s| (s["startdate"].as_i64().unwrap(), s["enddate"].as_i64().unwrap()))
+        .map(|s| {
+            (
+                s["startdate"].as_i64().unwrap(),
+                s["enddate"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert!(!napped.is_empty(), "the nap has a summary");
     for r in second.records("sleep_series") {
@@ -535,6 +544,51 @@ fn a_second_run_reads_the_days_and_nights_that_changed() {
     }
     assert!(!second.records("sleep_series").is_empty());
     let got = requests(&world);
-    assert_eq!(count(&got, "getintradayactivity") as usize, changed_days.len());
+    assert_eq!(
+        count(&got, "getintradayactivity") as usize,
+        changed_days.len()
+    );
     assert_eq!(count(&got, "sleep_get"), 1, "{got:?}");
+}
+
+#[test]
+fn records_dated_outside_the_window_asked_for_are_dropped_and_said() {
+    for calendar in [false, true] {
+        let mut cfg = sim_config(1, 5);
+        cfg.faults.rows_outside_window = true;
+        let world = World::with_settings(cfg, json!({"calendar_walk": calendar}));
+        let userid = world.userid();
+        let streams = ["intraday_activity", "sleep_series", "sleep_vitals"];
+        let run = world.sync(&streams, None);
+        let want = expected(&world, userid);
+        for stream in ["intraday_activity", "sleep_series"] {
+            let got = emitted(&run, stream, userid);
+            let extra: Vec<&String> = got
+                .keys()
+                .filter(|k| !want[stream].contains_key(*k))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "calendar {calendar}: {stream} emitted {extra:?}"
+            );
+            assert_eq!(
+                got.len(),
+                want[stream].len(),
+                "calendar {calendar}: {stream}"
+            );
+        }
+        assert!(
+            run.stderr.contains("dated outside the window asked for"),
+            "calendar {calendar}: the drop is said"
+        );
+        let now = chrono::Utc::now().timestamp();
+        let state = run.last_state();
+        for stream in ["intraday_activity", "sleep_series"] {
+            let mark = &state["bookmarks"][stream]["partitions"][0]["replication_key_value"];
+            assert!(
+                epoch_of(mark) <= now,
+                "calendar {calendar}: {stream}'s bookmark {mark} is not in the future"
+            );
+        }
+    }
 }
