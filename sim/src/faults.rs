@@ -195,7 +195,7 @@ pub fn outside_window(module: &str, enddate: Option<i64>, body: &mut serde_json:
     match module {
         "getintradayactivity" => {
             if let Some(series) = body.get_mut("series").and_then(|s| s.as_object_mut()) {
-                if let Some(last) = series.values().last().cloned() {
+                if let Some(last) = series.values().next_back().cloned() {
                     series.insert((end + LATER).to_string(), last);
                 }
             }
