@@ -139,6 +139,37 @@ impl FaultState {
     }
 }
 
+/// Adds to a getintradayactivity or sleep get reply a copy of its last sample or segment dated
+/// 9 days after the window asked for (`enddate`), when the reply holds any.
+pub fn outside_window(module: &str, enddate: Option<i64>, body: &mut serde_json::Value) {
+    const LATER: i64 = 9 * 86_400;
+    let Some(end) = enddate else {
+        return;
+    };
+    match module {
+        "getintradayactivity" => {
+            if let Some(series) = body.get_mut("series").and_then(|s| s.as_object_mut()) {
+                if let Some(last) = series.values().next_back().cloned() {
+                    series.insert((end + LATER).to_string(), last);
+                }
+            }
+        }
+        "sleep_get" => {
+            if let Some(series) = body.get_mut("series").and_then(|s| s.as_array_mut()) {
+                if let Some(mut last) = series.last().cloned() {
+                    let (s, e) = (last["startdate"].as_i64(), last["enddate"].as_i64());
+                    if let (Some(s), Some(e)) = (s, e) {
+                        last["startdate"] = serde_json::json!(end + LATER);
+                        last["enddate"] = serde_json::json!(end + LATER + (e - s));
+                        series.push(last);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,36 +213,5 @@ mod tests {
                 Some(Gateway::Html5xx)
             ]
         );
-    }
-}
-
-/// Adds to a getintradayactivity or sleep get reply a copy of its last sample or segment dated
-/// 9 days after the window asked for (`enddate`), when the reply holds any.
-pub fn outside_window(module: &str, enddate: Option<i64>, body: &mut serde_json::Value) {
-    const LATER: i64 = 9 * 86_400;
-    let Some(end) = enddate else {
-        return;
-    };
-    match module {
-        "getintradayactivity" => {
-            if let Some(series) = body.get_mut("series").and_then(|s| s.as_object_mut()) {
-                if let Some(last) = series.values().next_back().cloned() {
-                    series.insert((end + LATER).to_string(), last);
-                }
-            }
-        }
-        "sleep_get" => {
-            if let Some(series) = body.get_mut("series").and_then(|s| s.as_array_mut()) {
-                if let Some(mut last) = series.last().cloned() {
-                    let (s, e) = (last["startdate"].as_i64(), last["enddate"].as_i64());
-                    if let (Some(s), Some(e)) = (s, e) {
-                        last["startdate"] = serde_json::json!(end + LATER);
-                        last["enddate"] = serde_json::json!(end + LATER + (e - s));
-                        series.push(last);
-                    }
-                }
-            }
-        }
-        _ => {}
     }
 }
