@@ -1,0 +1,216 @@
+//! Recordings listed newest first (heart, stetho), each with a signal fetched once.
+
+use super::*;
+
+use crate::index::relist_more;
+
+pub(super) type SignalBuilder =
+    fn(&Value, i64, i64) -> std::result::Result<Vec<Record>, ReplyError>;
+
+/// A list of recordings (epoch range, newest first, offset pages) whose signals are fetched
+/// once per recording.
+pub(super) struct Recordings {
+    pub(super) recordings: &'static str,
+    pub(super) signals: &'static str,
+    pub(super) path: &'static str,
+    pub(super) build: Builder,
+    pub(super) build_signal: SignalBuilder,
+    /// Extra parameters of the signal call.
+    pub(super) signal_params: &'static [(&'static str, &'static str)],
+}
+
+pub(super) const ECG: Recordings = Recordings {
+    recordings: "ecg_recordings",
+    signals: "ecg_signals",
+    path: "/v2/heart",
+    build: heart::ecg_recordings_records,
+    build_signal: heart::ecg_signals_records,
+    signal_params: heart::HEART_GET_OPTIONS,
+};
+pub(super) const STETHO: Recordings = Recordings {
+    recordings: "stetho_recordings",
+    signals: "stetho_signals",
+    path: "/v2/stetho",
+    build: heart::stetho_recordings_records,
+    build_signal: heart::stetho_signals_records,
+    signal_params: &[],
+};
+
+/// The partition field of a recordings stream listing the recordings it emitted within the
+/// re-listed horizon (the shape of [`FIELD_FETCHED`]), so a recording re-listed is not
+/// emitted again.
+pub const FIELD_LISTED: &str = "listed_signals";
+/// The partition field saying from which recording time on the stored ids are complete (the
+/// oldest recording the last run listed). Its absence marks a state written before
+/// re-listing: rows older than where that state resumed were handled then.
+pub const FIELD_LISTED_FROM: &str = "listed_from";
+
+/// Lists recordings newest first from `start_date`, reading the first page on every run (a
+/// recording uploaded late among the newest is found whatever its delay) and further pages
+/// only while they hold recordings newer than the last run's; emits each recording and fetches
+/// each signal once.
+pub(super) async fn sync_relisted(
+    ctx: &SyncCtx,
+    out: &Emitter,
+    userid: i64,
+    spec: &Recordings,
+) -> StreamResult {
+    let recordings = stream_def(spec.recordings);
+    let signals = stream_def(spec.signals);
+    let want_rec = out.is_selected(recordings.name);
+    let want_sig = out.is_selected(signals.name);
+    let field_i64 = |stream: &str, field: &str| {
+        out.partition_field(stream, userid, field)
+            .and_then(|v| lenient_i64(&v))
+    };
+    // Before re-listing, a state resumed `lookback_hours` behind its progress: what lies
+    // before that was read then.
+    let cutoff = |def: &StreamDef| match field_i64(def.name, FIELD_LISTED_FROM) {
+        Some(_) => i64::MIN,
+        None => match progress(out, def.name, userid).frontier() {
+            Some(_) => resume_from(progress(out, def.name, userid), ctx.start, ctx.reread),
+            None => i64::MIN,
+        },
+    };
+    let (cut_rec, cut_sig) = (cutoff(recordings), cutoff(signals));
+    let mut listed = Fetched::from_state(
+        out.partition_field(recordings.name, userid, FIELD_LISTED)
+            .as_ref(),
+    );
+    let mut fetched = Fetched::from_state(
+        out.partition_field(signals.name, userid, FIELD_FETCHED)
+            .as_ref(),
+    );
+    // The newest recording earlier runs listed, for each selected stream: the oldest of them
+    // says where re-listing may stop.
+    let seen_until = [(want_rec, recordings), (want_sig, signals)]
+        .iter()
+        .filter(|(w, _)| *w)
+        .map(|(_, d)| out.bookmark(d.name, userid))
+        .try_fold(i64::MAX, |acc, b| b.map(|b| acc.min(b)));
+    let mut pager = Pager::new();
+    let mut recent = RecentKeys::default();
+    let (mut max_rec, mut max_sig): (Option<i64>, Option<i64>) = (None, None);
+    let mut oldest: Option<i64> = None;
+    loop {
+        let mut params = vec![
+            ("action", "list".to_string()),
+            ("startdate", ctx.start.to_string()),
+            ("enddate", ctx.end.to_string()),
+        ];
+        if pager.offset() > 0 {
+            params.push(("offset", pager.offset().to_string()));
+        }
+        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
+        let time_extracted = now_text();
+        let records = (spec.build)(&body, userid)?;
+        recent.next_page();
+        let rows = page_rows(&body, "series");
+        let fingerprint = page_fingerprint(
+            rows,
+            records.first().map(|r| record_key(recordings, r)),
+            records.last().map(|r| record_key(recordings, r)),
+        );
+        let page_oldest = records
+            .iter()
+            .filter_map(|r| r.get("timestamp").and_then(lenient_i64))
+            .min();
+        oldest = match (oldest, page_oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut new_recordings = Vec::new();
+        let mut to_fetch = Vec::new();
+        for r in records {
+            if !has_keys(recordings, &r) {
+                new_recordings.push(r);
+                continue;
+            }
+            if !recent.insert(record_key(recordings, &r)) {
+                continue;
+            }
+            let t = r.get("timestamp").and_then(lenient_i64);
+            let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
+                continue;
+            };
+            let time = t.unwrap_or(ctx.now);
+            if want_sig && !fetched.contains(signalid) && time >= cut_sig {
+                to_fetch.push((signalid, t, r.get("timestamp").cloned()));
+            }
+            if want_rec && !listed.contains(signalid) && time >= cut_rec {
+                listed.insert(signalid, time);
+                if let Some(t) = t {
+                    max_rec = Some(max_rec.map_or(t, |m| m.max(t)));
+                }
+                new_recordings.push(r);
+            } else if want_rec {
+                listed.insert(signalid, time);
+            }
+        }
+        out.emit(recordings, new_recordings, &time_extracted)
+            .await?;
+        for (signalid, t, timestamp) in to_fetch {
+            let mut params = vec![
+                ("action", "get".to_string()),
+                ("signalid", signalid.to_string()),
+            ];
+            params.extend(spec.signal_params.iter().map(|(k, v)| (*k, v.to_string())));
+            let sbody = crate::metrics::in_child_stream(
+                signals.name,
+                ctx.session.call(&ctx.client, spec.path, &params),
+            )
+            .await?;
+            let mut srecs = (spec.build_signal)(&sbody, userid, signalid)?;
+            for s in &mut srecs {
+                s.insert("timestamp".into(), timestamp.clone().unwrap_or(Value::Null));
+            }
+            out.emit(signals, srecs, &now_text()).await?;
+            fetched.insert(signalid, t.unwrap_or(ctx.now));
+            if let Some(t) = t {
+                max_sig = Some(max_sig.map_or(t, |m| m.max(t)));
+            }
+        }
+        let more = next_page(&mut pager, rows, fingerprint, recordings.name, userid)
+            && relist_more(page_oldest, rows, seen_until);
+        if !more {
+            break;
+        }
+    }
+    // Newest first: bookmarks move only after the list was read.
+    for (def, max) in [(recordings, max_rec), (signals, max_sig)] {
+        if let Some(m) = max.filter(|m| out.bookmark(def.name, userid).is_none_or(|b| *m > b)) {
+            out.advance(def, userid, m).await?;
+        }
+    }
+    // The ids of the horizon this run listed: the next run's first page lies within it, or
+    // holds recordings newer than it.
+    // Nothing listed: complete from where it was (or from start_date).
+    let keep_from = oldest
+        .or_else(|| field_i64(recordings.name, FIELD_LISTED_FROM))
+        .or_else(|| field_i64(signals.name, FIELD_LISTED_FROM))
+        .unwrap_or(ctx.start);
+    let from = Value::from(keep_from);
+    if want_rec {
+        out.partition(
+            recordings,
+            userid,
+            vec![
+                (FIELD_LISTED, listed.to_state(keep_from)),
+                (FIELD_LISTED_FROM, from.clone()),
+            ],
+        )
+        .await?;
+    }
+    if want_sig {
+        out.partition(
+            signals,
+            userid,
+            vec![
+                (FIELD_FETCHED, fetched.to_state(keep_from)),
+                (FIELD_LISTED_FROM, from),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}

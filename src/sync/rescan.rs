@@ -1,0 +1,206 @@
+//! Deletion detection: the re-scan of the recent window by date range and the tombstones
+//! of keys Withings no longer returns.
+
+use super::*;
+
+/// How a module is re-scanned by date range for deletion detection.
+pub(super) struct Scan {
+    pub(super) path: &'static str,
+    pub(super) action: &'static str,
+    pub(super) list_key: &'static str,
+    /// The record field holding the event time (epoch seconds).
+    pub(super) time_field: &'static str,
+    /// Whether the module takes YMD dates (else epochs).
+    pub(super) ymd: bool,
+    pub(super) build: Builder,
+}
+
+pub(super) fn measures_only(
+    body: &Value,
+    userid: i64,
+) -> std::result::Result<Vec<Record>, ReplyError> {
+    measures_records(body, userid).map(|(records, _)| records)
+}
+
+pub(super) const SCAN_MEASURES: Scan = Scan {
+    path: "/measure",
+    action: "getmeas",
+    list_key: "measuregrps",
+    time_field: "date",
+    ymd: false,
+    build: measures_only,
+};
+pub(super) const SCAN_WORKOUTS: Scan = Scan {
+    path: "/v2/measure",
+    action: "getworkouts",
+    list_key: "series",
+    time_field: "startdate",
+    ymd: true,
+    build: workouts::workouts_records,
+};
+pub(super) const SCAN_SUMMARIES: Scan = Scan {
+    path: "/v2/sleep",
+    action: "getsummary",
+    list_key: "series",
+    time_field: "startdate",
+    ymd: true,
+    build: sleep::sleep_summaries_records,
+};
+
+/// Remembers this run's keys and, when due, re-scans the window and emits tombstones for
+/// remembered keys that Withings no longer returns.
+pub(super) async fn reconcile_after(
+    ctx: &SyncCtx,
+    out: &Emitter,
+    userid: i64,
+    def: &'static StreamDef,
+    emitted: KeySet,
+    scan: &Scan,
+) -> StreamResult {
+    if ctx.reconcile_window <= 0 {
+        return Ok(());
+    }
+    let since = ctx.now - ctx.reconcile_window;
+    let stored = out.partition_field(def.name, userid, FIELD_KEYS);
+    let prior = keys_from_state(stored.as_ref());
+    // Nothing remembered from earlier runs: nothing can have been deleted (first sync).
+    let nothing_to_check = prior.values().all(|t| *t < since);
+    let remembered = remember(prior, &emitted, since);
+    let last = out
+        .partition_field(def.name, userid, FIELD_RECONCILED_AT)
+        .and_then(|v| v.as_i64());
+    if nothing_to_check {
+        out.partition(
+            def,
+            userid,
+            vec![
+                (FIELD_KEYS, keys_to_state(&remembered)),
+                (FIELD_RECONCILED_AT, Value::from(ctx.now)),
+            ],
+        )
+        .await?;
+        return Ok(());
+    }
+    if !due(last, ctx.now, ctx.reconcile_every) {
+        out.partition(def, userid, vec![(FIELD_KEYS, keys_to_state(&remembered))])
+            .await?;
+        return Ok(());
+    }
+    // Objectives (getmeas category 2) are re-scanned while they are extracted, and also once
+    // they were (the partition has their bookmark): keys remembered from then must not look
+    // deleted because category 2 was no longer asked for.
+    let objectives = ctx.include_objectives
+        || out
+            .partition_field(def.name, userid, FIELD_OBJECTIVES_MODIFIED)
+            .is_some();
+    let current = scan_window(ctx, userid, def, scan, since, objectives).await?;
+    let outcome = reconcile(&remembered, &current, since);
+    if !outcome.deleted.is_empty() {
+        info!(
+            userid,
+            stream = def.name,
+            deleted = outcome.deleted.len(),
+            "Emitting tombstones for records deleted in Withings."
+        );
+    }
+    let tombstones: Vec<Record> = outcome
+        .deleted
+        .iter()
+        .filter_map(|k| tombstone(def, userid, k, ctx.now))
+        .collect();
+    out.emit(def, tombstones, &now_text()).await?;
+    out.partition(
+        def,
+        userid,
+        vec![
+            (FIELD_KEYS, keys_to_state(&outcome.remembered)),
+            (FIELD_RECONCILED_AT, Value::from(ctx.now)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A tombstone: the key, the userid and `_sdc_deleted_at`; every other column null.
+pub(super) fn tombstone(def: &StreamDef, userid: i64, key: &str, now: i64) -> Option<Record> {
+    let values: Vec<Value> = serde_json::from_str(key).ok()?;
+    let names: Vec<&str> = def
+        .keys
+        .iter()
+        .copied()
+        .filter(|k| *k != "userid")
+        .collect();
+    if values.len() != names.len() {
+        return None;
+    }
+    let mut r = Record::new();
+    r.insert("userid".into(), Value::from(userid));
+    for (name, value) in names.into_iter().zip(values) {
+        r.insert(name.into(), value);
+    }
+    r.insert("_sdc_deleted_at".into(), Value::from(now));
+    Some(r)
+}
+
+/// Every key Withings returns now for the window starting at `since`.
+pub(super) async fn scan_window(
+    ctx: &SyncCtx,
+    userid: i64,
+    def: &StreamDef,
+    scan: &Scan,
+    since: i64,
+    objectives: bool,
+) -> std::result::Result<KeySet, StreamFail> {
+    let range = if scan.ymd {
+        vec![
+            ("startdateymd", timefmt::ymd(since.div_euclid(86_400) - 1)),
+            ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
+        ]
+    } else {
+        vec![
+            ("startdate", since.to_string()),
+            ("enddate", ctx.end.to_string()),
+        ]
+    };
+    let categories: &[&str] = match (scan.action, objectives) {
+        ("getmeas", true) => &["1", "2"],
+        ("getmeas", false) => &["1"],
+        _ => &[""],
+    };
+    let mut current = KeySet::new();
+    for category in categories {
+        let mut pager = Pager::new();
+        loop {
+            let mut params = vec![("action", scan.action.to_string())];
+            if !category.is_empty() {
+                params.push(("category", category.to_string()));
+            }
+            params.extend(range.iter().cloned());
+            if pager.offset() > 0 {
+                params.push(("offset", pager.offset().to_string()));
+            }
+            let body = ctx.session.call(&ctx.client, scan.path, &params).await?;
+            let records = (scan.build)(&body, userid)?;
+            let fingerprint = page_fingerprint(
+                page_rows(&body, scan.list_key),
+                records.first().map(|r| record_key(def, r)),
+                records.last().map(|r| record_key(def, r)),
+            );
+            for r in &records {
+                if let Some(t) = r.get(scan.time_field).and_then(lenient_i64) {
+                    current.insert(key_text(def, r), t);
+                }
+            }
+            if !next_page(
+                &mut pager,
+                page_rows(&body, scan.list_key),
+                fingerprint,
+                def.name,
+                userid,
+            ) {
+                break;
+            }
+        }
+    }
+    Ok(current)
+}
