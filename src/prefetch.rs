@@ -27,6 +27,22 @@ impl<T: Send + 'static> Prefetch<T> {
         Prefetch(tokio::spawn(crate::metrics::carry(call)))
     }
 
+    /// As [`Prefetch::start`], counted for `stream` (a child or fed stream of the caller's).
+    pub fn start_for(
+        stream: &'static str,
+        session: &Arc<Session>,
+        client: &Arc<ApiClient>,
+        path: &'static str,
+        params: Vec<(&'static str, String)>,
+        read: fn(&[u8]) -> Option<T>,
+    ) -> Self {
+        let (session, client) = (Arc::clone(session), Arc::clone(client));
+        let call = async move { session.call_read(&client, path, &params, read).await };
+        Prefetch(tokio::spawn(crate::metrics::carry(
+            crate::metrics::in_child_stream(stream, call),
+        )))
+    }
+
     /// The reply.
     pub async fn reply(mut self) -> Result<Body<T>, SessionError> {
         match (&mut self.0).await {

@@ -486,7 +486,11 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Value, SessionError> {
-        let reply = self.call_reply(client, path, params).await?;
+        Self::reply_value(self.call_reply(client, path, params).await?)
+    }
+
+    /// A reply's body as a JSON value, failing as [`Session::call`] does.
+    pub fn reply_value(reply: Reply) -> std::result::Result<Value, SessionError> {
         reply
             .into_value()
             .map_err(|m| describe(crate::api::client::unreadable(m)))

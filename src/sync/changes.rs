@@ -3,6 +3,8 @@
 
 use super::*;
 
+use crate::index::{Need, FIELD_INDEX_MODIFIED};
+
 /// A module read by YMD range on a first sync and by `lastupdate` afterwards, offset-paged.
 pub(super) struct Changes {
     pub(super) stream: &'static str,
@@ -48,65 +50,116 @@ pub(super) const CHANGES_SUMMARIES: Changes = Changes {
     scan: Some(&SCAN_SUMMARIES),
 };
 
+/// Reads a changes module for its own stream: by `lastupdate` from its bookmark, or by YMD
+/// range from `start_date` on a first sync.
 pub(super) async fn sync_changes(
     ctx: &SyncCtx,
     out: &Emitter,
     userid: i64,
     spec: &Changes,
 ) -> StreamResult {
-    let def = stream_def(spec.stream);
-    let bookmark = out.bookmark(def.name, userid);
-    let range = match bookmark {
-        Some(b) => vec![("lastupdate", b.to_string())],
-        // YMD dates are the user's local calendar days: widening the UTC range by a day on
-        // each side covers every timezone (UTC-12 to UTC+14).
-        // Rows outside [start, end] in the user's timezone are dropped below.
-        None => vec![
-            (
-                "startdateymd",
-                timefmt::ymd(ctx.start.div_euclid(86_400) - 1),
-            ),
-            ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
-        ],
+    let need = match out.bookmark(spec.stream, userid) {
+        Some(b) => Need::Changes(b),
+        None => Need::Range(ctx.start),
     };
-    let bounds = Bounds {
+    read_changes(ctx, out, userid, spec, need, true, None).await
+}
+
+/// The streams a chain of an index module serves besides (or instead of) its own: their
+/// windows, planned from the chain's rows, are read once the chain is.
+pub(super) struct Fed<'f> {
+    pub(super) detail: &'static Windows,
+    /// Rows are local days (getactivity), else sessions (getsummary).
+    pub(super) days: bool,
+    /// The fed streams this chain serves, each with its index mark when the run started.
+    pub(super) streams: &'f [(&'static WindowStream, Option<i64>)],
+}
+
+/// One chain of a changes module's pages, by `lastupdate` or YMD range (`need`): emits the
+/// module's own rows when `own`, and, for the streams it feeds, reads the windows its rows
+/// point at and moves their index marks.
+pub(super) async fn read_changes(
+    ctx: &SyncCtx,
+    out: &Emitter,
+    userid: i64,
+    spec: &Changes,
+    need: Need,
+    own: bool,
+    fed: Option<Fed<'_>>,
+) -> StreamResult {
+    let def = stream_def(spec.stream);
+    let (range, from) = match need {
+        Need::Changes(m) => (vec![("lastupdate", m.to_string())], ctx.start),
+        // YMD dates are the user's local calendar days: widening the UTC range by a day on
+        // each side covers every timezone (UTC-12 to UTC+14); rows outside the range in the
+        // user's timezone are dropped below.
+        Need::Range(from) => (
+            vec![
+                ("startdateymd", timefmt::ymd(from.div_euclid(86_400) - 1)),
+                ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
+            ],
+            from,
+        ),
+    };
+    let own_bounds = Bounds {
         start: ctx.start,
         end: ctx.keep_until,
     };
+    let fed_bounds = Bounds {
+        start: from,
+        end: ctx.keep_until,
+    };
+    let bookmark = out.bookmark(def.name, userid);
+    let fed = fed.filter(|f| !f.streams.is_empty());
+    // Requests made only for fed streams count under the first of them.
+    let scope = fed
+        .as_ref()
+        .and_then(|f| f.streams.first())
+        .map(|(s, _)| s.stream)
+        .filter(|_| !own);
+    let mut planner = fed.as_ref().map(|f| Planner::new(f.days));
+    let mut params = vec![("action", spec.action.to_string())];
+    params.extend(range);
+    params.push(("data_fields", spec.data_fields.join(",")));
+    let mut pages = Pages::values(ctx, spec.path, params, spec.list_key, def.name, scope);
     // The user's timezone, as the rows say it (for a row that does not).
     let mut tz: Option<Tz> = None;
-    let mut pager = Pager::new();
     let mut recent = RecentKeys::default();
-    let mut max_seen: Option<i64> = None;
-    let mut row_without_modified = false;
+    let (mut max_seen, mut row_without_modified) = (None::<i64>, false);
+    let (mut index_max, mut index_without_modified) = (None::<i64>, false);
     let mut emitted = Emitted::default();
-    loop {
-        let mut params = vec![("action", spec.action.to_string())];
-        params.extend(range.iter().cloned());
-        params.push(("data_fields", spec.data_fields.join(",")));
-        if pager.offset() > 0 {
-            params.push(("offset", pager.offset().to_string()));
-        }
-        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
+    while let Some(body) = pages.next_value().await? {
         let time_extracted = now_text();
         let records = (spec.build)(&body, userid)?;
         recent.next_page();
-        let fingerprint = page_fingerprint(
-            page_rows(&body, spec.list_key),
+        pages.advance(
+            pages.rows(&body),
             records.first().map(|r| record_key(def, r)),
             records.last().map(|r| record_key(def, r)),
+            true,
         );
         let mut fresh = Vec::with_capacity(records.len());
         for r in records {
+            tz = row_tz(&r).or(tz);
+            // A row without its key still says where data is (a summary without `id`).
+            if let Some(planner) = planner.as_mut() {
+                if fed_bounds.keeps(&r, spec.instant_field, tz) {
+                    planner.add(&r, tz);
+                    match r.get("modified").and_then(lenient_i64) {
+                        Some(t) => index_max = Some(index_max.map_or(t, |m| m.max(t))),
+                        None => index_without_modified = true,
+                    }
+                }
+            }
+            if !own {
+                continue;
+            }
             if !has_keys(def, &r) {
                 fresh.push(r);
                 continue;
             }
-            if !recent.insert(record_key(def, &r)) {
-                continue;
-            }
-            tz = row_tz(&r).or(tz);
-            if !bounds.keeps(&r, spec.instant_field, tz) {
+            if !recent.insert(record_key(def, &r)) || !own_bounds.keeps(&r, spec.instant_field, tz)
+            {
                 continue;
             }
             match r.get("modified").and_then(lenient_i64) {
@@ -119,29 +172,47 @@ pub(super) async fn sync_changes(
             }
             fresh.push(r);
         }
-        out.emit(def, fresh, &time_extracted).await?;
-        if !next_page(
-            &mut pager,
-            page_rows(&body, spec.list_key),
-            fingerprint,
-            def.name,
-            userid,
-        ) {
-            break;
+        if own {
+            out.emit(def, fresh, &time_extracted).await?;
         }
     }
-    let earned = changes_bookmark(
-        max_seen,
-        row_without_modified,
-        bookmark.is_some(),
-        ctx.now,
-        ctx.end,
-    );
-    if let Some(m) = earned {
-        out.advance(def, userid, m).await?;
+    if own {
+        let earned = changes_bookmark(
+            max_seen,
+            row_without_modified,
+            bookmark.is_some(),
+            ctx.now,
+            ctx.end,
+        );
+        if let Some(m) = earned {
+            out.advance(def, userid, m).await?;
+        }
     }
-    match spec.scan {
-        Some(scan) => reconcile_after(ctx, out, userid, def, emitted.into_keys(), scan).await,
-        None => Ok(()),
+    if let (Some(fed), Some(planner)) = (fed, planner) {
+        let streams: Vec<&'static WindowStream> = fed.streams.iter().map(|(s, _)| *s).collect();
+        let windows = planner.windows(fed_bounds.start, ctx.keep_until);
+        read_windows(ctx, out, userid, fed.detail, &streams, &windows).await?;
+        // Every window the rows pointed at is written: the next run asks for rows changed
+        // after them.
+        for (stream, mark) in fed.streams {
+            let earned = changes_bookmark(
+                index_max,
+                index_without_modified,
+                mark.is_some(),
+                ctx.now,
+                ctx.end,
+            );
+            if let Some(m) = earned {
+                let def = stream_def(stream.stream);
+                out.partition(def, userid, vec![(FIELD_INDEX_MODIFIED, Value::from(m))])
+                    .await?;
+            }
+        }
     }
+    if own {
+        if let Some(scan) = spec.scan {
+            reconcile_after(ctx, out, userid, def, emitted.into_keys(), scan).await?;
+        }
+    }
+    Ok(())
 }

@@ -31,13 +31,13 @@ pub(super) const SLEEP_FAMILY: Family = Family {
 };
 
 /// Where listed rows say the detailed data is.
-enum Planner {
+pub(super) enum Planner {
     Days(DayIndex),
     Sessions(SessionIndex),
 }
 
 impl Planner {
-    fn new(days: bool) -> Self {
+    pub(super) fn new(days: bool) -> Self {
         if days {
             Planner::Days(DayIndex::default())
         } else {
@@ -45,7 +45,7 @@ impl Planner {
         }
     }
 
-    fn add(&mut self, row: &Record, tz: Option<Tz>) {
+    pub(super) fn add(&mut self, row: &Record, tz: Option<Tz>) {
         match self {
             Planner::Days(days) => {
                 if let Some(date) = row.get("date").and_then(Value::as_str) {
@@ -61,7 +61,7 @@ impl Planner {
         }
     }
 
-    fn windows(&self, from: i64, until: i64) -> Vec<(i64, i64)> {
+    pub(super) fn windows(&self, from: i64, until: i64) -> Vec<(i64, i64)> {
         match self {
             Planner::Days(days) => days.windows(from, until),
             Planner::Sessions(sessions) => sessions.windows(from, until),
@@ -118,170 +118,28 @@ pub(super) async fn sync_family(
         needs.len() - 1
     });
     for chain in plan_chains(&needs) {
-        let readers: Vec<usize> = chain
+        let streams: Vec<(&'static WindowStream, Option<i64>)> = chain
             .readers
             .iter()
-            .copied()
-            .filter(|i| *i < fed.len())
+            .filter(|i| **i < fed.len())
+            .map(|i| (fed[*i], marks[*i]))
             .collect();
         let serves_own = own.is_some_and(|o| chain.readers.contains(&o));
-        read_chain(
-            ctx, out, userid, family, chain.need, serves_own, &fed, &readers, &marks,
+        let served = Fed {
+            detail: family.detail,
+            days: family.days,
+            streams: &streams,
+        };
+        read_changes(
+            ctx,
+            out,
+            userid,
+            family.index,
+            chain.need,
+            serves_own,
+            Some(served),
         )
         .await?;
-    }
-    Ok(())
-}
-
-/// Reads one index chain: emits the index's own rows when it serves its stream, and reads the
-/// windows its rows point at for the fed streams it serves (`readers`, indexes into `fed`).
-#[allow(clippy::too_many_arguments)]
-async fn read_chain(
-    ctx: &SyncCtx,
-    out: &Emitter,
-    userid: i64,
-    family: &Family,
-    need: Need,
-    serves_own: bool,
-    fed: &[&'static WindowStream],
-    readers: &[usize],
-    marks: &[Option<i64>],
-) -> StreamResult {
-    let spec = family.index;
-    let def = stream_def(spec.stream);
-    let (range, from) = match need {
-        Need::Changes(m) => (vec![("lastupdate", m.to_string())], ctx.start),
-        // YMD dates are the user's local calendar days: widening the UTC range by a day on
-        // each side covers every timezone (UTC-12 to UTC+14); rows outside the range in the
-        // user's timezone are dropped below.
-        Need::Range(from) => (
-            vec![
-                ("startdateymd", timefmt::ymd(from.div_euclid(86_400) - 1)),
-                ("enddateymd", timefmt::ymd(ctx.end.div_euclid(86_400) + 1)),
-            ],
-            from,
-        ),
-    };
-    let own_bounds = Bounds {
-        start: ctx.start,
-        end: ctx.keep_until,
-    };
-    let fed_bounds = Bounds {
-        start: from,
-        end: ctx.keep_until,
-    };
-    let bookmark = out.bookmark(def.name, userid);
-    // Requests made for the fed streams only count under the first of them.
-    let scope = fed.first().map(|s| s.stream).filter(|_| !serves_own);
-    let mut tz: Option<Tz> = None;
-    let mut pager = Pager::new();
-    let mut recent = RecentKeys::default();
-    let (mut max_seen, mut row_without_modified) = (None::<i64>, false);
-    let (mut index_max, mut index_without_modified) = (None::<i64>, false);
-    let mut planner = Planner::new(family.days);
-    let mut emitted = Emitted::default();
-    loop {
-        let mut params = vec![("action", spec.action.to_string())];
-        params.extend(range.iter().cloned());
-        params.push(("data_fields", spec.data_fields.join(",")));
-        if pager.offset() > 0 {
-            params.push(("offset", pager.offset().to_string()));
-        }
-        let call = ctx.session.call(&ctx.client, spec.path, &params);
-        let body = match scope {
-            Some(stream) => crate::metrics::in_child_stream(stream, call).await?,
-            None => call.await?,
-        };
-        let time_extracted = now_text();
-        let records = (spec.build)(&body, userid)?;
-        recent.next_page();
-        let fingerprint = page_fingerprint(
-            page_rows(&body, spec.list_key),
-            records.first().map(|r| record_key(def, r)),
-            records.last().map(|r| record_key(def, r)),
-        );
-        let mut fresh = Vec::with_capacity(records.len());
-        for r in records {
-            tz = row_tz(&r).or(tz);
-            // A row without its key still says where data is (a summary without `id`).
-            if !readers.is_empty() && fed_bounds.keeps(&r, spec.instant_field, tz) {
-                planner.add(&r, tz);
-                match r.get("modified").and_then(lenient_i64) {
-                    Some(t) => index_max = Some(index_max.map_or(t, |m| m.max(t))),
-                    None => index_without_modified = true,
-                }
-            }
-            if !serves_own {
-                continue;
-            }
-            if !has_keys(def, &r) {
-                fresh.push(r);
-                continue;
-            }
-            if !recent.insert(record_key(def, &r)) || !own_bounds.keeps(&r, spec.instant_field, tz)
-            {
-                continue;
-            }
-            match r.get("modified").and_then(lenient_i64) {
-                Some(t) => max_seen = Some(max_seen.map_or(t, |m| m.max(t))),
-                None => row_without_modified = true,
-            }
-            if spec.scan.is_some() {
-                let t = r.get("startdate").and_then(lenient_i64);
-                track(ctx, t, || key_text(def, &r), &mut emitted);
-            }
-            fresh.push(r);
-        }
-        if serves_own {
-            out.emit(def, fresh, &time_extracted).await?;
-        }
-        if !next_page(
-            &mut pager,
-            page_rows(&body, spec.list_key),
-            fingerprint,
-            def.name,
-            userid,
-        ) {
-            break;
-        }
-    }
-    if serves_own {
-        let earned = changes_bookmark(
-            max_seen,
-            row_without_modified,
-            bookmark.is_some(),
-            ctx.now,
-            ctx.end,
-        );
-        if let Some(m) = earned {
-            out.advance(def, userid, m).await?;
-        }
-    }
-    if !readers.is_empty() {
-        let served: Vec<&'static WindowStream> = readers.iter().map(|i| fed[*i]).collect();
-        let windows = planner.windows(fed_bounds.start, ctx.keep_until);
-        read_windows(ctx, out, userid, family.detail, &served, &windows).await?;
-        // Every window the rows pointed at is written: the next run asks for rows changed
-        // after them.
-        for i in readers {
-            let earned = changes_bookmark(
-                index_max,
-                index_without_modified,
-                marks[*i].is_some(),
-                ctx.now,
-                ctx.end,
-            );
-            if let Some(m) = earned {
-                let def = stream_def(fed[*i].stream);
-                out.partition(def, userid, vec![(FIELD_INDEX_MODIFIED, Value::from(m))])
-                    .await?;
-            }
-        }
-    }
-    if serves_own {
-        if let Some(scan) = spec.scan {
-            reconcile_after(ctx, out, userid, def, emitted.into_keys(), scan).await?;
-        }
     }
     Ok(())
 }

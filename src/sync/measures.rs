@@ -123,28 +123,22 @@ pub(super) async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> 
     let mut emitted = Emitted::default();
     for (category, mark, max_seen) in &mut categories {
         let since = mark.unwrap_or(ctx.start - 1);
-        let mut pager = Pager::new();
         let mut recent = RecentKeys::default();
-        let params = |offset: u64| {
-            let mut params = vec![
-                ("action", "getmeas".to_string()),
-                ("category", category.to_string()),
-                ("lastupdate", since.to_string()),
-            ];
-            if offset > 0 {
-                params.push(("offset", offset.to_string()));
-            }
-            params
-        };
-        let mut next = Some(Prefetch::start(
-            &ctx.session,
-            &ctx.client,
+        let params = vec![
+            ("action", "getmeas".to_string()),
+            ("category", category.to_string()),
+            ("lastupdate", since.to_string()),
+        ];
+        let mut pages = Pages::new(
+            ctx,
             "/measure",
-            params(0),
+            params,
+            "measuregrps",
+            def.name,
+            None,
             measure::fast_reply,
-        ));
-        while let Some(call) = next.take() {
-            let reply = call.reply().await?;
+        );
+        while let Some(reply) = pages.next().await? {
             let mut page = MeasurePage {
                 ctx,
                 def,
@@ -188,21 +182,7 @@ pub(super) async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> 
                 ),
                 (None, None) => (0, None, None),
             };
-            if next_page(
-                &mut pager,
-                rows,
-                page_fingerprint(rows, first, last),
-                def.name,
-                userid,
-            ) {
-                next = Some(Prefetch::start(
-                    &ctx.session,
-                    &ctx.client,
-                    "/measure",
-                    params(pager.offset()),
-                    measure::fast_reply,
-                ));
-            }
+            pages.advance(rows, first, last, true);
             match (&fast, &lenient) {
                 (Some(fast), _) => {
                     let mut left: usize = fast.measuregrps.iter().map(|g| g.measures.len()).sum();

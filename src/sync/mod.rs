@@ -35,6 +35,7 @@ mod changes;
 pub mod driver;
 mod indexed;
 mod measures;
+mod pages;
 mod recordings;
 mod rescan;
 mod single;
@@ -43,6 +44,7 @@ mod windows;
 use changes::*;
 use indexed::*;
 use measures::*;
+use pages::*;
 use recordings::*;
 use rescan::*;
 use single::*;
@@ -154,15 +156,6 @@ fn now_text() -> String {
     timefmt::rfc3339(chrono::Utc::now().timestamp()).unwrap_or_default()
 }
 
-/// How many rows a page holds (offsets count rows of this list).
-fn page_rows(body: &Value, list_key: &str) -> usize {
-    match body.get(list_key) {
-        Some(Value::Array(a)) => a.len(),
-        Some(Value::Object(o)) if !o.is_empty() => 1,
-        _ => 0,
-    }
-}
-
 fn hash_value(v: &Value, h: &mut impl Hasher) {
     match v {
         Value::Null => 0u8.hash(h),
@@ -206,31 +199,6 @@ fn has_keys(def: &StreamDef, record: &Record) -> bool {
     def.keys
         .iter()
         .all(|k| record.get(*k).is_some_and(|v| !v.is_null()))
-}
-
-/// A page's identity for the repeat check: its row count and first and last record keys.
-fn page_fingerprint(rows: usize, first: Option<u64>, last: Option<u64>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (rows, first, last).hash(&mut h);
-    h.finish()
-}
-
-/// Records a page in the pager: true when the next page must be requested; a page that
-/// repeats the previous one ends the chain with a warning (never an endless loop).
-fn next_page(pager: &mut Pager, rows: usize, fingerprint: u64, stream: &str, userid: i64) -> bool {
-    match pager.advance(rows, fingerprint) {
-        Next::Offset(_) => true,
-        Next::Done => false,
-        Next::Repeated => {
-            warn!(
-                userid,
-                stream,
-                offset = pager.offset(),
-                "A page repeated the previous one; stopping."
-            );
-            false
-        }
-    }
 }
 
 /// How a source of a user ended without an error.

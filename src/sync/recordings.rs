@@ -88,29 +88,20 @@ pub(super) async fn sync_relisted(
         .filter(|(w, _)| *w)
         .map(|(_, d)| out.bookmark(d.name, userid))
         .try_fold(i64::MAX, |acc, b| b.map(|b| acc.min(b)));
-    let mut pager = Pager::new();
+    let params = vec![
+        ("action", "list".to_string()),
+        ("startdate", ctx.start.to_string()),
+        ("enddate", ctx.end.to_string()),
+    ];
+    let mut pages = Pages::values(ctx, spec.path, params, "series", recordings.name, None);
     let mut recent = RecentKeys::default();
     let (mut max_rec, mut max_sig): (Option<i64>, Option<i64>) = (None, None);
     let mut oldest: Option<i64> = None;
-    loop {
-        let mut params = vec![
-            ("action", "list".to_string()),
-            ("startdate", ctx.start.to_string()),
-            ("enddate", ctx.end.to_string()),
-        ];
-        if pager.offset() > 0 {
-            params.push(("offset", pager.offset().to_string()));
-        }
-        let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
+    while let Some(body) = pages.next_value().await? {
         let time_extracted = now_text();
         let records = (spec.build)(&body, userid)?;
         recent.next_page();
-        let rows = page_rows(&body, "series");
-        let fingerprint = page_fingerprint(
-            rows,
-            records.first().map(|r| record_key(recordings, r)),
-            records.last().map(|r| record_key(recordings, r)),
-        );
+        let rows = pages.rows(&body);
         let page_oldest = records
             .iter()
             .filter_map(|r| r.get("timestamp").and_then(lenient_i64))
@@ -119,6 +110,12 @@ pub(super) async fn sync_relisted(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        pages.advance(
+            rows,
+            records.first().map(|r| record_key(recordings, r)),
+            records.last().map(|r| record_key(recordings, r)),
+            relist_more(page_oldest, rows, seen_until),
+        );
         let mut new_recordings = Vec::new();
         let mut to_fetch = Vec::new();
         for r in records {
@@ -169,11 +166,6 @@ pub(super) async fn sync_relisted(
             if let Some(t) = t {
                 max_sig = Some(max_sig.map_or(t, |m| m.max(t)));
             }
-        }
-        let more = next_page(&mut pager, rows, fingerprint, recordings.name, userid)
-            && relist_more(page_oldest, rows, seen_until);
-        if !more {
-            break;
         }
     }
     // Newest first: bookmarks move only after the list was read.

@@ -169,36 +169,24 @@ pub(super) async fn scan_window(
     };
     let mut current = KeySet::new();
     for category in categories {
-        let mut pager = Pager::new();
-        loop {
-            let mut params = vec![("action", scan.action.to_string())];
-            if !category.is_empty() {
-                params.push(("category", category.to_string()));
-            }
-            params.extend(range.iter().cloned());
-            if pager.offset() > 0 {
-                params.push(("offset", pager.offset().to_string()));
-            }
-            let body = ctx.session.call(&ctx.client, scan.path, &params).await?;
+        let mut params = vec![("action", scan.action.to_string())];
+        if !category.is_empty() {
+            params.push(("category", category.to_string()));
+        }
+        params.extend(range.iter().cloned());
+        let mut pages = Pages::values(ctx, scan.path, params, scan.list_key, def.name, None);
+        while let Some(body) = pages.next_value().await? {
             let records = (scan.build)(&body, userid)?;
-            let fingerprint = page_fingerprint(
-                page_rows(&body, scan.list_key),
+            pages.advance(
+                pages.rows(&body),
                 records.first().map(|r| record_key(def, r)),
                 records.last().map(|r| record_key(def, r)),
+                true,
             );
             for r in &records {
                 if let Some(t) = r.get(scan.time_field).and_then(lenient_i64) {
                     current.insert(key_text(def, r), t);
                 }
-            }
-            if !next_page(
-                &mut pager,
-                page_rows(&body, scan.list_key),
-                fingerprint,
-                def.name,
-                userid,
-            ) {
-                break;
             }
         }
     }

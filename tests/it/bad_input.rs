@@ -688,6 +688,14 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
     // An instant and a day inside the synced range (see `base_config`).
     let recent = chrono::Utc::now().timestamp() - 6 * 3600;
     let recent_end = recent + 3600;
+    // An instant in the first 24 h window of the synced range (`start_date` is two days ago).
+    let early = (chrono::Utc::now() - chrono::Duration::days(2))
+        .date_naive()
+        .and_hms_opt(1, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    let early_end = early + 600;
     let today = chrono::DateTime::from_timestamp(recent, 0)
         .unwrap()
         .format("%Y-%m-%d");
@@ -892,7 +900,11 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             "intraday steps huge",
             "intraday_activity",
             good(),
-            envelope(r#"{"series":{"4000000000":{"steps":1e30,"duration":60}}}"#),
+            // In the first window: a record dated outside the window asked for is dropped
+            // before it is read.
+            envelope(&format!(
+                r#"{{"series":{{"{early}":{{"steps":1e30,"duration":60}}}}}}"#
+            )),
             Expect::Fails(&[
                 "stream intraday_activity",
                 "`steps`",
@@ -932,9 +944,9 @@ fn hostile_api_replies_fail_within_seconds_naming_the_stream() {
             "sleep state list",
             "sleep_series",
             good(),
-            envelope(
-                r#"{"series":[{"startdate":4000000000,"enddate":4000000600,"state":[1]}],"model":32}"#,
-            ),
+            envelope(&format!(
+                r#"{{"series":[{{"startdate":{early},"enddate":{early_end},"state":[1]}}],"model":32}}"#
+            )),
             Expect::Fails(&["stream sleep_series", "`state`", "an array"]),
         ),
         (
