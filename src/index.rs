@@ -22,11 +22,6 @@ use chrono_tz::Tz;
 
 use crate::plan::MAX_WINDOW;
 
-/// The partition field of a stream fed by an index (intraday_activity, sleep_series,
-/// sleep_vitals): the latest `modified` of the index rows whose windows were all read and
-/// written. The next run asks the index for `lastupdate` = this mark.
-pub const FIELD_INDEX_MODIFIED: &str = "index_modified";
-
 /// Seconds added on each side of a sleep session: segment starts are whole minutes and the
 /// session's own bounds may be rounded differently.
 pub const SESSION_MARGIN: i64 = 60;

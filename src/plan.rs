@@ -140,11 +140,6 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// The state field of a time-windowed or listed stream's partition that says how far its
-/// reads went: every event before it has been read (the end of the last window whose reply
-/// was fully written), whether or not it held records.
-pub const FIELD_SCANNED_UNTIL: &str = "scanned_until";
-
 /// How close to `now` a scan may claim to have read (seconds): data being uploaded while a
 /// window is read may land just before `now`, so the frontier stays this far behind it.
 pub const SCAN_SAFETY: i64 = 3_600;
@@ -242,11 +237,6 @@ pub fn changes_bookmark(
         (None, false, true) => None,
     }
 }
-
-/// The state field of a signals stream's partition listing the signals already fetched, as
-/// `[[signalid, recording timestamp], ...]`, so a recording re-read within the lookback does
-/// not cost its signal call again.
-pub const FIELD_FETCHED: &str = "fetched_signals";
 
 /// At most this many fetched signal ids are kept per partition (the newest); a recording
 /// forgotten this way only has its signal fetched (and emitted) once more.

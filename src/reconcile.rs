@@ -11,11 +11,6 @@ use serde_json::Value;
 /// Keys (JSON text of the key values without userid) → event time (epoch seconds).
 pub type KeySet = BTreeMap<String, i64>;
 
-/// The partition field holding the remembered keys.
-pub const FIELD_KEYS: &str = "recent_keys";
-/// The partition field holding the time of the last re-scan.
-pub const FIELD_RECONCILED_AT: &str = "reconciled_at";
-
 /// Reads remembered keys from a state partition field: the compact text [`keys_to_state`]
 /// writes, or the earlier list form `[[key values..., time], ...]`; malformed entries are
 /// ignored (the next re-scan rebuilds the set).

@@ -8,6 +8,7 @@ pub mod local_dates;
 pub mod measure;
 pub mod shape;
 pub mod sleep;
+pub mod sources;
 pub mod user;
 pub mod workouts;
 

@@ -3,52 +3,7 @@
 
 use super::*;
 
-use crate::index::{Need, FIELD_INDEX_MODIFIED};
-
-/// A module read by YMD range on a first sync and by `lastupdate` afterwards, offset-paged.
-pub(super) struct Changes {
-    pub(super) stream: &'static str,
-    pub(super) path: &'static str,
-    pub(super) action: &'static str,
-    pub(super) list_key: &'static str,
-    pub(super) data_fields: &'static [&'static str],
-    pub(super) build: Builder,
-    /// The row's instant that Withings' YMD filter dates it by (None: a day without one).
-    pub(super) instant_field: Option<&'static str>,
-    /// How deletions are detected (None: rows of this module are never deleted).
-    pub(super) scan: Option<&'static Scan>,
-}
-
-pub(super) const CHANGES_ACTIVITY: Changes = Changes {
-    stream: "activity",
-    path: "/v2/measure",
-    action: "getactivity",
-    list_key: "activities",
-    data_fields: activity::GETACTIVITY_DATA_FIELDS,
-    build: activity::activity_records,
-    instant_field: None,
-    scan: None,
-};
-pub(super) const CHANGES_WORKOUTS: Changes = Changes {
-    stream: "workouts",
-    path: "/v2/measure",
-    action: "getworkouts",
-    list_key: "series",
-    data_fields: workouts::GETWORKOUTS_DATA_FIELDS,
-    build: workouts::workouts_records,
-    instant_field: Some("startdate"),
-    scan: Some(&SCAN_WORKOUTS),
-};
-pub(super) const CHANGES_SUMMARIES: Changes = Changes {
-    stream: "sleep_summaries",
-    path: "/v2/sleep",
-    action: "getsummary",
-    list_key: "series",
-    data_fields: sleep::GETSUMMARY_DATA_FIELDS,
-    build: sleep::sleep_summaries_records,
-    instant_field: Some("enddate"),
-    scan: Some(&SCAN_SUMMARIES),
-};
+use crate::index::Need;
 
 /// Reads a changes module for its own stream: by `lastupdate` from its bookmark, or by YMD
 /// range from `start_date` on a first sync.
@@ -69,8 +24,6 @@ pub(super) async fn sync_changes(
 /// windows, planned from the chain's rows, are read once the chain is.
 pub(super) struct Fed<'f> {
     pub(super) detail: &'static Windows,
-    /// Rows are local days (getactivity), else sessions (getsummary).
-    pub(super) days: bool,
     /// The fed streams this chain serves, each with its index mark when the run started.
     pub(super) streams: &'f [(&'static WindowStream, Option<i64>)],
 }
@@ -87,7 +40,7 @@ pub(super) async fn read_changes(
     own: bool,
     fed: Option<Fed<'_>>,
 ) -> StreamResult {
-    let def = stream_def(spec.stream);
+    let def = stream_def(spec.stream)?;
     let (range, from) = match need {
         Need::Changes(m) => (vec![("lastupdate", m.to_string())], ctx.start),
         // YMD dates are the user's local calendar days: widening the UTC range by a day on
@@ -117,7 +70,7 @@ pub(super) async fn read_changes(
         .and_then(|f| f.streams.first())
         .map(|(s, _)| s.stream)
         .filter(|_| !own);
-    let mut planner = fed.as_ref().map(|f| Planner::new(f.days));
+    let mut planner = fed.as_ref().map(|f| Planner::new(f.detail.index_rows));
     let mut params = vec![("action", spec.action.to_string())];
     params.extend(range);
     params.push(("data_fields", spec.data_fields.join(",")));
@@ -203,7 +156,7 @@ pub(super) async fn read_changes(
                 ctx.end,
             );
             if let Some(m) = earned {
-                let def = stream_def(stream.stream);
+                let def = stream_def(stream.stream)?;
                 out.partition(def, userid, vec![(FIELD_INDEX_MODIFIED, Value::from(m))])
                     .await?;
             }

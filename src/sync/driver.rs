@@ -24,7 +24,7 @@ use crate::singer::message::MessageWriter;
 use crate::singer::state::State;
 use crate::streams::{Replication, STREAMS};
 
-use super::{run_source, session_error, wanted, Finished, SyncCtx, SOURCES};
+use super::{run_source, session_error, task_sources, wanted, Finished, SyncCtx};
 
 /// Puts the user in front of an error's message.
 pub fn prefix_error(who: &str, e: Error) -> Error {
@@ -117,8 +117,8 @@ pub async fn sync<W: Write>(
             now,
             calendar_walk: cfg.calendar_walk,
         };
-        for source in SOURCES {
-            let names = wanted(*source, &emitter, ctx.calendar_walk);
+        for source in task_sources(ctx.calendar_walk) {
+            let names = wanted(source, &emitter, ctx.calendar_walk);
             // The task's stream: the first it feeds (requests made for a child stream, such as
             // a recording's signal, are scoped to that stream inside the task).
             let Some(primary) = names.first().copied() else {
@@ -130,7 +130,7 @@ pub async fn sync<W: Write>(
                 tallies: Arc::clone(&tallies),
             };
             let (ctx, out, permits, source) =
-                (ctx.clone(), emitter.clone(), Arc::clone(&permits), *source);
+                (ctx.clone(), emitter.clone(), Arc::clone(&permits), source);
             tasks.spawn(metrics::in_stream(scope, async move {
                 let _permit = permits.acquire_owned().await;
                 let started = Instant::now();

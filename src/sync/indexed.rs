@@ -10,25 +10,8 @@
 
 use super::*;
 
-use crate::index::{plan_chains, DayIndex, Need, SessionIndex, FIELD_INDEX_MODIFIED};
-
-/// A paged index module and the windowed module whose data it locates.
-pub(super) struct Family {
-    index: &'static Changes,
-    detail: &'static Windows,
-    days: bool,
-}
-
-pub(super) const ACTIVITY_FAMILY: Family = Family {
-    index: &CHANGES_ACTIVITY,
-    detail: &WINDOWS_INTRADAY,
-    days: true,
-};
-pub(super) const SLEEP_FAMILY: Family = Family {
-    index: &CHANGES_SUMMARIES,
-    detail: &WINDOWS_SLEEP,
-    days: false,
-};
+use crate::index::{plan_chains, DayIndex, Need, SessionIndex};
+use crate::streams::sources::IndexRows;
 
 /// Where listed rows say the detailed data is.
 pub(super) enum Planner {
@@ -37,8 +20,8 @@ pub(super) enum Planner {
 }
 
 impl Planner {
-    pub(super) fn new(days: bool) -> Self {
-        if days {
+    pub(super) fn new(rows: IndexRows) -> Self {
+        if rows == IndexRows::Days {
             Planner::Days(DayIndex::default())
         } else {
             Planner::Sessions(SessionIndex::default())
@@ -81,17 +64,17 @@ pub(super) async fn sync_family(
     ctx: &SyncCtx,
     out: &Emitter,
     userid: i64,
-    family: &Family,
+    index: &'static Changes,
+    detail: &'static Windows,
 ) -> StreamResult {
-    let index_def = stream_def(family.index.stream);
-    let fed: Vec<&'static WindowStream> = family
-        .detail
+    let index_def = stream_def(index.stream)?;
+    let fed: Vec<&'static WindowStream> = detail
         .streams
         .iter()
         .filter(|s| out.is_selected(s.stream))
         .collect();
     if fed.is_empty() {
-        return sync_changes(ctx, out, userid, family.index).await;
+        return sync_changes(ctx, out, userid, index).await;
     }
     let marks: Vec<Option<i64>> = fed
         .iter()
@@ -126,15 +109,14 @@ pub(super) async fn sync_family(
             .collect();
         let serves_own = own.is_some_and(|o| chain.readers.contains(&o));
         let served = Fed {
-            detail: family.detail,
-            days: family.days,
+            detail,
             streams: &streams,
         };
         read_changes(
             ctx,
             out,
             userid,
-            family.index,
+            index,
             chain.need,
             serves_own,
             Some(served),

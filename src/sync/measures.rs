@@ -104,13 +104,13 @@ impl MeasurePage<'_> {
     }
 }
 
-/// The partition field holding the latest `modified` of category 2 (user objectives) measures
-/// emitted; the bookmark (`replication_key_value`) is category 1's. Apart, so that switching
-/// `include_objectives` on later backfills the objectives from `start_date`.
-pub const FIELD_OBJECTIVES_MODIFIED: &str = "objectives_modified";
-
-pub(super) async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> StreamResult {
-    let def = stream_def("measures");
+pub(super) async fn sync_measures(
+    ctx: &SyncCtx,
+    out: &Emitter,
+    userid: i64,
+    scan: &Scan,
+) -> StreamResult {
+    let def = stream_def("measures")?;
     // lastupdate returns groups changed strictly after it (Withings' own incremental recipe:
     // store max(modified), ask lastupdate=max); each category has its own.
     let objectives_mark = out
@@ -222,5 +222,5 @@ pub(super) async fn sync_measures(ctx: &SyncCtx, out: &Emitter, userid: i64) -> 
             _ => {}
         }
     }
-    reconcile_after(ctx, out, userid, def, emitted.into_keys(), &SCAN_MEASURES).await
+    reconcile_after(ctx, out, userid, def, emitted.into_keys(), scan).await
 }

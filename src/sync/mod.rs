@@ -18,16 +18,19 @@ use crate::error::Error;
 use crate::output::{Batch, Emitter, SendError, WriterGone};
 use crate::plan::{
     changes_bookmark, resume_from, scanned_after, windows, Fetched, KeyHasher, Next, Pager,
-    Progress, RecentKeys, Reread, FIELD_FETCHED, FIELD_SCANNED_UNTIL,
+    Progress, RecentKeys, Reread,
 };
 use crate::prefetch::Prefetch;
 use crate::reconcile::{
     due, keys_from_state, keys_to_state, reconcile, remember, Emitted, EmittedKey, KeySet,
-    FIELD_KEYS, FIELD_RECONCILED_AT,
 };
+use crate::singer::fields::*;
 use crate::streams::local_dates::{row_tz, Bounds};
 use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
-use crate::streams::{activity, heart, sleep, user, workouts};
+use crate::streams::sources::{
+    fed_by, source_def, task_source, Builder, Changes, Read, Recordings, Scan, WindowStream,
+    Windows, SOURCES,
+};
 use crate::streams::{find, Record, ReplyError, Source, StreamDef, STREAMS};
 use crate::timefmt;
 
@@ -85,6 +88,8 @@ enum StreamFail {
     /// A record of this stream holds a value its schema cannot take.
     Record(&'static str, String),
     Writer,
+    /// A table entry names a stream the stream table lacks (a defect of the tap).
+    Unknown(String),
 }
 
 impl From<SessionError> for StreamFail {
@@ -113,43 +118,31 @@ impl From<SendError> for StreamFail {
 
 type StreamResult = std::result::Result<(), StreamFail>;
 
-/// Every source, in the order tasks are started.
-pub const SOURCES: &[Source] = &[
-    Source::Getmeas,
-    Source::Getactivity,
-    Source::Getintradayactivity,
-    Source::Getworkouts,
-    Source::SleepGet,
-    Source::Getsummary,
-    Source::HeartList,
-    Source::StethoList,
-    Source::Getdevice,
-    Source::Getgoals,
-];
+/// Every source with a task of its own, in the order tasks are started (a child or, unless
+/// `calendar_walk`, a windowed module is read by another source's task: see
+/// [`task_source`]).
+pub fn task_sources(calendar_walk: bool) -> impl Iterator<Item = Source> {
+    SOURCES
+        .iter()
+        .map(|d| d.source)
+        .filter(move |s| task_source(*s, calendar_walk) == *s)
+}
 
-/// The selected streams a source's task feeds: `heart_list` also feeds `ecg_signals`, and,
-/// unless `calendar_walk`, getactivity also feeds intraday_activity and getsummary the
-/// sleep get streams (read where those indexes say), so getintradayactivity and sleep get
-/// have no task of their own.
+/// The selected streams a source's task feeds (its own, its children's, and the windowed
+/// streams its index locates: [`task_source`]).
 pub fn wanted(source: Source, out: &Emitter, calendar_walk: bool) -> Vec<&'static str> {
-    let fed_by = |d: &StreamDef| match (d.source, calendar_walk) {
-        (Source::HeartGet, _) => Source::HeartList,
-        (Source::StethoGet, _) => Source::StethoList,
-        (Source::Getintradayactivity, false) => Source::Getactivity,
-        (Source::SleepGet, false) => Source::Getsummary,
-        (s, _) => s,
-    };
     STREAMS
         .iter()
-        .filter(|d| fed_by(d) == source)
+        .filter(|d| task_source(d.source, calendar_walk) == source)
         .map(|d| d.name)
         .filter(|n| out.is_selected(n))
         .collect()
 }
 
-fn stream_def(name: &str) -> &'static StreamDef {
-    // Every name passed here is a literal from STREAMS; the streams table test covers them.
-    find(name).unwrap_or(&STREAMS[0])
+/// The stream of a table entry's name; a name the stream table lacks is an error (the
+/// source table's tests keep every name it holds in the stream table).
+fn stream_def(name: &str) -> Result<&'static StreamDef, StreamFail> {
+    find(name).ok_or_else(|| StreamFail::Unknown(name.to_string()))
 }
 
 fn now_text() -> String {
@@ -219,36 +212,22 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<Fi
     };
     let userid = ctx.userid;
     info!(userid, streams = ?names, "Syncing.");
-    let result = match source {
-        Source::Getmeas => sync_measures(&ctx, &out, userid).await,
-        Source::Getactivity if ctx.calendar_walk => {
-            sync_changes(&ctx, &out, userid, &CHANGES_ACTIVITY).await
-        }
-        Source::Getactivity => sync_family(&ctx, &out, userid, &ACTIVITY_FAMILY).await,
-        Source::Getworkouts => sync_changes(&ctx, &out, userid, &CHANGES_WORKOUTS).await,
-        Source::Getsummary if ctx.calendar_walk => {
-            sync_changes(&ctx, &out, userid, &CHANGES_SUMMARIES).await
-        }
-        Source::Getsummary => sync_family(&ctx, &out, userid, &SLEEP_FAMILY).await,
-        Source::Getintradayactivity => sync_windows(&ctx, &out, userid, &WINDOWS_INTRADAY).await,
-        Source::SleepGet => sync_windows(&ctx, &out, userid, &WINDOWS_SLEEP).await,
-        Source::HeartList => sync_relisted(&ctx, &out, userid, &ECG).await,
-        Source::StethoList => sync_relisted(&ctx, &out, userid, &STETHO).await,
-        Source::Getdevice => {
-            sync_single(
-                &ctx,
-                &out,
-                userid,
-                "devices",
-                "getdevice",
-                user::devices_records,
-            )
-            .await
-        }
-        Source::Getgoals => {
-            sync_single(&ctx, &out, userid, "goals", "getgoals", user::goals_records).await
-        }
-        Source::HeartGet | Source::StethoGet => Ok(()),
+    let result = match source_def(source).read {
+        Read::Measures { scan } => sync_measures(&ctx, &out, userid, scan).await,
+        Read::Changes(changes) => match fed_by(source).next().filter(|_| !ctx.calendar_walk) {
+            Some(windows) => sync_family(&ctx, &out, userid, changes, windows).await,
+            None => sync_changes(&ctx, &out, userid, changes).await,
+        },
+        Read::Windows(windows) => sync_windows(&ctx, &out, userid, windows).await,
+        Read::Recordings(recordings) => sync_relisted(&ctx, &out, userid, recordings).await,
+        Read::Single {
+            path,
+            action,
+            stream,
+            build,
+        } => sync_single(&ctx, &out, userid, path, action, stream, build).await,
+        // Read by its parent's task.
+        Read::Child(_) => Ok(()),
     };
     match result {
         Ok(()) => Ok(Finished::Complete),
@@ -268,6 +247,9 @@ pub async fn run_source(ctx: SyncCtx, out: Emitter, source: Source) -> Result<Fi
             "stream {stream} (user {userid}): unusable reply: {e}"
         ))),
         Err(StreamFail::Writer) => Err(Error::Io("the output writer stopped".into())),
+        Err(StreamFail::Unknown(name)) => Err(Error::Api(format!(
+            "stream {first} (user {userid}): internal error: the source table names a stream `{name}` that does not exist"
+        ))),
     }
 }
 
@@ -285,8 +267,6 @@ pub fn session_error(at: Option<(&str, i64)>, e: SessionError) -> Error {
         SessionError::Cancelled => Error::Interrupted,
     }
 }
-
-type Builder = fn(&Value, i64) -> std::result::Result<Vec<Record>, ReplyError>;
 
 /// Says that a window's reply held records dated outside it (they were dropped: a reply must
 /// not move a bookmark past what was asked).
@@ -343,6 +323,7 @@ fn track<K: Into<EmittedKey>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streams::{activity, sleep, workouts};
     use pretty_assertions::assert_eq;
 
     fn body(text: &str) -> Value {
@@ -377,7 +358,7 @@ mod tests {
             ),
         ];
         for (stream, build, fixture, rows, keyed) in cases {
-            let def = stream_def(stream);
+            let def = stream_def(stream).ok().unwrap();
             let records = build(&body(fixture), 7).unwrap();
             assert_eq!(
                 records.len(),

@@ -4,47 +4,6 @@ use super::*;
 
 use crate::index::relist_more;
 
-pub(super) type SignalBuilder =
-    fn(&Value, i64, i64) -> std::result::Result<Vec<Record>, ReplyError>;
-
-/// A list of recordings (epoch range, newest first, offset pages) whose signals are fetched
-/// once per recording.
-pub(super) struct Recordings {
-    pub(super) recordings: &'static str,
-    pub(super) signals: &'static str,
-    pub(super) path: &'static str,
-    pub(super) build: Builder,
-    pub(super) build_signal: SignalBuilder,
-    /// Extra parameters of the signal call.
-    pub(super) signal_params: &'static [(&'static str, &'static str)],
-}
-
-pub(super) const ECG: Recordings = Recordings {
-    recordings: "ecg_recordings",
-    signals: "ecg_signals",
-    path: "/v2/heart",
-    build: heart::ecg_recordings_records,
-    build_signal: heart::ecg_signals_records,
-    signal_params: heart::HEART_GET_OPTIONS,
-};
-pub(super) const STETHO: Recordings = Recordings {
-    recordings: "stetho_recordings",
-    signals: "stetho_signals",
-    path: "/v2/stetho",
-    build: heart::stetho_recordings_records,
-    build_signal: heart::stetho_signals_records,
-    signal_params: &[],
-};
-
-/// The partition field of a recordings stream listing the recordings it emitted within the
-/// re-listed horizon (the shape of [`FIELD_FETCHED`]), so a recording re-listed is not
-/// emitted again.
-pub const FIELD_LISTED: &str = "listed_signals";
-/// The partition field saying from which recording time on the stored ids are complete (the
-/// oldest recording the last run listed). Its absence marks a state written before
-/// re-listing: rows older than where that state resumed were handled then.
-pub const FIELD_LISTED_FROM: &str = "listed_from";
-
 /// Lists recordings newest first from `start_date`, reading the first page on every run (a
 /// recording uploaded late among the newest is found whatever its delay) and further pages
 /// only while they hold recordings newer than the last run's; emits each recording and fetches
@@ -55,8 +14,8 @@ pub(super) async fn sync_relisted(
     userid: i64,
     spec: &Recordings,
 ) -> StreamResult {
-    let recordings = stream_def(spec.recordings);
-    let signals = stream_def(spec.signals);
+    let recordings = stream_def(spec.recordings)?;
+    let signals = stream_def(spec.signals)?;
     let want_rec = out.is_selected(recordings.name);
     let want_sig = out.is_selected(signals.name);
     let field_i64 = |stream: &str, field: &str| {

@@ -3,50 +3,6 @@
 
 use super::*;
 
-/// How a module is re-scanned by date range for deletion detection.
-pub(super) struct Scan {
-    pub(super) path: &'static str,
-    pub(super) action: &'static str,
-    pub(super) list_key: &'static str,
-    /// The record field holding the event time (epoch seconds).
-    pub(super) time_field: &'static str,
-    /// Whether the module takes YMD dates (else epochs).
-    pub(super) ymd: bool,
-    pub(super) build: Builder,
-}
-
-pub(super) fn measures_only(
-    body: &Value,
-    userid: i64,
-) -> std::result::Result<Vec<Record>, ReplyError> {
-    measures_records(body, userid).map(|(records, _)| records)
-}
-
-pub(super) const SCAN_MEASURES: Scan = Scan {
-    path: "/measure",
-    action: "getmeas",
-    list_key: "measuregrps",
-    time_field: "date",
-    ymd: false,
-    build: measures_only,
-};
-pub(super) const SCAN_WORKOUTS: Scan = Scan {
-    path: "/v2/measure",
-    action: "getworkouts",
-    list_key: "series",
-    time_field: "startdate",
-    ymd: true,
-    build: workouts::workouts_records,
-};
-pub(super) const SCAN_SUMMARIES: Scan = Scan {
-    path: "/v2/sleep",
-    action: "getsummary",
-    list_key: "series",
-    time_field: "startdate",
-    ymd: true,
-    build: sleep::sleep_summaries_records,
-};
-
 /// Remembers this run's keys and, when due, re-scans the window and emits tombstones for
 /// remembered keys that Withings no longer returns.
 pub(super) async fn reconcile_after(

@@ -6,14 +6,15 @@ pub(super) async fn sync_single(
     ctx: &SyncCtx,
     out: &Emitter,
     userid: i64,
-    stream: &'static str,
+    path: &'static str,
     action: &'static str,
+    stream: &'static str,
     build: Builder,
 ) -> StreamResult {
-    let def = stream_def(stream);
+    let def = stream_def(stream)?;
     let body = ctx
         .session
-        .call(&ctx.client, "/v2/user", &[("action", action.to_string())])
+        .call(&ctx.client, path, &[("action", action.to_string())])
         .await?;
     let records = build(&body, userid)?;
     // Keys are unique in the output: a reply listing one key twice (a device twice) keeps

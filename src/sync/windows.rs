@@ -3,55 +3,6 @@
 
 use super::*;
 
-/// One stream fed by a windowed source, with the record field its bookmark follows.
-pub(super) struct WindowStream {
-    pub(super) stream: &'static str,
-    pub(super) build: Builder,
-    pub(super) time_field: &'static str,
-    /// Whether `time_field` must lie in the window asked for (a vital sample of a segment
-    /// that starts in the window may lie after its end).
-    pub(super) in_window: bool,
-}
-
-/// A module read by epoch windows of at most 24 h (no paging).
-pub(super) struct Windows {
-    pub(super) path: &'static str,
-    pub(super) action: &'static str,
-    pub(super) data_fields: &'static [&'static str],
-    pub(super) streams: &'static [WindowStream],
-}
-
-pub(super) const WINDOWS_INTRADAY: Windows = Windows {
-    path: "/v2/measure",
-    action: "getintradayactivity",
-    data_fields: activity::GETINTRADAYACTIVITY_DATA_FIELDS,
-    streams: &[WindowStream {
-        stream: "intraday_activity",
-        build: activity::intraday_activity_records,
-        time_field: "timestamp",
-        in_window: true,
-    }],
-};
-pub(super) const WINDOWS_SLEEP: Windows = Windows {
-    path: "/v2/sleep",
-    action: "get",
-    data_fields: sleep::SLEEP_GET_DATA_FIELDS,
-    streams: &[
-        WindowStream {
-            stream: "sleep_series",
-            build: sleep::sleep_series_records,
-            time_field: "startdate",
-            in_window: true,
-        },
-        WindowStream {
-            stream: "sleep_vitals",
-            build: sleep::sleep_vitals_records,
-            time_field: "timestamp",
-            in_window: false,
-        },
-    ],
-};
-
 pub(super) async fn sync_windows(
     ctx: &SyncCtx,
     out: &Emitter,
@@ -89,7 +40,7 @@ pub(super) async fn sync_windows(
         let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
         let time_extracted = now_text();
         for (i, ws_def) in selected.iter().enumerate() {
-            let def = stream_def(ws_def.stream);
+            let def = stream_def(ws_def.stream)?;
             let mut records = (ws_def.build)(&body, userid)?;
             records.sort_by_key(|r| r.get(ws_def.time_field).and_then(lenient_i64));
             recents[i].next_page();
@@ -161,7 +112,7 @@ pub(super) async fn read_windows(
         .await?;
         let time_extracted = now_text();
         for (i, ws_def) in streams.iter().enumerate() {
-            let def = stream_def(ws_def.stream);
+            let def = stream_def(ws_def.stream)?;
             let mut records = (ws_def.build)(&body, userid)?;
             records.sort_by_key(|r| r.get(ws_def.time_field).and_then(lenient_i64));
             recents[i].next_page();
