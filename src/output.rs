@@ -326,6 +326,23 @@ impl<W: Write> Output<W> {
         &self.counts
     }
 
+    /// Sends the SCHEMA of every selected stream, in catalog order, whether or not it will
+    /// have records this run (as SDK taps do: targets create the empty tables, and the dbt
+    /// sources pointing at them work).
+    pub fn announce(&mut self) -> Result<()> {
+        for def in STREAMS {
+            let Some(plan) = self.plans.get(def.name) else {
+                continue;
+            };
+            if self.schema_sent.insert(def.name) {
+                let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
+                self.writer
+                    .schema(def.name, plan.schema(), def.keys, &bookmark)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a batch of rendered records (SCHEMA first if not yet sent).
     pub fn write_batch(&mut self, batch: Batch) -> Result<()> {
         let def = batch.def;
@@ -421,7 +438,9 @@ impl<W: Write> Output<W> {
             return Ok(());
         }
         if self.schema_sent.insert(def.name) {
-            self.writer.schema(def.name, plan.schema(), def.keys, &[])?;
+            let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
+            self.writer
+                .schema(def.name, plan.schema(), def.keys, &bookmark)?;
         }
         self.writer.activate_version(def.name, self.version)
     }

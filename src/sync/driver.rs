@@ -54,6 +54,7 @@ pub async fn sync<W: Write>(
         max_depth: cfg.flattening_max_depth,
     };
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
+    out.announce()?;
     let (emitter, mut events) = out.channel(2);
     let mut failures: Vec<(String, Error)> = Vec::new();
     for (who, e) in opened.failures {

@@ -592,3 +592,40 @@ fn records_dated_outside_the_window_asked_for_are_dropped_and_said() {
         }
     }
 }
+
+#[test]
+fn every_selected_stream_gets_its_schema_on_every_run_records_or_not() {
+    // A scale-only user: no activity, sleep, ECG or stethoscope data at all; then an idle
+    // incremental run (nothing new) that does not re-scan for deletions yet.
+    let world = profiled(1, 10, &[Profile::ScaleOnly]);
+    let first = world.sync(ALL, None);
+    let second = world.sync(ALL, Some(&first.last_state()));
+    for (run, what) in [(&first, "first run"), (&second, "idle incremental run")] {
+        let schemas: BTreeMap<&str, &Value> = run
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                crate::support::Msg::Schema { stream, schema, .. } => {
+                    Some((stream.as_str(), schema))
+                }
+                _ => None,
+            })
+            .collect();
+        for stream in ALL {
+            assert!(
+                schemas.contains_key(stream),
+                "{what}: no SCHEMA for {stream}"
+            );
+        }
+        // Tables keep their shape from run to run: the tombstone column is always declared.
+        for stream in ["measures", "workouts", "sleep_summaries"] {
+            assert!(
+                schemas[stream]["properties"]
+                    .get("_sdc_deleted_at")
+                    .is_some(),
+                "{what}: {stream}'s SCHEMA declares _sdc_deleted_at"
+            );
+        }
+    }
+    assert!(second.records("measures").is_empty(), "nothing new");
+}
