@@ -109,6 +109,14 @@ pub async fn run<W: Write>(
         return connection_tests(&client, opened).await;
     }
     let state = match &cli.state {
+        // A first run named the file the next runs will use: no state yet.
+        Some(path) if !path.exists() => {
+            tracing::warn!(
+                "state file {} does not exist yet: a first sync from start_date (keep the last STATE message's value there for the next run)",
+                path.display()
+            );
+            State::default()
+        }
         Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?)
             .map_err(Error::Input)?,
         None => State::default(),
@@ -121,7 +129,12 @@ pub async fn run<W: Write>(
                 .map_err(|e| Error::input(format!("cannot parse catalog file {name}: {e}")))?;
             Selection::from_catalog(&name, &value).map_err(Error::Input)?
         }
-        None => Selection::all(),
+        None => {
+            tracing::warn!(
+                "no --catalog given: syncing every stream (`--discover > catalog.json`, then deselect streams in it)"
+            );
+            Selection::all()
+        }
     };
     sync::driver::sync(
         &cfg,

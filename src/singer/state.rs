@@ -26,6 +26,12 @@ impl State {
         let Value::Object(top) = value else {
             return Err(format!("state file {name} must hold a JSON object"));
         };
+        // A catalog given as the state would silently mean a full re-sync.
+        if !top.contains_key("bookmarks") && top.get("streams").is_some_and(Value::is_array) {
+            return Err(format!(
+                "state file {name} looks like a catalog (it has `streams` and no `bookmarks`): pass it as --catalog, and as --state the last STATE message's value"
+            ));
+        }
         let bookmarks = match top.get("bookmarks") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(b)) => b.clone(),

@@ -8,6 +8,7 @@ mod captures;
 mod cli;
 mod discover;
 mod faults;
+mod first_hour;
 mod index;
 mod kills;
 mod measures;
