@@ -28,6 +28,13 @@ struct Cli {
     /// End of the data, epoch seconds (default: today 00:00 UTC).
     #[arg(long)]
     anchor: Option<i64>,
+    /// Groups per getmeas page (default 4096, the chunk the seed documents).
+    #[arg(long, default_value_t = withings_sim::config::PAGE_GETMEAS)]
+    page_getmeas: usize,
+    /// Small getmeas pages (200 groups): many pages from little data. Overrides
+    /// --page-getmeas.
+    #[arg(long)]
+    small_pages: bool,
     #[arg(long)]
     rate_limit_per_minute: Option<u32>,
     #[arg(long, default_value_t = 10.0)]
@@ -74,6 +81,11 @@ impl Cli {
             anchor: self.anchor,
             host: self.host.clone(),
             port: self.port,
+            page_getmeas: if self.small_pages {
+                withings_sim::config::SMALL_PAGE_GETMEAS
+            } else {
+                self.page_getmeas
+            },
             faults: Faults {
                 rate_limit_per_minute: self.rate_limit_per_minute,
                 repeat_guard_secs: self.repeat_guard_secs,
