@@ -4,11 +4,17 @@
 //! per record), and [`measures_records`] reads any other shape leniently (numbers as strings,
 //! `model_id`, odd `measuregrps`). Pure.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{shape, Record, ReplyError};
 use crate::conform::{read_integer, Fields, Val};
+use crate::prefetch::Pool;
 use crate::timefmt;
 
 /// Group fields copied onto every measure record, verbatim.
@@ -267,56 +273,234 @@ fn measure_record(
 }
 
 /// A getmeas body of the usual shape, read typed. Unknown fields are ignored; any field of
-/// another type than these makes [`fast_page`] and [`fast_reply`] give None.
-#[derive(Debug, Deserialize)]
+/// another type than these (or an integer beyond the width kept for it) makes [`fast_page`]
+/// and [`fast_reply`] give None, and the page is read by [`measures_records`], which gives
+/// the same records.
+///
+/// Compact, because two pages are alive at once (the one being written and the next one,
+/// read ahead): a group takes 176 bytes and a measure 80 (instead of 272 and 152), the
+/// measures of all groups lie in one list (no allocation, and no spare capacity, per
+/// group), the texts of a page (device ids, models) are shared between its groups, and
+/// integer fields whose values are small codes (types, positions, units, algorithms, model
+/// ids) are kept as `i32`/`i8`. A page of 4,096 groups (about 13,000 measures, a 1.7 MB
+/// reply) takes about 1.8 MB (4.7 MB in 1,000s of small allocations before).
+///
+/// Its two lists come from spare buffers of earlier pages and go back to them when the page
+/// is dropped (see [`Pool`]).
+#[derive(Debug)]
 pub struct FastPage {
-    #[serde(default)]
     pub measuregrps: Vec<FastGroup>,
-    #[serde(default)]
     pub timezone: Option<String>,
+    /// Every measure of the page, group after group (see [`MeasureSpan`]).
+    measures: Vec<FastMeasure>,
+}
+
+impl Drop for FastPage {
+    fn drop(&mut self) {
+        GROUPS.give(std::mem::take(&mut self.measuregrps));
+        MEASURE_LISTS.give(std::mem::take(&mut self.measures));
+    }
+}
+
+/// Spare lists of groups and of measures (see [`FastPage`]).
+static GROUPS: Pool<FastGroup> = Pool::new();
+static MEASURE_LISTS: Pool<FastMeasure> = Pool::new();
+
+/// The page as serde reads it; the measures go to [`MEASURES`] meanwhile.
+#[derive(Deserialize)]
+struct PageText {
+    #[serde(default, deserialize_with = "page_groups")]
+    measuregrps: Vec<FastGroup>,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+/// Where a group's measures lie in its page's list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeasureSpan {
+    start: u32,
+    len: u32,
+}
+
+impl MeasureSpan {
+    /// How many measures the group has.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the group has none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
 }
 
 /// One measure group of a [`FastPage`].
 #[derive(Debug, Deserialize)]
 pub struct FastGroup {
     pub grpid: i64,
-    pub attrib: Option<i64>,
     pub date: Option<i64>,
     pub created: Option<i64>,
     pub modified: Option<i64>,
-    pub category: Option<i64>,
-    pub deviceid: Option<String>,
-    pub hash_deviceid: Option<String>,
-    pub modelid: Option<i64>,
-    pub model_id: Option<i64>,
-    pub model: Option<String>,
-    pub comment: Option<String>,
-    pub brand: Option<i64>,
-    pub devtype: Option<i64>,
-    #[serde(default)]
-    pub measures: Vec<FastMeasure>,
+    pub attrib: Option<i32>,
+    pub category: Option<i32>,
+    pub brand: Option<i32>,
+    pub devtype: Option<i32>,
+    pub modelid: Option<i32>,
+    pub model_id: Option<i32>,
+    #[serde(default, deserialize_with = "shared_text")]
+    pub deviceid: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "shared_text")]
+    pub hash_deviceid: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "shared_text")]
+    pub model: Option<Arc<str>>,
+    #[serde(default, deserialize_with = "shared_text")]
+    pub comment: Option<Arc<str>>,
+    /// The group's measures, in its page's list ([`FastPage::measures_of`]).
+    #[serde(default, deserialize_with = "page_measures")]
+    pub measures: MeasureSpan,
 }
 
 /// One measure of a [`FastGroup`].
 #[derive(Debug, Deserialize)]
 pub struct FastMeasure {
-    pub value: Option<i64>,
     #[serde(rename = "type")]
     pub kind: i64,
-    pub unit: Option<i64>,
-    pub position: Option<i64>,
-    pub algo: Option<i64>,
-    pub fm: Option<i64>,
-    pub apppfmid: Option<i64>,
-    pub appliver: Option<i64>,
-    /// Free-form; rare, so owned.
-    pub algo_params: Option<Value>,
+    pub value: Option<i64>,
+    pub position: Option<i32>,
+    pub algo: Option<i32>,
+    pub fm: Option<i32>,
+    pub apppfmid: Option<i32>,
+    pub appliver: Option<i32>,
+    pub unit: Option<i8>,
+    /// Free-form; rare, so boxed.
+    pub algo_params: Option<Box<Value>>,
+}
+
+thread_local! {
+    /// The texts of the page being read (see [`shared_text`]); emptied after each page.
+    static TEXTS: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+    /// The measures of the page being read (see [`page_measures`]); taken by [`read_page`].
+    static MEASURES: RefCell<Vec<FastMeasure>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A page's `measuregrps`, read into a spare list of groups.
+fn page_groups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FastGroup>, D::Error> {
+    struct List;
+    impl<'de> Visitor<'de> for List {
+        type Value = Vec<FastGroup>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of measure groups")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut groups = GROUPS.take();
+            while let Some(group) = seq.next_element::<FastGroup>()? {
+                groups.push(group);
+            }
+            Ok(groups)
+        }
+    }
+    d.deserialize_seq(List)
+}
+
+/// A group's `measures`, appended to the list of the page being read on this thread.
+fn page_measures<'de, D: Deserializer<'de>>(d: D) -> Result<MeasureSpan, D::Error> {
+    struct List;
+    impl<'de> Visitor<'de> for List {
+        type Value = MeasureSpan;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of measures")
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<MeasureSpan, A::Error> {
+            let start = MEASURES.with(|m| m.borrow().len());
+            // Not borrowed while an element is read (reading one does not touch the list).
+            while let Some(measure) = seq.next_element::<FastMeasure>()? {
+                MEASURES.with(|m| m.borrow_mut().push(measure));
+            }
+            let end = MEASURES.with(|m| m.borrow().len());
+            let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(end - start)) else {
+                return Err(de::Error::custom("too many measures in one page"));
+            };
+            Ok(MeasureSpan { start, len })
+        }
+    }
+    d.deserialize_seq(List)
+}
+
+/// A text field of a group, shared with every equal text of the same page: a user's groups
+/// repeat a few device ids and models, so a page holds each once. The set lives only while
+/// [`read_page`] reads one page on this thread.
+fn shared_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Arc<str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(TEXTS.with(|texts| {
+                let mut texts = texts.borrow_mut();
+                match texts.get(v) {
+                    Some(t) => Arc::clone(t),
+                    None => {
+                        let t: Arc<str> = Arc::from(v);
+                        texts.insert(Arc::clone(&t));
+                        t
+                    }
+                }
+            })))
+        }
+    }
+    d.deserialize_option(Text)
+}
+
+/// Reads one page of `text` with `parse` (which gives its groups, from a body or a whole
+/// reply), sharing its texts (see [`shared_text`]) and gathering its measures in one list
+/// (see [`page_measures`]).
+fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option<FastPage> {
+    TEXTS.with(|texts| texts.borrow_mut().clear());
+    MEASURES.with(|m| {
+        // About one measure per 128 bytes of reply; untouched capacity costs no memory, and
+        // the list is trimmed to its length below.
+        let mut m = m.borrow_mut();
+        *m = MEASURE_LISTS.take();
+        m.reserve_exact(text.len() / 128);
+    });
+    let page = parse(text);
+    TEXTS.with(|texts| {
+        let mut texts = texts.borrow_mut();
+        texts.clear();
+        texts.shrink_to(64);
+    });
+    let measures = MEASURES.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    let Some(page) = page else {
+        MEASURE_LISTS.give(measures);
+        return None;
+    };
+    Some(FastPage {
+        measuregrps: page.measuregrps,
+        timezone: page.timezone,
+        measures,
+    })
 }
 
 /// Reads a getmeas body of the usual shape (None: read it with [`measures_records`]).
 pub fn fast_page(body: &[u8]) -> Option<FastPage> {
     // Checking the text as UTF-8 once is cheaper than string by string.
-    accept(serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?)
+    let text = std::str::from_utf8(body).ok()?;
+    accept(read_page(text, |t| serde_json::from_str(t).ok())?)
 }
 
 /// Reads a whole getmeas reply, envelope included, in one pass: the body of a status-0 reply
@@ -326,11 +510,14 @@ pub fn fast_reply(text: &[u8]) -> Option<FastPage> {
     #[derive(Deserialize)]
     struct Envelope {
         status: i64,
-        body: FastPage,
+        body: PageText,
     }
-    let envelope: Envelope = serde_json::from_str(std::str::from_utf8(text).ok()?).ok()?;
-    (envelope.status == 0).then_some(())?;
-    accept(envelope.body)
+    let text = std::str::from_utf8(text).ok()?;
+    let page = read_page(text, |t| {
+        let envelope: Envelope = serde_json::from_str(t).ok()?;
+        (envelope.status == 0).then_some(envelope.body)
+    })?;
+    accept(page)
 }
 
 /// A page the typed reader keeps (None: leave it to [`measures_records`]). A page holding a
@@ -344,24 +531,32 @@ fn accept(page: FastPage) -> Option<FastPage> {
             epoch_ok(g.date)
                 && epoch_ok(g.created)
                 && epoch_ok(g.modified)
-                && g.measures
+                && page
+                    .measures_of(g)
                     .iter()
-                    .all(|m| m.value.is_none() || m.unit.is_none_or(scalable))
+                    .all(|m| m.value.is_none() || m.unit.is_none_or(|u| scalable(u.into())))
         })
         .then_some(page)
 }
 
 impl FastPage {
+    /// A group's measures (the group is one of the page's).
+    pub fn measures_of(&self, group: &FastGroup) -> &[FastMeasure] {
+        self.measures.get(group.measures.range()).unwrap_or(&[])
+    }
+
     /// Every measure of the page as a record, in reply order.
     pub fn rows(&self, userid: i64) -> impl Iterator<Item = MeasureRow<'_>> {
         let timezone = self.timezone.as_deref();
         self.measuregrps.iter().flat_map(move |group| {
-            group.measures.iter().map(move |measure| MeasureRow {
-                userid,
-                group,
-                measure,
-                timezone,
-            })
+            self.measures_of(group)
+                .iter()
+                .map(move |measure| MeasureRow {
+                    userid,
+                    group,
+                    measure,
+                    timezone,
+                })
         })
     }
 }
@@ -379,7 +574,7 @@ pub struct MeasureRow<'p> {
 impl MeasureRow<'_> {
     /// The measure's position (-1 when Withings gives none: key properties are non-null).
     pub fn position(&self) -> i64 {
-        self.measure.position.unwrap_or(-1)
+        self.measure.position.map_or(-1, i64::from)
     }
 
     /// The group's change time (see [`change_time`]).
@@ -421,32 +616,37 @@ impl Fields for MeasureRow<'_> {
             "position" => Val::Int(self.position()),
             "type_name" => type_name(m.kind).into(),
             "value" => match (m.value, m.unit) {
-                (Some(raw), Some(unit)) => scale(raw, unit).map_or(Val::Null, Val::Float),
+                (Some(raw), Some(unit)) => scale(raw, unit.into()).map_or(Val::Null, Val::Float),
                 _ => Val::Null,
             },
             "raw_value" => m.value.into(),
-            "unit" => m.unit.into(),
-            "algo" => m.algo.into(),
-            "fm" => m.fm.into(),
-            "apppfmid" => m.apppfmid.into(),
-            "appliver" => m.appliver.into(),
-            "algo_params" => m.algo_params.as_ref().map_or(Val::Missing, Val::Json),
-            "attrib" => g.attrib.into(),
+            "unit" => m.unit.map(i64::from).into(),
+            "algo" => int(m.algo),
+            "fm" => int(m.fm),
+            "apppfmid" => int(m.apppfmid),
+            "appliver" => int(m.appliver),
+            "algo_params" => m.algo_params.as_deref().map_or(Val::Missing, Val::Json),
+            "attrib" => int(g.attrib),
             "date" => g.date.into(),
             "created" => g.created.into(),
             "modified" => g.modified.into(),
-            "category" => g.category.into(),
+            "category" => int(g.category),
             "deviceid" => g.deviceid.as_deref().into(),
             "hash_deviceid" => g.hash_deviceid.as_deref().into(),
-            "modelid" => g.modelid.or(g.model_id).into(),
+            "modelid" => int(g.modelid.or(g.model_id)),
             "model" => g.model.as_deref().into(),
             "comment" => g.comment.as_deref().into(),
-            "brand" => g.brand.into(),
-            "devtype" => g.devtype.into(),
+            "brand" => int(g.brand),
+            "devtype" => int(g.devtype),
             "timezone" => self.timezone.into(),
             _ => Val::Missing,
         }
     }
+}
+
+/// A narrow integer field as the plan reads it.
+fn int<'a>(v: Option<i32>) -> Val<'a> {
+    v.map(i64::from).into()
 }
 
 /// The group's change time for bookmarks: `modified`, else `created`, else `date` (older
