@@ -5,7 +5,7 @@
 //! `model_id`, odd `measuregrps`). Pure.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -278,12 +278,12 @@ fn measure_record(
 /// the same records.
 ///
 /// Compact, because two pages are alive at once (the one being written and the next one,
-/// read ahead): a group takes 176 bytes and a measure 48 (instead of 272 and 152), the
+/// read ahead): a group takes 96 bytes and a measure 48 (instead of 272 and 152), the
 /// measures of all groups lie in one list (no allocation, and no spare capacity, per
 /// group), the texts of a page (device ids, models) are shared between its groups, and
 /// integer fields whose values are small codes (types, positions, units, algorithms, model
 /// ids) are kept as `i32`/`i8`. A page of 4,096 groups (about 15,000 measures, a 2 MB
-/// reply) takes about 1.4 MB (4.7 MB in 1,000s of small allocations before).
+/// reply) takes about 1.1 MB (4.7 MB in 1,000s of small allocations before).
 ///
 /// Its two lists come from spare buffers of earlier pages and go back to them when the page
 /// is dropped (see [`Pool`]).
@@ -293,6 +293,8 @@ pub struct FastPage {
     pub timezone: Option<String>,
     /// Every measure of the page, group after group (see [`MeasureSpan`]).
     measures: Vec<FastMeasure>,
+    /// The texts of the page's groups, each once (see [`FastGroup`]'s `texts`).
+    texts: Vec<Arc<str>>,
 }
 
 impl Drop for FastPage {
@@ -338,30 +340,131 @@ impl MeasureSpan {
     }
 }
 
-/// One measure group of a [`FastPage`].
+/// One measure group of a [`FastPage`], 96 bytes: the optional small codes are packed with
+/// a bit each for presence, and its texts are indexes in the page's texts (read through
+/// [`FastPage::text`]).
 #[derive(Debug, Deserialize)]
+#[serde(from = "GroupFields")]
 pub struct FastGroup {
     pub grpid: i64,
     pub date: Option<i64>,
-    pub created: Option<i64>,
-    pub modified: Option<i64>,
-    pub attrib: Option<i32>,
-    pub category: Option<i32>,
-    pub brand: Option<i32>,
-    pub devtype: Option<i32>,
-    pub modelid: Option<i32>,
-    pub model_id: Option<i32>,
-    #[serde(default, deserialize_with = "shared_text")]
-    pub deviceid: Option<Arc<str>>,
-    #[serde(default, deserialize_with = "shared_text")]
-    pub hash_deviceid: Option<Arc<str>>,
-    #[serde(default, deserialize_with = "shared_text")]
-    pub model: Option<Arc<str>>,
-    #[serde(default, deserialize_with = "shared_text")]
-    pub comment: Option<Arc<str>>,
+    created: i64,
+    modified: i64,
+    /// attrib, category, brand, devtype, modelid, model_id.
+    codes: [i32; 6],
+    /// deviceid, hash_deviceid, model, comment: indexes in [`FastPage::texts`] ([`NO_TEXT`]:
+    /// absent or null).
+    texts: [u32; 4],
     /// The group's measures, in its page's list ([`FastPage::measures_of`]).
-    #[serde(default, deserialize_with = "page_measures")]
     pub measures: MeasureSpan,
+    /// Bit 0: `created` given; bit 1: `modified`; bits 2..8: the `codes` in order.
+    present: u8,
+}
+
+/// No text (see [`FastGroup`]'s `texts`).
+const NO_TEXT: u32 = u32::MAX;
+
+/// The texts of a group, in [`FastGroup`]'s `texts` order.
+#[derive(Debug, Clone, Copy)]
+pub enum GroupText {
+    DeviceId = 0,
+    HashDeviceId = 1,
+    Model = 2,
+    Comment = 3,
+}
+
+/// A group as serde reads it (a value beyond a field's width refuses the page).
+#[derive(Deserialize)]
+struct GroupFields {
+    grpid: i64,
+    date: Option<i64>,
+    created: Option<i64>,
+    modified: Option<i64>,
+    attrib: Option<i32>,
+    category: Option<i32>,
+    brand: Option<i32>,
+    devtype: Option<i32>,
+    modelid: Option<i32>,
+    model_id: Option<i32>,
+    #[serde(default, deserialize_with = "shared_text")]
+    deviceid: Option<u32>,
+    #[serde(default, deserialize_with = "shared_text")]
+    hash_deviceid: Option<u32>,
+    #[serde(default, deserialize_with = "shared_text")]
+    model: Option<u32>,
+    #[serde(default, deserialize_with = "shared_text")]
+    comment: Option<u32>,
+    #[serde(default, deserialize_with = "page_measures")]
+    measures: MeasureSpan,
+}
+
+impl From<GroupFields> for FastGroup {
+    fn from(g: GroupFields) -> Self {
+        let mut present = u8::from(g.created.is_some()) | (u8::from(g.modified.is_some()) << 1);
+        let mut codes = [0; 6];
+        for (i, code) in [
+            g.attrib, g.category, g.brand, g.devtype, g.modelid, g.model_id,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(c) = code {
+                codes[i] = c;
+                present |= 1 << (i + 2);
+            }
+        }
+        let text = |t: Option<u32>| t.unwrap_or(NO_TEXT);
+        FastGroup {
+            grpid: g.grpid,
+            date: g.date,
+            created: g.created.unwrap_or(0),
+            modified: g.modified.unwrap_or(0),
+            codes,
+            texts: [
+                text(g.deviceid),
+                text(g.hash_deviceid),
+                text(g.model),
+                text(g.comment),
+            ],
+            measures: g.measures,
+            present,
+        }
+    }
+}
+
+impl FastGroup {
+    pub fn created(&self) -> Option<i64> {
+        (self.present & 1 != 0).then_some(self.created)
+    }
+
+    pub fn modified(&self) -> Option<i64> {
+        (self.present & 2 != 0).then_some(self.modified)
+    }
+
+    fn code(&self, i: usize) -> Option<i32> {
+        (self.present & (1 << (i + 2)) != 0).then_some(self.codes[i])
+    }
+
+    pub fn attrib(&self) -> Option<i32> {
+        self.code(0)
+    }
+
+    pub fn category(&self) -> Option<i32> {
+        self.code(1)
+    }
+
+    pub fn brand(&self) -> Option<i32> {
+        self.code(2)
+    }
+
+    pub fn devtype(&self) -> Option<i32> {
+        self.code(3)
+    }
+
+    /// `modelid`, else its other spelling `model_id`.
+    pub fn modelid(&self) -> Option<i32> {
+        self.code(4).or(self.code(5))
+    }
 }
 
 /// One measure of a [`FastGroup`], 48 bytes: the optional small codes are packed with a
@@ -461,8 +564,8 @@ impl FastMeasure {
 }
 
 thread_local! {
-    /// The texts of the page being read (see [`shared_text`]); emptied after each page.
-    static TEXTS: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+    /// The texts of the page being read and their indexes (see [`shared_text`]).
+    static TEXTS: RefCell<(HashMap<Arc<str>, u32>, Vec<Arc<str>>)> = RefCell::default();
     /// The measures of the page being read (see [`page_measures`]); taken by [`read_page`].
     static MEASURES: RefCell<Vec<FastMeasure>> = const { RefCell::new(Vec::new()) };
 }
@@ -510,13 +613,13 @@ fn page_measures<'de, D: Deserializer<'de>>(d: D) -> Result<MeasureSpan, D::Erro
     d.deserialize_seq(List)
 }
 
-/// A text field of a group, shared with every equal text of the same page: a user's groups
-/// repeat a few device ids and models, so a page holds each once. The set lives only while
-/// [`read_page`] reads one page on this thread.
-fn shared_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+/// A text field of a group, as its index in the page's texts: a user's groups repeat a few
+/// device ids and models, so a page holds each once. The texts are gathered on this thread
+/// while [`read_page`] reads one page.
+fn shared_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     struct Text;
     impl<'de> Visitor<'de> for Text {
-        type Value = Option<Arc<str>>;
+        type Value = Option<u32>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a string or null")
         }
@@ -530,17 +633,20 @@ fn shared_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::E
             d.deserialize_str(self)
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(TEXTS.with(|texts| {
-                let mut texts = texts.borrow_mut();
-                match texts.get(v) {
-                    Some(t) => Arc::clone(t),
-                    None => {
-                        let t: Arc<str> = Arc::from(v);
-                        texts.insert(Arc::clone(&t));
-                        t
-                    }
+            TEXTS.with(|texts| {
+                let (index, list) = &mut *texts.borrow_mut();
+                if let Some(i) = index.get(v) {
+                    return Ok(Some(*i));
                 }
-            })))
+                let i = u32::try_from(list.len())
+                    .ok()
+                    .filter(|i| *i != NO_TEXT)
+                    .ok_or_else(|| E::custom("too many texts in one page"))?;
+                let t: Arc<str> = Arc::from(v);
+                index.insert(Arc::clone(&t), i);
+                list.push(t);
+                Ok(Some(i))
+            })
         }
     }
     d.deserialize_option(Text)
@@ -550,7 +656,11 @@ fn shared_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::E
 /// reply), sharing its texts (see [`shared_text`]) and gathering its measures in one list
 /// (see [`page_measures`]).
 fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option<FastPage> {
-    TEXTS.with(|texts| texts.borrow_mut().clear());
+    TEXTS.with(|texts| {
+        let (index, list) = &mut *texts.borrow_mut();
+        index.clear();
+        list.clear();
+    });
     MEASURES.with(|m| {
         // About one measure per 128 bytes of reply; untouched capacity costs no memory, and
         // the list is trimmed to its length below.
@@ -559,10 +669,11 @@ fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option
         m.reserve_exact(text.len() / 128);
     });
     let page = parse(text);
-    TEXTS.with(|texts| {
-        let mut texts = texts.borrow_mut();
-        texts.clear();
-        texts.shrink_to(64);
+    let texts = TEXTS.with(|texts| {
+        let (index, list) = &mut *texts.borrow_mut();
+        index.clear();
+        index.shrink_to(64);
+        std::mem::take(list)
     });
     let measures = MEASURES.with(|m| std::mem::take(&mut *m.borrow_mut()));
     let Some(page) = page else {
@@ -573,6 +684,7 @@ fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option
         measuregrps: page.measuregrps,
         timezone: page.timezone,
         measures,
+        texts,
     })
 }
 
@@ -609,8 +721,8 @@ fn accept(page: FastPage) -> Option<FastPage> {
         .iter()
         .all(|g| {
             epoch_ok(g.date)
-                && epoch_ok(g.created)
-                && epoch_ok(g.modified)
+                && epoch_ok(g.created())
+                && epoch_ok(g.modified())
                 && page
                     .measures_of(g)
                     .iter()
@@ -620,6 +732,11 @@ fn accept(page: FastPage) -> Option<FastPage> {
 }
 
 impl FastPage {
+    /// A text of a group of the page.
+    pub fn text(&self, group: &FastGroup, which: GroupText) -> Option<&str> {
+        text_at(&self.texts, group, which)
+    }
+
     /// A group's measures (the group is one of the page's).
     pub fn measures_of(&self, group: &FastGroup) -> &[FastMeasure] {
         self.measures.get(group.measures.range()).unwrap_or(&[])
@@ -636,6 +753,7 @@ impl FastPage {
                     group,
                     measure,
                     timezone,
+                    texts: &self.texts,
                 })
         })
     }
@@ -649,9 +767,16 @@ pub struct MeasureRow<'p> {
     pub group: &'p FastGroup,
     pub measure: &'p FastMeasure,
     pub timezone: Option<&'p str>,
+    /// The page's texts (see [`FastPage::text`]).
+    pub texts: &'p [Arc<str>],
 }
 
-impl MeasureRow<'_> {
+impl<'p> MeasureRow<'p> {
+    /// A text of the measure's group.
+    pub fn text(&self, which: GroupText) -> Option<&'p str> {
+        text_at(self.texts, self.group, which)
+    }
+
     /// The measure's position (-1 when Withings gives none: key properties are non-null).
     pub fn position(&self) -> i64 {
         self.measure.position().map_or(-1, i64::from)
@@ -660,7 +785,7 @@ impl MeasureRow<'_> {
     /// The group's change time (see [`change_time`]).
     pub fn change_time(&self) -> Option<i64> {
         let g = self.group;
-        g.modified.or(g.created).or(g.date)
+        g.modified().or(g.created()).or(g.date)
     }
 }
 
@@ -706,22 +831,29 @@ impl Fields for MeasureRow<'_> {
             "apppfmid" => int(m.apppfmid()),
             "appliver" => int(m.appliver()),
             "algo_params" => m.algo_params().map_or(Val::Missing, Val::Json),
-            "attrib" => int(g.attrib),
+            "attrib" => int(g.attrib()),
             "date" => g.date.into(),
-            "created" => g.created.into(),
-            "modified" => g.modified.into(),
-            "category" => int(g.category),
-            "deviceid" => g.deviceid.as_deref().into(),
-            "hash_deviceid" => g.hash_deviceid.as_deref().into(),
-            "modelid" => int(g.modelid.or(g.model_id)),
-            "model" => g.model.as_deref().into(),
-            "comment" => g.comment.as_deref().into(),
-            "brand" => int(g.brand),
-            "devtype" => int(g.devtype),
+            "created" => g.created().into(),
+            "modified" => g.modified().into(),
+            "category" => int(g.category()),
+            "deviceid" => self.text(GroupText::DeviceId).into(),
+            "hash_deviceid" => self.text(GroupText::HashDeviceId).into(),
+            "modelid" => int(g.modelid()),
+            "model" => self.text(GroupText::Model).into(),
+            "comment" => self.text(GroupText::Comment).into(),
+            "brand" => int(g.brand()),
+            "devtype" => int(g.devtype()),
             "timezone" => self.timezone.into(),
             _ => Val::Missing,
         }
     }
+}
+
+/// A text of `group` in a page's `texts`.
+fn text_at<'p>(texts: &'p [Arc<str>], group: &FastGroup, which: GroupText) -> Option<&'p str> {
+    texts
+        .get(group.texts[which as usize] as usize)
+        .map(|t| &**t)
 }
 
 /// A narrow integer field as the plan reads it.
@@ -1056,7 +1188,7 @@ mod tests {
     #[test]
     fn a_typed_page_is_compact_and_shares_its_texts() {
         assert!(std::mem::size_of::<FastMeasure>() <= 48);
-        assert!(std::mem::size_of::<FastGroup>() <= 176);
+        assert!(std::mem::size_of::<FastGroup>() <= 96);
         let body = r#"{"timezone": "Europe/Paris", "measuregrps": [
             {"grpid": 1, "deviceid": "d1", "model": "Body+", "measures": [
                 {"value": 7235, "type": 1, "unit": -2, "algo": 3, "fm": 131},
@@ -1067,12 +1199,14 @@ mod tests {
         let [a, b, c] = &page.measuregrps[..] else {
             panic!("three groups")
         };
-        let shared = |x: &FastGroup, y: &FastGroup| {
-            Arc::ptr_eq(x.deviceid.as_ref().unwrap(), y.deviceid.as_ref().unwrap())
-        };
-        assert!(shared(a, b), "one text for the page's equal device ids");
-        assert!(!shared(a, c));
-        assert_eq!(c.deviceid.as_deref(), Some("d2"));
+        assert_eq!(
+            a.texts[0], b.texts[0],
+            "one text for the page's equal device ids"
+        );
+        assert_eq!(page.texts.len(), 3, "d1, Body+, d2");
+        assert_eq!(page.text(c, GroupText::DeviceId), Some("d2"));
+        assert_eq!(page.text(a, GroupText::Model), Some("Body+"));
+        assert_eq!(page.text(c, GroupText::Model), None);
         assert_eq!(
             (a.measures.len(), b.measures.len(), c.measures.len()),
             (2, 0, 1)
