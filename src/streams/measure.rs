@@ -563,9 +563,12 @@ impl FastMeasure {
     }
 }
 
+/// The texts of a page being read: each text's index, and the texts in index order.
+type PageTexts = (HashMap<Arc<str>, u32>, Vec<Arc<str>>);
+
 thread_local! {
     /// The texts of the page being read and their indexes (see [`shared_text`]).
-    static TEXTS: RefCell<(HashMap<Arc<str>, u32>, Vec<Arc<str>>)> = RefCell::default();
+    static TEXTS: RefCell<PageTexts> = RefCell::default();
     /// The measures of the page being read (see [`page_measures`]); taken by [`read_page`].
     static MEASURES: RefCell<Vec<FastMeasure>> = const { RefCell::new(Vec::new()) };
 }
