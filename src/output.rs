@@ -53,7 +53,7 @@ pub struct Emitter {
 /// The size past which a stream task sends its batch (and starts another): large enough
 /// that the writer makes one write call per batch without copying it (see
 /// `MessageWriter`), small enough that the batches in flight stay a few hundred KiB.
-pub const BATCH_BYTES: usize = 256 * 1024;
+pub const BATCH_BYTES: usize = 128 * 1024;
 
 /// RECORD lines of one stream rendered in a task, with what conforming noticed.
 #[derive(Debug)]

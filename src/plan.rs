@@ -77,9 +77,11 @@ pub struct RecentKeys {
 }
 
 impl RecentKeys {
-    /// Starts a new page: the current keys become the previous ones.
+    /// Starts a new page: the current keys become the previous ones. The sets keep their
+    /// capacity, so a chain of full pages grows them once, not on every page.
     pub fn next_page(&mut self) {
-        self.previous = std::mem::take(&mut self.current);
+        std::mem::swap(&mut self.previous, &mut self.current);
+        self.current.clear();
     }
 
     /// True the first time a key (hash) is seen in the current or previous page.

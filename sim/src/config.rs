@@ -2,6 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Groups per getmeas page by default.
+pub const PAGE_GETMEAS: usize = 4096;
+
+/// Groups per getmeas page of [`SimConfig::small_pages`]: many pages from little data.
+pub const SMALL_PAGE_GETMEAS: usize = 200;
+
 /// Everything `Sim::start` needs. `SimConfig::default()` gives one user, 30 days of data ending
 /// today 00:00 UTC, seed 42, the real page sizes and no faults.
 #[derive(Debug, Clone)]
@@ -26,6 +32,8 @@ pub struct SimConfig {
     pub access_token_ttl_secs: u64,
     /// Lifetime of authorization codes.
     pub code_ttl_secs: u64,
+    /// Groups per getmeas page: 4096 by default (the chunk the seed documents; the real API
+    /// documents none), [`SMALL_PAGE_GETMEAS`] in [`SimConfig::small_pages`].
     pub page_getmeas: usize,
     pub page_getactivity: usize,
     pub page_getworkouts: usize,
@@ -115,7 +123,7 @@ impl Default for SimConfig {
             client_secret: "sim-client-secret".to_string(),
             access_token_ttl_secs: 10_800,
             code_ttl_secs: 30,
-            page_getmeas: 200,
+            page_getmeas: PAGE_GETMEAS,
             page_getactivity: 200,
             page_getworkouts: 300,
             page_getsummary: 300,
@@ -124,6 +132,18 @@ impl Default for SimConfig {
             intraday_samples_per_day: 96,
             profiles: Vec::new(),
             faults: Faults::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// The defaults with small getmeas pages ([`SMALL_PAGE_GETMEAS`] groups), for tests that
+    /// need many pages from little data; the other page sizes are the defaults (already
+    /// small).
+    pub fn small_pages() -> Self {
+        SimConfig {
+            page_getmeas: SMALL_PAGE_GETMEAS,
+            ..SimConfig::default()
         }
     }
 }

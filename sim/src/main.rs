@@ -32,6 +32,13 @@ struct Cli {
     /// activity_no_intraday (default: every user full).
     #[arg(long, value_delimiter = ',')]
     profiles: Vec<Profile>,
+    /// Groups per getmeas page (default 4096, the chunk the seed documents).
+    #[arg(long, default_value_t = withings_sim::config::PAGE_GETMEAS)]
+    page_getmeas: usize,
+    /// Small getmeas pages (200 groups): many pages from little data. Overrides
+    /// --page-getmeas.
+    #[arg(long)]
+    small_pages: bool,
     #[arg(long)]
     rate_limit_per_minute: Option<u32>,
     #[arg(long, default_value_t = 10.0)]
@@ -82,6 +89,11 @@ impl Cli {
             profiles: self.profiles.clone(),
             host: self.host.clone(),
             port: self.port,
+            page_getmeas: if self.small_pages {
+                withings_sim::config::SMALL_PAGE_GETMEAS
+            } else {
+                self.page_getmeas
+            },
             faults: Faults {
                 rate_limit_per_minute: self.rate_limit_per_minute,
                 repeat_guard_secs: self.repeat_guard_secs,

@@ -18,6 +18,7 @@ fn by_key(rows: &[Value], key: &str) -> BTreeMap<String, Value> {
 fn getmeas_lastupdate_backfill_pages_match_truth() {
     let sim = start(SimConfig {
         measures_per_user: Some(3_000),
+        page_getmeas: withings_sim::config::SMALL_PAGE_GETMEAS,
         ..cfg()
     });
     let uid = sim.userids()[0];

@@ -183,14 +183,17 @@ impl ApiClient {
         let result = match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                match resp.bytes().await {
+                match read_body(resp).await {
                     // The caller's typed reader first: a reply it accepts is a complete
                     // status-0 envelope, read in one pass; anything else is classified.
                     Ok(body) => match (200..300).contains(&status).then(|| read(&body)) {
-                        Some(Some(typed)) => (Some(status), Outcome::Ok(Body::Typed(typed))),
+                        Some(Some(typed)) => {
+                            crate::prefetch::BODIES.give(body);
+                            (Some(status), Outcome::Ok(Body::Typed(typed)))
+                        }
                         _ => (
                             Some(status),
-                            classify_owned(status, Vec::from(body), endpoint).map(Body::Reply),
+                            classify_owned(status, body, endpoint).map(Body::Reply),
                         ),
                     },
                     Err(e) => (
@@ -326,6 +329,29 @@ impl ApiClient {
             }
         }
     }
+}
+
+/// The most a reply's Content-Length may make [`read_body`] reserve at once (a larger reply
+/// still arrives whole: the buffer grows as its chunks come).
+const RESERVE_MAX: usize = 16 << 20;
+
+/// A reply's body in one buffer, filled chunk by chunk as they arrive, each chunk dropped
+/// once copied: at most the body and one chunk are alive (reqwest's `bytes()` keeps every
+/// chunk until the body is complete and then copies them into one buffer, twice the body).
+/// The buffer is sized from Content-Length when the reply gives one; a page-sized reply
+/// reuses a spare buffer (see `prefetch::BODIES`, given back once a typed reader read it).
+async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Vec<u8>> {
+    let expected = resp.content_length().unwrap_or(0);
+    let mut body = if expected >= crate::prefetch::POOLED_BODY {
+        crate::prefetch::BODIES.take()
+    } else {
+        Vec::new()
+    };
+    body.reserve_exact(usize::try_from(expected).map_or(0, |n| n.min(RESERVE_MAX)));
+    while let Some(chunk) = resp.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// An identical request in flight: dropping it records when its reply came (or when it was

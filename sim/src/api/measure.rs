@@ -1,5 +1,5 @@
 //! `POST /measure action=getmeas`: epochs, `lastupdate` (modified ascending) or a date range
-//! (date descending, enddate inclusive), 200 groups per page, `more` 0/1.
+//! (date descending, enddate inclusive), `page_getmeas` groups per page, `more` 0/1.
 
 use super::params::{page, ApiError, Params};
 use super::{Body, Opts};
