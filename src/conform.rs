@@ -126,6 +126,14 @@ const OUT_OF_RANGE: &str = "a number out of the integer range";
 const FRACTIONAL: &str = "a fractional number";
 const NOT_A_NUMBER: &str = "a string that is not a number";
 
+/// An integer where one is expected, read by the one rule of the tap ([`read_integer`]):
+/// what the output would write as that integer (numbers, `false`/`true` as 0/1, numeric
+/// strings), `None` for no value or anything that is not one. Bookmarks, keys, dates and
+/// record fields all read integers this way.
+pub fn integer(v: &Value) -> Option<i64> {
+    read_integer(v).ok().flatten()
+}
+
 /// The integer a reply value stands for: None for null, `""` (no value); `false`/`true` are 0
 /// and 1 (Withings sends integers as `false`), numeric strings and integral floats are read;
 /// anything else (a fraction, a number beyond i64, a non-numeric string, an object, a list)

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::measure::lenient_i64;
+use crate::conform::integer;
 use super::Record;
 
 /// An IANA timezone name as Withings sends it (`Europe/Paris`); `None` when unknown.
@@ -54,7 +54,7 @@ impl Bounds {
         instant_field: Option<&str>,
         fallback_tz: Option<Tz>,
     ) -> bool {
-        if let Some(t) = instant_field.and_then(|f| row.get(f)).and_then(lenient_i64) {
+        if let Some(t) = instant_field.and_then(|f| row.get(f)).and_then(integer) {
             return self.start <= t && t <= self.end;
         }
         let Some(date) = row

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use crate::conform::integer;
 use serde_json::{Map, Value};
 
 use super::{shape, Record, ReplyError};
@@ -121,18 +122,6 @@ pub fn scalable(unit: i64) -> bool {
     (-30..=30).contains(&unit)
 }
 
-/// Integer view of a reply value that may arrive as a number or a numeric string.
-pub fn lenient_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 /// Turns one getmeas `body` into measure records. `measuregrps` may be absent or empty (no
 /// data). Integer fields are read with [`read_integer`]: null or absent is no value, `false`
@@ -869,7 +858,7 @@ fn int<'a>(v: Option<i32>) -> Val<'a> {
 pub fn change_time(record: &Record) -> Option<i64> {
     ["modified", "created", "date"]
         .iter()
-        .find_map(|f| record.get(*f).and_then(lenient_i64))
+        .find_map(|f| record.get(*f).and_then(integer))
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub(super) async fn read_changes(
             if let Some(planner) = planner.as_mut() {
                 if fed_bounds.keeps(&r, spec.instant_field, tz) {
                     planner.add(&r, tz);
-                    match r.get("modified").and_then(lenient_i64) {
+                    match r.get("modified").and_then(integer) {
                         Some(t) => index_max = Some(index_max.map_or(t, |m| m.max(t))),
                         None => index_without_modified = true,
                     }
@@ -115,12 +115,12 @@ pub(super) async fn read_changes(
             {
                 continue;
             }
-            match r.get("modified").and_then(lenient_i64) {
+            match r.get("modified").and_then(integer) {
                 Some(t) => max_seen = Some(max_seen.map_or(t, |m| m.max(t))),
                 None => row_without_modified = true,
             }
             if spec.scan.is_some() {
-                let t = r.get("startdate").and_then(lenient_i64);
+                let t = r.get("startdate").and_then(integer);
                 track(ctx, t, || key_text(def, &r), &mut emitted);
             }
             fresh.push(r);

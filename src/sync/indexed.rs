@@ -37,8 +37,8 @@ impl Planner {
             }
             Planner::Sessions(sessions) => {
                 sessions.add(
-                    row.get("startdate").and_then(lenient_i64),
-                    row.get("enddate").and_then(lenient_i64),
+                    row.get("startdate").and_then(integer),
+                    row.get("enddate").and_then(integer),
                 );
             }
         }
@@ -80,7 +80,7 @@ pub(super) async fn sync_family(
         .iter()
         .map(|s| {
             out.partition_field(s.stream, userid, FIELD_INDEX_MODIFIED)
-                .and_then(|v| lenient_i64(&v))
+                .and_then(|v| integer(&v))
         })
         .collect();
     let mut needs: Vec<Need> = fed

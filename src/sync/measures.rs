@@ -16,7 +16,7 @@ impl MeasureLike for Record {
         record_key(def, self)
     }
     fn date(&self) -> Option<i64> {
-        self.get("date").and_then(lenient_i64)
+        self.get("date").and_then(integer)
     }
     fn change_time(&self) -> Option<i64> {
         measure::change_time(self)
@@ -115,7 +115,7 @@ pub(super) async fn sync_measures(
     // store max(modified), ask lastupdate=max); each category has its own.
     let objectives_mark = out
         .partition_field(def.name, userid, FIELD_OBJECTIVES_MODIFIED)
-        .and_then(|v| lenient_i64(&v));
+        .and_then(|v| integer(&v));
     let mut categories = vec![("1", out.bookmark(def.name, userid), None)];
     if ctx.include_objectives {
         categories.push(("2", objectives_mark, None));

@@ -26,7 +26,8 @@ use crate::reconcile::{
 };
 use crate::singer::fields::*;
 use crate::streams::local_dates::{row_tz, Bounds};
-use crate::streams::measure::{self, lenient_i64, measures_records, MeasureRow};
+use crate::conform::integer;
+use crate::streams::measure::{self, measures_records, MeasureRow};
 use crate::streams::sources::{
     fed_by, source_def, task_source, Builder, Changes, Read, Recordings, Scan, WindowStream,
     Windows, SOURCES,
@@ -289,7 +290,7 @@ fn progress(out: &Emitter, stream: &str, userid: i64) -> Progress {
         bookmark: out.bookmark(stream, userid),
         scanned_until: out
             .partition_field(stream, userid, FIELD_SCANNED_UNTIL)
-            .and_then(|v| lenient_i64(&v)),
+            .and_then(|v| integer(&v)),
     }
 }
 

@@ -20,7 +20,7 @@ pub(super) async fn sync_relisted(
     let want_sig = out.is_selected(signals.name);
     let field_i64 = |stream: &str, field: &str| {
         out.partition_field(stream, userid, field)
-            .and_then(|v| lenient_i64(&v))
+            .and_then(|v| integer(&v))
     };
     // Before re-listing, a state resumed `lookback_hours` behind its progress: what lies
     // before that was read then.
@@ -63,7 +63,7 @@ pub(super) async fn sync_relisted(
         let rows = pages.rows(&body);
         let page_oldest = records
             .iter()
-            .filter_map(|r| r.get("timestamp").and_then(lenient_i64))
+            .filter_map(|r| r.get("timestamp").and_then(integer))
             .min();
         oldest = match (oldest, page_oldest) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -85,8 +85,8 @@ pub(super) async fn sync_relisted(
             if !recent.insert(record_key(recordings, &r)) {
                 continue;
             }
-            let t = r.get("timestamp").and_then(lenient_i64);
-            let Some(signalid) = r.get("signalid").and_then(lenient_i64) else {
+            let t = r.get("timestamp").and_then(integer);
+            let Some(signalid) = r.get("signalid").and_then(integer) else {
                 continue;
             };
             let time = t.unwrap_or(ctx.now);

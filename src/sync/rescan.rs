@@ -140,7 +140,7 @@ pub(super) async fn scan_window(
                 true,
             );
             for r in &records {
-                if let Some(t) = r.get(scan.time_field).and_then(lenient_i64) {
+                if let Some(t) = r.get(scan.time_field).and_then(integer) {
                     current.insert(key_text(def, r), t);
                 }
             }

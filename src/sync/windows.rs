@@ -42,7 +42,7 @@ pub(super) async fn sync_windows(
         for (i, ws_def) in selected.iter().enumerate() {
             let def = stream_def(ws_def.stream)?;
             let mut records = (ws_def.build)(&body, userid)?;
-            records.sort_by_key(|r| r.get(ws_def.time_field).and_then(lenient_i64));
+            records.sort_by_key(|r| r.get(ws_def.time_field).and_then(integer));
             recents[i].next_page();
             let mut fresh = Vec::with_capacity(records.len());
             let mut max_seen: Option<i64> = None;
@@ -52,7 +52,7 @@ pub(super) async fn sync_windows(
                     fresh.push(r);
                     continue;
                 }
-                let t = r.get(ws_def.time_field).and_then(lenient_i64);
+                let t = r.get(ws_def.time_field).and_then(integer);
                 if ws_def.in_window && t.is_some_and(|t| t < ws || t > we) {
                     outside += 1;
                     continue;
@@ -114,7 +114,7 @@ pub(super) async fn read_windows(
         for (i, ws_def) in streams.iter().enumerate() {
             let def = stream_def(ws_def.stream)?;
             let mut records = (ws_def.build)(&body, userid)?;
-            records.sort_by_key(|r| r.get(ws_def.time_field).and_then(lenient_i64));
+            records.sort_by_key(|r| r.get(ws_def.time_field).and_then(integer));
             recents[i].next_page();
             let mut fresh = Vec::with_capacity(records.len());
             let mut max_seen: Option<i64> = None;
@@ -124,7 +124,7 @@ pub(super) async fn read_windows(
                     fresh.push(r);
                     continue;
                 }
-                let t = r.get(ws_def.time_field).and_then(lenient_i64);
+                let t = r.get(ws_def.time_field).and_then(integer);
                 if ws_def.in_window && t.is_some_and(|t| t < ws || t > we) {
                     outside += 1;
                     continue;
