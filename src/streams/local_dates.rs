@@ -14,8 +14,8 @@ use chrono::{DateTime, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::conform::integer;
 use super::Record;
+use crate::conform::integer;
 
 /// An IANA timezone name as Withings sends it (`Europe/Paris`); `None` when unknown.
 pub fn parse_tz(name: &str) -> Option<Tz> {

@@ -8,9 +8,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::conform::integer;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-use crate::conform::integer;
 use serde_json::{Map, Value};
 
 use super::{shape, Record, ReplyError};
@@ -121,7 +121,6 @@ pub fn scale(raw: i64, unit: i64) -> Option<f64> {
 pub fn scalable(unit: i64) -> bool {
     (-30..=30).contains(&unit)
 }
-
 
 /// Turns one getmeas `body` into measure records. `measuregrps` may be absent or empty (no
 /// data). Integer fields are read with [`read_integer`]: null or absent is no value, `false`

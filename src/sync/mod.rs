@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::api::client::{ApiClient, Body};
 use crate::auth::session::{Session, SessionError};
+use crate::conform::integer;
 use crate::conform::Fields;
 use crate::error::Error;
 use crate::output::{Batch, Emitter, SendError, WriterGone};
@@ -26,7 +27,6 @@ use crate::reconcile::{
 };
 use crate::singer::fields::*;
 use crate::streams::local_dates::{row_tz, Bounds};
-use crate::conform::integer;
 use crate::streams::measure::{self, measures_records, MeasureRow};
 use crate::streams::sources::{
     fed_by, source_def, task_source, Builder, Changes, Read, Recordings, Scan, WindowStream,

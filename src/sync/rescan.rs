@@ -130,6 +130,10 @@ pub(super) async fn scan_window(
             params.push(("category", category.to_string()));
         }
         params.extend(range.iter().cloned());
+        if scan.action == "getmeas" {
+            scan_measures(ctx, userid, def, scan, params, &mut current).await?;
+            continue;
+        }
         let mut pages = Pages::values(ctx, scan.path, params, scan.list_key, def.name, None);
         while let Some(body) = pages.next_value().await? {
             let records = (scan.build)(&body, userid)?;
@@ -147,4 +151,58 @@ pub(super) async fn scan_window(
         }
     }
     Ok(current)
+}
+
+/// The getmeas re-scan: pages of the usual shape are read typed, as the sync reads them (a
+/// 4096-group page read as a JSON tree would cost tens of megabytes), others leniently.
+async fn scan_measures(
+    ctx: &SyncCtx,
+    userid: i64,
+    def: &StreamDef,
+    scan: &Scan,
+    params: Vec<(&'static str, String)>,
+    current: &mut KeySet,
+) -> Result<(), StreamFail> {
+    let mut pages = Pages::new(
+        ctx,
+        scan.path,
+        params,
+        scan.list_key,
+        def.name,
+        None,
+        measure::fast_reply,
+    );
+    while let Some(reply) = pages.next().await? {
+        match reply {
+            Body::Typed(page) => {
+                pages.advance(
+                    page.measuregrps.len(),
+                    page.rows(userid).next().map(|r| r.key_hash(def)),
+                    page.rows(userid).last().map(|r| r.key_hash(def)),
+                    true,
+                );
+                for r in page.rows(userid) {
+                    if let Some(t) = r.date() {
+                        current.insert(r.key(def).into_text(), t);
+                    }
+                }
+            }
+            Body::Reply(reply) => {
+                let body = Session::reply_value(reply)?;
+                let records = (scan.build)(&body, userid)?;
+                pages.advance(
+                    pages.rows(&body),
+                    records.first().map(|r| record_key(def, r)),
+                    records.last().map(|r| record_key(def, r)),
+                    true,
+                );
+                for r in &records {
+                    if let Some(t) = r.get(scan.time_field).and_then(integer) {
+                        current.insert(key_text(def, r), t);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
