@@ -586,26 +586,34 @@ pub fn parse_date_time(text: &str) -> Option<DateTime<Utc>> {
     Some(Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0)?))
 }
 
-/// `api_url` must be http(s) with a host, and https unless the host is a loopback address.
+/// `api_url` must be an http(s) URL with a host and no user information, and https unless
+/// the host is a loopback address. Parsed with the URL parser the HTTP client uses, so the
+/// host checked is the host connected to (`http://localhost:x@vm` is refused, not taken for
+/// localhost).
 fn check_api_url(url: &str) -> std::result::Result<(), String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or("must be an absolute http(s) URL")?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = if let Some(stripped) = host_port.strip_prefix('[') {
-        stripped.split(']').next().unwrap_or("")
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-    };
-    if host.is_empty() {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "must be an absolute http(s) URL")?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not hold a user name or password (`user:password@`)".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
         return Err("has no host".into());
     }
-    match scheme {
+    match parsed.scheme() {
         "https" => Ok(()),
-        "http" if is_loopback_host(host) => Ok(()),
+        "http" if url_host_is_loopback(&parsed) => Ok(()),
         "http" => Err("must use https (plain http is only allowed for loopback addresses)".into()),
         _ => Err("must be an http(s) URL".into()),
     }
+}
+
+/// Whether a parsed URL's host is `localhost` or a loopback IP.
+fn url_host_is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(is_loopback_host)
+}
+
+/// Whether `api_url` (validated) points at this machine.
+pub fn api_url_is_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| url_host_is_loopback(&u))
 }
 
 /// `localhost` (any case), or an IPv4/IPv6 loopback address (brackets allowed).
@@ -823,6 +831,24 @@ mod tests {
         ] {
             assert!(check_api_url(url).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn user_information_cannot_pass_a_remote_host_for_loopback() {
+        // The host connected to is `vm`, not localhost: refused, in clear text or not.
+        for url in [
+            "http://localhost:x@vm",
+            "http://localhost@vm:80",
+            "https://user:secret@wbsapi.withings.net",
+            "http://127.0.0.1:1@example.com",
+        ] {
+            let err = check_api_url(url).unwrap_err();
+            assert!(err.contains("user name"), "{url}: {err}");
+        }
+        assert!(check_api_url("http://LOCALHOST:8787").is_ok());
+        assert!(api_url_is_loopback("http://[::1]:8787/x"));
+        assert!(!api_url_is_loopback("http://localhost.example.com"));
+        assert!(!api_url_is_loopback("https://wbsapi.withings.net"));
     }
 
     #[test]

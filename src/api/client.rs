@@ -74,10 +74,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl ApiClient {
     /// A client for the configured API root and budget.
     pub fn new(cfg: &Config, cancel: Cancel) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.request_timeout_seconds))
             .connect_timeout(Duration::from_secs(cfg.request_timeout_seconds.min(30)))
             .user_agent(concat!("tap-withings/", env!("CARGO_PKG_VERSION")))
+            // No call follows a redirect: a token request re-posted to another origin would
+            // carry the client secret and the refresh token there. A 3xx is a failure.
+            .redirect(reqwest::redirect::Policy::none());
+        // A loopback API (withings-sim) is never reached through HTTPS_PROXY/HTTP_PROXY.
+        if crate::config::api_url_is_loopback(&cfg.api_url) {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::io("cannot create the HTTP client", e))?;
         let mut seed = [0u8; 8];
@@ -181,6 +189,10 @@ impl ApiClient {
         }
         let started = Instant::now();
         let result = match req.send().await {
+            Ok(resp) if resp.status().is_redirection() => {
+                let status = resp.status().as_u16();
+                (Some(status), redirected(status, &resp))
+            }
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match read_body(resp).await {
@@ -370,6 +382,23 @@ impl Drop for Reservation<'_> {
 }
 
 /// A kept body that does not parse (it was checked as JSON already: only nesting limits).
+/// A 3xx reply: never followed (see [`ApiClient::new`]); the failure names where it pointed
+/// (its host only: the rest of the location may carry parameters).
+fn redirected<T>(status: u16, resp: &reqwest::Response) -> Outcome<T> {
+    let host = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| resp.url().join(l).ok())
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "an unknown place".into());
+    Outcome::Fail(ApiFailure {
+        kind: FailKind::Fatal,
+        status: i64::from(status),
+        message: format!("HTTP {status}: the server redirects to {host}; redirects are not followed (check api_url)"),
+    })
+}
+
 pub fn unreadable(message: String) -> CallError {
     CallError::Failed(ApiFailure {
         kind: FailKind::Fatal,

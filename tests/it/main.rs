@@ -9,6 +9,7 @@ mod cli;
 mod discover;
 mod faults;
 mod first_hour;
+mod hardening;
 mod index;
 mod kills;
 mod measures;

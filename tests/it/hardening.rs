@@ -1,0 +1,105 @@
+//! Hardening against a hostile or careless server: no call follows a redirect (a token request
+//! re-posted elsewhere would carry the client secret and the refresh token), and an `api_url`
+//! whose user information hides a remote host is refused.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::support::{tap, write_json};
+
+/// A loopback server answering every request with `reply`, counting connections; it stops
+/// with the test process (bounded: at most `max` connections are served).
+fn serve(reply: String, max: usize) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut stream) = stream else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn no_call_follows_a_redirect_and_the_failure_names_where_it_pointed() {
+    // Where a followed redirect would re-post the secrets.
+    let (elsewhere, reached) = serve(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".into(),
+        10,
+    );
+    for status in [
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+        "302 Found",
+    ] {
+        let (port, _) = serve(
+            format!(
+                "HTTP/1.1 {status}\r\nLocation: http://localhost:{elsewhere}/steal\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+            10,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_json(
+            dir.path(),
+            "config.json",
+            &json!({
+                "client_id": "id",
+                "client_secret": "the-client-secret",
+                "refresh_token": "the-refresh-token",
+                "api_url": format!("http://127.0.0.1:{port}"),
+                "token_store": dir.path().join("tokens.json"),
+                "max_retries": 1,
+                "max_retry_seconds": 2,
+            }),
+        );
+        let out = tap(&["--config", config.to_str().unwrap(), "--test"]);
+        assert_eq!(out.code, 1, "{status}: {}", out.stderr);
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("redirects to localhost") && last.contains("not followed"),
+            "{status}: {last}"
+        );
+        assert!(
+            !out.stderr.contains("the-client-secret") && !out.stderr.contains("the-refresh-token")
+        );
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "nothing reached the redirect's target"
+    );
+}
+
+#[test]
+fn an_api_url_whose_user_information_hides_a_remote_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_json(
+        dir.path(),
+        "config.json",
+        &json!({
+            "client_id": "id",
+            "client_secret": "s",
+            "refresh_token": "r",
+            "api_url": "http://localhost:x@vm",
+            "token_store": dir.path().join("tokens.json"),
+        }),
+    );
+    let out = tap(&["--config", config.to_str().unwrap(), "--test"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("api_url") && last.contains("user name"),
+        "{last}"
+    );
+}
