@@ -354,7 +354,10 @@ async fn consent<R: BufRead + Send + 'static>(
     // Codes live 30 s: exchange at once, before anything else.
     let reply = exchange_code(cfg, client, &code, &redirect_uri).await?;
     debug_pause(pause_point(env), "token_reply").await;
-    let stored = store_reply(&cfg.token_store, &reply, fingerprint(&reply.refresh_token))?;
+    let stored = {
+        let _store_lock = token_store::lock(&cfg.token_store).await?;
+        store_reply(&cfg.token_store, &reply, fingerprint(&reply.refresh_token))?
+    };
     debug_pause(pause_point(env), "store_written").await;
     let granted = split_scopes(&reply.scope);
     let missing: Vec<&str> = cfg
@@ -776,12 +779,28 @@ async fn refresh_one(
     target: &Target,
     done: &BTreeMap<i64, PathBuf>,
 ) -> Result<Refreshed> {
+    // Held from re-reading the store, across the token call, through the new store's rename.
+    let _store_lock = token_store::lock(&target.store).await?;
+    // A chain another process rotated since the roster read it: rotate the stored token.
+    let mut refresh_token = target.refresh_token.clone();
+    if let Some(u) = token_store::rotated_elsewhere(
+        &token_store::load(&target.store)?,
+        target.userid,
+        &target.seeded_from,
+        &refresh_token,
+    ) {
+        info!(
+            userid = u.userid,
+            "Another process rotated this user's refresh token; refreshing the stored one."
+        );
+        refresh_token = u.refresh_token;
+    }
     let params = [
         ("action", "requesttoken".to_string()),
         ("grant_type", "refresh_token".to_string()),
         ("client_id", cfg.client_id.clone()),
         ("client_secret", cfg.client_secret.expose().to_string()),
-        ("refresh_token", target.refresh_token.clone()),
+        ("refresh_token", refresh_token),
     ];
     let body = client.request("/v2/oauth2", &params, None, Endpoint::Token).await.map_err(|e| match e {
         CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => Error::Auth(format!(
@@ -798,6 +817,11 @@ async fn refresh_one(
         )));
     }
     if let Some(store) = done.get(&reply.userid) {
+        // Another store than the one locked above (one process holds each lock once).
+        let _other = match store != &target.store {
+            true => Some(token_store::lock(store).await?),
+            false => None,
+        };
         let mut file = token_store::load(store)?;
         if file.supersede(reply.userid, &target.seeded_from) {
             token_store::save(store, &file)?;

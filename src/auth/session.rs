@@ -382,6 +382,37 @@ impl Session {
                 return Ok(());
             }
         }
+        // One process at a time rotates a store's tokens: held from re-reading the store,
+        // across the token call, through the write of the new store.
+        let store_lock = token_store::lock(&self.store)
+            .await
+            .map_err(|e| SessionError::Failed(e.to_string()))?;
+        // Another process may have rotated this chain since it was read: its refresh token is
+        // then dead, the stored one is the chain's.
+        if let Ok(file) = token_store::load(&self.store) {
+            if let Some(u) = token_store::rotated_elsewhere(
+                &file,
+                tokens.userid,
+                &tokens.seeded_from,
+                tokens.refresh.expose(),
+            ) {
+                info!(
+                    userid = u.userid,
+                    "Another process rotated this user's refresh token; using the stored one."
+                );
+                tokens.refresh = Secret::new(u.refresh_token.clone());
+                if tokens.userid.is_none_or(|id| id == u.userid) && u.expires_at > now_epoch() + 300
+                {
+                    tokens.userid = Some(u.userid);
+                    tokens.access = Some(Secret::new(u.access_token));
+                    tokens.expires_at = u.expires_at;
+                    let mut gate = self.gate();
+                    gate.generation += 1;
+                    gate.trial = Trial::Pending;
+                    return Ok(());
+                }
+            }
+        }
         let params = [
             ("action", "requesttoken".to_string()),
             ("grant_type", "refresh_token".to_string()),
@@ -414,6 +445,7 @@ impl Session {
                 // Another configured token of this user came first: its chain is the run's.
                 // This reply is not stored (its access token is never used, so this token
                 // stays valid), and the token is remembered as superseded.
+                drop(store_lock);
                 self.supersede(&owner.store, reply.userid, &tokens.seeded_from)
                     .await;
                 tokens.userid = Some(reply.userid);
@@ -447,6 +479,7 @@ impl Session {
                 ))
             })?;
         }
+        drop(store_lock);
         debug_pause(self.run.pause.as_deref(), "store_written").await;
         info!(
             userid = reply.userid,
@@ -466,6 +499,14 @@ impl Session {
     /// Notes in `store` that the configured token of fingerprint `fp` is older than
     /// `userid`'s stored chain, so later runs use the stored chain instead of refreshing it.
     async fn supersede(&self, store: &Path, userid: i64, fp: &str) {
+        // The order of the two locks is the same everywhere: the store's, then the process's.
+        let _store_lock = match token_store::lock(store).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                warn!(userid, error = %e, "Cannot note the superseded refresh token.");
+                return;
+            }
+        };
         let _guard = STORE_LOCK.lock().await;
         let result = token_store::load(store).and_then(|mut file| {
             if file.supersede(userid, fp) {

@@ -114,8 +114,10 @@ pub fn fingerprint(token: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads the store; a missing file is an empty store.
+/// Reads the store; a missing file is an empty store. A store that others than its owner may
+/// read is warned about and made private (mode 0600), as ssh does with its keys.
 pub fn load(path: &Path) -> Result<TokenFile> {
+    make_private(path);
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -139,8 +141,163 @@ pub fn load(path: &Path) -> Result<TokenFile> {
     })
 }
 
-/// Writes the store atomically with mode 0600.
+/// How long a process waits for another one's hold on a token store (a token refresh with
+/// its retries) before it gives up with a clear error.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// An exclusive advisory lock (`flock`) on a token store, held by one process, and one task of
+/// a process, at a time: the lock file `.<store name>.lock` beside the store. Every path that
+/// rotates or writes tokens (a sync's refresh, `auth`, `auth --refresh`) takes it from
+/// re-reading the store, across the token call, through the rename of the new store, so two
+/// processes on one store are serialised instead of losing a rotation. Released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: fs::File,
+}
+
+/// The lock file of a store.
+pub fn lock_path(store: &Path) -> PathBuf {
+    let name = store
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tokens.json".into());
+    store.with_file_name(format!(".{name}.lock"))
+}
+
+/// Takes the store's lock, waiting (asynchronously) while another process or task holds it,
+/// at most [`LOCK_WAIT`].
+pub async fn lock(store: &Path) -> Result<StoreLock> {
+    // Beside the file the store's bytes are in, whichever path (a symlink) names it.
+    let path = lock_path(&resolved(store));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| {
+            Error::io(
+                format!("cannot create token store folder {}", dir.display()),
+                e,
+            )
+        })?;
+    }
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path).map_err(|e| {
+        Error::io(
+            format!("cannot open token store lock {}", path.display()),
+            e,
+        )
+    })?;
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match try_lock(&file) {
+            Ok(true) => return Ok(StoreLock { _file: file }),
+            Ok(false) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot lock token store {}", store.display()),
+                    e,
+                ))
+            }
+        }
+        let waited = started.elapsed();
+        if waited >= LOCK_WAIT {
+            return Err(Error::Io(format!(
+                "token store {} stayed locked by another process for {} s (a token refresh of another tap-withings run); try again when it has ended",
+                store.display(),
+                waited.as_secs()
+            )));
+        }
+        if !told && waited >= std::time::Duration::from_secs(2) {
+            told = true;
+            tracing::info!(
+                store = %store.display(),
+                "Waiting for another process's token refresh on this token store."
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn try_lock(file: &fs::File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a descriptor this File owns; no memory is shared with the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => Ok(false),
+        _ => Err(e),
+    }
+}
+
+/// Elsewhere (no `flock` binding here) the store is written atomically but not locked
+/// across processes.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn try_lock(_file: &fs::File) -> std::io::Result<bool> {
+    Ok(true)
+}
+
+/// The stored chain another process rotated under us: the entry grown from `seed` (the
+/// user's, when known) whose refresh token is no longer `refresh`.
+pub fn rotated_elsewhere(
+    file: &TokenFile,
+    userid: Option<i64>,
+    seed: &str,
+    refresh: &str,
+) -> Option<StoredUser> {
+    file.users
+        .values()
+        .find(|u| {
+            userid.is_none_or(|id| id == u.userid)
+                && !seed.is_empty()
+                && u.seeded_from == seed
+                && u.refresh_token != refresh
+        })
+        .cloned()
+}
+
+#[cfg(unix)]
+fn make_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let fixed = fs::set_permissions(path, fs::Permissions::from_mode(0o600)).is_ok();
+        tracing::warn!(
+            store = %path.display(),
+            "The token store was readable by others (mode {mode:03o}); {}",
+            if fixed { "made it private (0600)" } else { "could not change it: fix its mode" }
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn make_private(_path: &Path) {}
+
+/// Where the store's bytes live: a symlink at `token_store` is written through to its target
+/// (replacing the link by a file would leave the target with a dead token).
+fn resolved(path: &Path) -> PathBuf {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match fs::read_link(path) {
+            Ok(target) if target.is_absolute() => resolved(&target),
+            Ok(target) => resolved(&path.parent().unwrap_or(Path::new(".")).join(target)),
+            Err(_) => path.to_path_buf(),
+        },
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Writes the store atomically with mode 0600: a temp file of a random name beside it, created
+/// new (never an existing file or a symlink planted there) and private from the start,
+/// fsynced, renamed over the store.
 pub fn save(path: &Path, file: &TokenFile) -> Result<()> {
+    let path = &resolved(path);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -155,14 +312,19 @@ pub fn save(path: &Path, file: &TokenFile) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "tokens.json".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::getrandom(&mut nonce);
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{name}.tmp-{}-{nonce}", std::process::id()));
     let text =
         serde_json::to_vec_pretty(file).map_err(|e| Error::io("cannot encode token store", e))?;
     let write = || -> std::io::Result<()> {
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
         let mut f = options.open(&tmp)?;
         f.write_all(&text)?;
         f.write_all(b"\n")?;
@@ -197,6 +359,60 @@ mod tests {
             seeded_from: fingerprint("seed"),
             previous_seeds: Vec::new(),
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_holder_of_a_store_lock_at_a_time_across_descriptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("tokens.json");
+        let held = lock(&store).await.unwrap();
+        assert!(lock_path(&store).exists());
+        // A second holder (another open description, as another process has) waits.
+        let second = tokio::time::timeout(std::time::Duration::from_millis(200), lock(&store));
+        assert!(second.await.is_err(), "the store is locked while held");
+        drop(held);
+        let again = tokio::time::timeout(std::time::Duration::from_secs(5), lock(&store));
+        assert!(again.await.is_ok(), "free once released");
+    }
+
+    #[test]
+    fn a_chain_rotated_elsewhere_is_found_by_its_seed() {
+        let mut file = TokenFile::default();
+        let mut u = user(1);
+        u.refresh_token = "newer".into();
+        file.users.insert("1".into(), u);
+        let seed = fingerprint("seed");
+        assert!(rotated_elsewhere(&file, Some(1), &seed, "older").is_some());
+        assert!(rotated_elsewhere(&file, None, &seed, "older").is_some());
+        assert!(rotated_elsewhere(&file, Some(1), &seed, "newer").is_none());
+        assert!(rotated_elsewhere(&file, Some(2), &seed, "older").is_none());
+        // Another chain of the user (a newer consent in the config) is not adopted.
+        assert!(rotated_elsewhere(&file, Some(1), &fingerprint("other"), "older").is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_store_is_written_through_and_a_readable_one_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real/tokens.json");
+        fs::create_dir_all(real.parent().unwrap()).unwrap();
+        let link = dir.path().join("tokens.json");
+        std::os::unix::fs::symlink("real/tokens.json", &link).unwrap();
+        let mut file = TokenFile::default();
+        file.users.insert("1".into(), user(1));
+        save(&link, &file).unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(load(&real).unwrap(), file, "written through to the target");
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load(&link).unwrap(), file);
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

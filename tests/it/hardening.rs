@@ -103,3 +103,61 @@ fn an_api_url_whose_user_information_hides_a_remote_host_is_refused() {
         "{last}"
     );
 }
+
+#[test]
+fn processes_sharing_a_token_store_never_lose_a_rotation() {
+    // Access tokens that expire at once: every sync refreshes every user, so processes race
+    // on the shared store; an old refresh token dies as soon as its successor's access token
+    // is used (the simulator's rule, as Withings').
+    let cfg = withings_sim::SimConfig {
+        access_token_ttl_secs: 1,
+        ..crate::support::sim_config(3, 2)
+    };
+    let probe = withings_sim::Sim::start(cfg.clone()).unwrap();
+    let ids = probe.userids();
+    let others: Vec<serde_json::Value> = ids[1..]
+        .iter()
+        .map(|u| json!({"refresh_token": probe.refresh_token(*u)}))
+        .collect();
+    drop(probe);
+    let world = crate::support::World::with_settings(cfg, json!({"users": others}));
+    let config = world.config.display().to_string();
+    let catalog = world.catalog(&["goals"]).display().to_string();
+    let sync = || tap(&["--config", config.as_str(), "--catalog", catalog.as_str()]);
+    let first = sync();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    for round in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        let outcomes: Vec<(String, i32, String)> = std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            for n in 0..3 {
+                handles.push(s.spawn(move || {
+                    let r = sync();
+                    (format!("sync {n}"), r.code, r.stderr)
+                }));
+            }
+            for id in &ids {
+                let user = id.to_string();
+                let config = config.clone();
+                handles.push(s.spawn(move || {
+                    let r = tap(&["auth", "--refresh", "--config", &config, "--user", &user]);
+                    (format!("auth --refresh --user {user}"), r.code, r.stderr)
+                }));
+            }
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (what, code, stderr) in outcomes {
+            assert_eq!(code, 0, "round {round}, {what}: {stderr}");
+        }
+    }
+    // Every chain is still valid: a last sync of every user, after the access tokens died.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let last = sync();
+    assert_eq!(last.code, 0, "{}", last.stderr);
+    let users: std::collections::BTreeSet<i64> = last
+        .records("goals")
+        .iter()
+        .map(|r| r["userid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(users.len(), 3, "every user synced: {}", last.stderr);
+}
