@@ -192,6 +192,12 @@ pub const SETTINGS: &[Setting] = &[
         "Timeout of one HTTP request.",
     ),
     setting(
+        "max_reply_megabytes",
+        Kind::Integer,
+        Some("32"),
+        "Largest reply body accepted, decompressed (MiB); a larger one fails its request at once, without retrying. The largest real replies (a day of intraday samples at one a second) are about 17 MiB.",
+    ),
+    setting(
         "repeat_guard_seconds",
         Kind::Number,
         Some("10"),
@@ -232,6 +238,8 @@ pub struct Config {
     pub max_retries: u32,
     pub max_retry_seconds: u64,
     pub request_timeout_seconds: u64,
+    /// See the `max_reply_megabytes` setting.
+    pub max_reply_megabytes: u64,
     pub repeat_guard_seconds: f64,
 }
 
@@ -542,6 +550,7 @@ impl RawConfig {
             max_retries: self.integer("max_retries", 8, 0, 100)? as u32,
             max_retry_seconds: self.integer("max_retry_seconds", 900, 0, 86_400)? as u64,
             request_timeout_seconds: self.integer("request_timeout_seconds", 60, 1, 3_600)? as u64,
+            max_reply_megabytes: self.integer("max_reply_megabytes", 32, 1, 4_096)? as u64,
             repeat_guard_seconds: self.number("repeat_guard_seconds", 10.0, 0.0, 3_600.0)?,
         })
     }

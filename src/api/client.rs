@@ -63,6 +63,8 @@ pub struct ApiClient {
     epoch: Instant,
     rng: Mutex<u64>,
     cancel: Cancel,
+    /// The largest reply body (decompressed) accepted: `max_reply_megabytes`.
+    max_reply: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -107,6 +109,9 @@ impl ApiClient {
             epoch: Instant::now(),
             rng: Mutex::new(u64::from_le_bytes(seed) | 1),
             cancel,
+            max_reply: usize::try_from(cfg.max_reply_megabytes)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 20),
         })
     }
 
@@ -195,7 +200,7 @@ impl ApiClient {
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                match read_body(resp).await {
+                match read_body(resp, self.max_reply).await {
                     // The caller's typed reader first: a reply it accepts is a complete
                     // status-0 envelope, read in one pass; anything else is classified.
                     Ok(body) => match (200..300).contains(&status).then(|| read(&body)) {
@@ -208,7 +213,18 @@ impl ApiClient {
                             classify_owned(status, body, endpoint).map(Body::Reply),
                         ),
                     },
-                    Err(e) => (
+                    Err(BodyError::TooLarge) => (
+                        Some(status),
+                        Outcome::Fail(ApiFailure {
+                            kind: FailKind::Fatal,
+                            status: i64::from(status),
+                            message: format!(
+                                "the reply is larger than max_reply_megabytes ({} MiB); refused without retrying (raise the setting if the reply is genuine)",
+                                self.max_reply >> 20
+                            ),
+                        }),
+                    ),
+                    Err(BodyError::Cut(e)) => (
                         Some(status),
                         Outcome::Retry(format!("reply body cut off ({})", short(&e))),
                     ),
@@ -352,15 +368,29 @@ const RESERVE_MAX: usize = 16 << 20;
 /// chunk until the body is complete and then copies them into one buffer, twice the body).
 /// The buffer is sized from Content-Length when the reply gives one; a page-sized reply
 /// reuses a spare buffer (see `prefetch::BODIES`, given back once a typed reader read it).
-async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<Vec<u8>> {
+/// Why a reply body was not read whole.
+enum BodyError {
+    /// The transfer broke off.
+    Cut(reqwest::Error),
+    /// It grew past the cap (decompressed: a small gzip bomb is caught as it inflates).
+    TooLarge,
+}
+
+async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
     let expected = resp.content_length().unwrap_or(0);
+    if usize::try_from(expected).map_or(true, |n| n > cap) {
+        return Err(BodyError::TooLarge);
+    }
     let mut body = if expected >= crate::prefetch::POOLED_BODY {
         crate::prefetch::BODIES.take()
     } else {
         Vec::new()
     };
     body.reserve_exact(usize::try_from(expected).map_or(0, |n| n.min(RESERVE_MAX)));
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Cut)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
@@ -381,7 +411,6 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// A kept body that does not parse (it was checked as JSON already: only nesting limits).
 /// A 3xx reply: never followed (see [`ApiClient::new`]); the failure names where it pointed
 /// (its host only: the rest of the location may carry parameters).
 fn redirected<T>(status: u16, resp: &reqwest::Response) -> Outcome<T> {
@@ -399,6 +428,7 @@ fn redirected<T>(status: u16, resp: &reqwest::Response) -> Outcome<T> {
     })
 }
 
+/// A kept body that does not parse (it was checked as JSON already: only nesting limits).
 pub fn unreadable(message: String) -> CallError {
     CallError::Failed(ApiFailure {
         kind: FailKind::Fatal,

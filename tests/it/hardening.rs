@@ -161,3 +161,81 @@ fn processes_sharing_a_token_store_never_lose_a_rotation() {
         .collect();
     assert_eq!(users.len(), 3, "every user synced: {}", last.stderr);
 }
+
+/// A canned reply for `--test` (the token call and then the data call), as raw bytes.
+fn serve_bytes(head: String, body: Vec<u8>, max: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_reply_larger_than_the_cap_fails_at_once_compressed_or_not() {
+    // 40 MiB of JSON whitespace inside a valid envelope: plain, and as a gzip bomb of a few
+    // dozen kilobytes that inflates past the 32 MiB default.
+    let mut json = b"{\"status\":0,\"body\":{\"userid\":1,\"access_token\":\"a\",".to_vec();
+    json.extend(std::iter::repeat_n(b' ', 40 << 20));
+    json.extend_from_slice(b"}}");
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("reply.json");
+    std::fs::write(&raw, &json).unwrap();
+    let gz = std::process::Command::new("gzip")
+        .arg("-c")
+        .arg(&raw)
+        .output()
+        .expect("gzip runs");
+    assert!(gz.status.success());
+    let bomb = gz.stdout;
+    assert!(bomb.len() < 1 << 20, "a small compressed body");
+    let cases = [
+        (
+            "plain",
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                json.len()
+            ),
+            json.clone(),
+        ),
+        (
+            "gzip",
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                bomb.len()
+            ),
+            bomb,
+        ),
+    ];
+    for (what, head, body) in cases {
+        let port = serve_bytes(head, body, 5);
+        let config = write_json(
+            dir.path(),
+            &format!("config-{what}.json"),
+            &json!({
+                "client_id": "id",
+                "client_secret": "s",
+                "refresh_token": "r",
+                "api_url": format!("http://127.0.0.1:{port}"),
+                "token_store": dir.path().join(format!("tokens-{what}.json")),
+                "max_retries": 3,
+            }),
+        );
+        let out = tap(&["--config", config.to_str().unwrap(), "--test"]);
+        assert_eq!(out.code, 1, "{what}: {}", out.stderr);
+        let last = out.stderr.lines().last().unwrap_or_default();
+        assert!(last.contains("max_reply_megabytes"), "{what}: {last}");
+        assert!(
+            !out.stderr.contains("Retrying"),
+            "{what}: refused without retrying"
+        );
+    }
+}
