@@ -426,7 +426,7 @@ impl Session {
         {
             Ok(body) => body,
             Err(e) => {
-                let e = refresh_error(e);
+                let e = refresh_error(e, &self.store, client.base());
                 if let SessionError::Auth(m) = &e {
                     self.fail_for_good(m);
                 }
@@ -608,10 +608,11 @@ fn usable(tokens: &Tokens) -> bool {
         && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
 }
 
-fn refresh_error(e: CallError) -> SessionError {
+fn refresh_error(e: CallError, store: &Path, api_url: &str) -> SessionError {
     match e {
         CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
-            "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
+            "Withings refused the refresh token (status {status}: {message}); {}",
+            super::refused_refresh_advice(store, api_url)
         )),
         CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
         CallError::Refresh => SessionError::Auth(
