@@ -102,7 +102,12 @@ pub async fn run<W: Write>(
         cfg.max_retries = cfg.max_retries.min(2);
         cfg.max_retry_seconds = cfg.max_retry_seconds.min(30);
     }
-    let client = Arc::new(ApiClient::new(&cfg, cancel)?);
+    let client = ApiClient::new(&cfg, cancel)?;
+    let client = Arc::new(if cli.test {
+        client.failing_fast_on_connect()
+    } else {
+        client
+    });
     let pause = crate::auth::consent::pause_point(env).map(str::to_string);
     let opened = Session::open_all(&cfg, pause)?;
     if cli.test {

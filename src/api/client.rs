@@ -65,6 +65,9 @@ pub struct ApiClient {
     cancel: Cancel,
     /// The largest reply body (decompressed) accepted: `max_reply_megabytes`.
     max_reply: usize,
+    /// A refused connection fails at once instead of being retried (a connection test:
+    /// a server that is down does not come up within its retries).
+    connect_fails_fast: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -109,6 +112,7 @@ impl ApiClient {
             epoch: Instant::now(),
             rng: Mutex::new(u64::from_le_bytes(seed) | 1),
             cancel,
+            connect_fails_fast: false,
             max_reply: usize::try_from(cfg.max_reply_megabytes)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(1 << 20),
@@ -121,6 +125,12 @@ impl ApiClient {
     }
 
     /// The API root.
+    /// The client of a connection test: a refused connection is not retried.
+    pub fn failing_fast_on_connect(mut self) -> Self {
+        self.connect_fails_fast = true;
+        self
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -231,6 +241,14 @@ impl ApiClient {
                 }
             }
             Err(e) if e.is_timeout() => (None, Outcome::Retry("request timed out".into())),
+            Err(e) if e.is_connect() && self.connect_fails_fast => (
+                None,
+                Outcome::Fail(ApiFailure {
+                    kind: FailKind::Fatal,
+                    status: 0,
+                    message: format!("cannot connect to {} ({})", self.base, short(&e)),
+                }),
+            ),
             Err(e) => (
                 None,
                 Outcome::Retry(format!("transport error ({})", short(&e))),

@@ -81,3 +81,34 @@ fn a_sync_without_a_catalog_says_once_that_it_syncs_every_stream() {
     let with = world.sync(&["measures"], None);
     assert!(!with.stderr.contains("no --catalog given"));
 }
+
+#[test]
+fn a_connection_test_against_a_server_that_is_down_fails_without_retrying() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::write_json(
+        dir.path(),
+        "config.json",
+        &json!({
+            "client_id": "id",
+            "client_secret": "s",
+            "refresh_token": "r",
+            "api_url": format!("http://127.0.0.1:{port}"),
+            "token_store": dir.path().join("tokens.json"),
+        }),
+    );
+    let out = tap(&["--config", config.to_str().unwrap(), "--test"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("cannot connect to"), "{last}");
+    assert!(
+        !out.stderr.contains("Retrying"),
+        "not retried: {}",
+        out.stderr
+    );
+}
