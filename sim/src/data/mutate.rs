@@ -141,8 +141,9 @@ fn max_modified(user: &UserData, module: &str) -> i64 {
     m.unwrap_or(0)
 }
 
-/// Most days one `upload` may span (about 30 years).
-pub const MAX_UPLOAD_DAYS: u32 = 11_000;
+/// Most days one `upload` may span (over a year; each day rescans the user's samples, so the
+/// cap keeps one mutation short).
+pub const MAX_UPLOAD_DAYS: u32 = 400;
 
 /// Applies a mutation; returns the affected keys.
 pub fn apply(data: &mut Dataset, mutation: &Mutation, real_now: i64) -> Result<Value, String> {
