@@ -118,8 +118,19 @@ pub async fn run<W: Write>(
         return connection_tests(&client, opened).await;
     }
     let state = match &cli.state {
-        Some(path) => State::parse(&path.display().to_string(), &read_file("state", path)?)
-            .map_err(Error::Input)?,
+        // A first run names the state file the next runs will read: no file yet is no state.
+        Some(path) if !path.exists() => {
+            warn!(
+                "State file {} does not exist yet: syncing from start_date.",
+                path.display()
+            );
+            State::default()
+        }
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = read_file("state", path)?;
+            State::parse(&name, &text).map_err(Error::Input)?
+        }
         None => State::default(),
     };
     let selection = match cli.catalog.as_ref().or(cli.properties.as_ref()) {
@@ -130,7 +141,10 @@ pub async fn run<W: Write>(
                 .map_err(|e| Error::input(format!("cannot parse catalog file {name}: {e}")))?;
             Selection::from_catalog(&name, &value).map_err(Error::Input)?
         }
-        None => Selection::all(),
+        None => {
+            warn!("No --catalog given: syncing every stream.");
+            Selection::all()
+        }
     };
     sync(
         &cfg,

@@ -783,12 +783,20 @@ async fn refresh_one(
         ("client_secret", cfg.client_secret.expose().to_string()),
         ("refresh_token", target.refresh_token.clone()),
     ];
-    let body = client.request("/v2/oauth2", &params, None, Endpoint::Token).await.map_err(|e| match e {
-        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => Error::Auth(format!(
-            "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
-        )),
-        other => token_call_error("the token refresh", other),
-    })?;
+    let body = client
+        .request("/v2/oauth2", &params, None, Endpoint::Token)
+        .await
+        .map_err(|e| match e {
+            CallError::Failed(ApiFailure {
+                kind: FailKind::Auth,
+                status,
+                message,
+            }) => Error::Auth(format!(
+                "Withings refused the refresh token (status {status}: {message}); {}",
+                super::session::refused_advice(&target.store)
+            )),
+            other => token_call_error("the token refresh", other),
+        })?;
     let reply = parse_token_reply(&body)
         .map_err(|why| Error::Api(format!("the token refresh failed: {why}")))?;
     if let Some(expected) = target.userid.filter(|u| *u != reply.userid) {

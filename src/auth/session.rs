@@ -395,7 +395,7 @@ impl Session {
         {
             Ok(body) => body,
             Err(e) => {
-                let e = refresh_error(e);
+                let e = refresh_error(e, &self.store);
                 if let SessionError::Auth(m) = &e {
                     self.fail_for_good(m);
                 }
@@ -563,10 +563,11 @@ fn usable(tokens: &Tokens) -> bool {
         && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
 }
 
-fn refresh_error(e: CallError) -> SessionError {
+fn refresh_error(e: CallError, store: &Path) -> SessionError {
     match e {
         CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
-            "Withings refused the refresh token (status {status}: {message}); run `tap-withings auth` again to re-link the account"
+            "Withings refused the refresh token (status {status}: {message}); {}",
+            refused_advice(store)
         )),
         CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
         CallError::Refresh => SessionError::Auth(
@@ -577,6 +578,15 @@ fn refresh_error(e: CallError) -> SessionError {
             SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
         }
     }
+}
+
+/// What to do when the server refuses a refresh token: the token store may hold tokens another
+/// server (an earlier withings-sim, another config's api_url) issued.
+pub(crate) fn refused_advice(store: &Path) -> String {
+    format!(
+        "the token store {} holds tokens this server does not know (with withings-sim, delete it and run again); against Withings, run `tap-withings auth` again to re-link the account",
+        store.display()
+    )
 }
 
 fn describe(e: CallError) -> SessionError {

@@ -26,6 +26,11 @@ impl State {
         let Value::Object(top) = value else {
             return Err(format!("state file {name} must hold a JSON object"));
         };
+        if !top.contains_key("bookmarks") && top.get("streams").is_some_and(Value::is_array) {
+            return Err(format!(
+                "state file {name} looks like a catalog (it has `streams` and no `bookmarks`): pass it as --catalog"
+            ));
+        }
         let bookmarks = match top.get("bookmarks") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(b)) => b.clone(),
@@ -241,6 +246,10 @@ mod tests {
             ("nope", "cannot parse state file s.json"),
             ("[]", "must hold a JSON object"),
             (r#"{"bookmarks": 3}"#, "`bookmarks` must be an object"),
+            (
+                r#"{"streams": [{"tap_stream_id": "measures"}]}"#,
+                "looks like a catalog",
+            ),
             (
                 r#"{"bookmarks": {"measures": 3}}"#,
                 "bookmark of `measures` must be an object",

@@ -542,3 +542,34 @@ fn every_relative_link_of_the_readme_resolves() {
         "running-tap-withings-auth"
     );
 }
+
+#[test]
+fn a_first_run_names_a_state_file_that_does_not_exist_yet() {
+    let world = World::new(sim_config(1, 2));
+    let state = world.dir.path().join("state.json");
+    let state = state.display().to_string();
+    let run = goals_sync(&world, &["--state", &state], &[]);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("does not exist yet"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(warnings[0].contains(&state), "{}", warnings[0]);
+    assert!(!run.stderr.contains("No --catalog given"), "{}", run.stderr);
+}
+
+#[test]
+fn a_sync_without_catalog_says_once_that_it_syncs_every_stream() {
+    let world = World::new(sim_config(1, 2));
+    let config = world.config.display().to_string();
+    let run = tap_env(&["--config", &config], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let notices = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("No --catalog given: syncing every stream"))
+        .count();
+    assert_eq!(notices, 1, "{}", run.stderr);
+    assert!(!run.records("goals").is_empty());
+}
