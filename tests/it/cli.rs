@@ -573,3 +573,20 @@ fn a_sync_without_catalog_says_once_that_it_syncs_every_stream() {
     assert_eq!(notices, 1, "{}", run.stderr);
     assert!(!run.records("goals").is_empty());
 }
+
+#[test]
+fn a_refused_refresh_token_names_the_token_store_and_a_fix_for_the_simulator() {
+    let world = World::with_settings(
+        sim_config(1, 2),
+        json!({"refresh_token": "left-from-an-earlier-sim"}),
+    );
+    let config = world.config.display().to_string();
+    let run = tap_env(&["--config", &config, "--test"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.stderr.lines().last().unwrap_or_default();
+    let store = world.path("tokens.json").display().to_string();
+    assert!(line.starts_with("tap-withings: "), "{line}");
+    assert!(line.contains(&format!("token store {store}")), "{line}");
+    assert!(line.contains("with withings-sim, delete it"), "{line}");
+    assert!(!line.contains("left-from-an-earlier-sim"), "{line}");
+}
