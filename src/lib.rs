@@ -115,6 +115,7 @@ pub async fn run<W: Write>(
     let pause = crate::auth::consent::pause_point(env).map(str::to_string);
     let opened = Session::open_all(&cfg, pause)?;
     if cli.test {
+        refused_fast(&cfg.api_url).await?;
         return connection_tests(&client, opened).await;
     }
     let state = match &cli.state {
@@ -156,6 +157,27 @@ pub async fn run<W: Write>(
         now.timestamp(),
     )
     .await
+}
+
+/// A connection test against a server that is down fails at once: a refused connection is
+/// not retried (a sync still retries it, as a restarting server comes back). Any other
+/// outcome (a name that does not resolve, a timeout, a connection) is left to the test's
+/// request, which reports it.
+async fn refused_fast(api_url: &str) -> Result<()> {
+    let Ok(url) = reqwest::Url::parse(api_url) else {
+        return Ok(());
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Ok(());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let connect = tokio::net::TcpStream::connect((host, port));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Error::Api(format!(
+            "connection test failed: {api_url} refused the connection (is the server running on port {port}?)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `--test`: one call per user (each user once); an entry that cannot be opened fails it

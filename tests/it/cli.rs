@@ -590,3 +590,23 @@ fn a_refused_refresh_token_names_the_token_store_and_a_fix_for_the_simulator() {
     assert!(line.contains("with withings-sim, delete it"), "{line}");
     assert!(!line.contains("left-from-an-earlier-sim"), "{line}");
 }
+
+#[test]
+fn a_connection_test_against_a_server_that_is_down_fails_at_once() {
+    let world = World::new(sim_config(1, 2));
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&world.config).unwrap()).unwrap();
+    config["api_url"] = json!(format!("http://127.0.0.1:{port}"));
+    let path = write_json(world.dir.path(), "down.json", &config);
+    let run = tap_env(&["--config", &path.display().to_string(), "--test"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("refused the connection"), "{line}");
+    assert!(line.contains(&format!("port {port}")), "{line}");
+    assert!(!run.stderr.contains("Retrying."), "{}", run.stderr);
+}
