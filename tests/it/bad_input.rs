@@ -386,6 +386,7 @@ fn malformed_or_wrong_config_state_and_catalog_fail_with_one_line_naming_them() 
         ("state bookmark string", r#"{"bookmarks": {"measures": "x"}}"#.into(), &["state file", "measures"]),
         ("state partitions object", r#"{"bookmarks": {"measures": {"partitions": {}}}}"#.into(), &["state file", "partitions"]),
         ("state partition no context", r#"{"bookmarks": {"measures": {"partitions": [{"replication_key_value": "2024-01-01T00:00:00Z"}]}}}"#.into(), &["state file", "context"]),
+        ("state is a catalog", catalog_selecting(&["measures"]).to_string(), &["state-is-a-catalog.json", "looks like a catalog", "--catalog"]),
     ];
     for (name, text, fragments) in state_cases {
         let path = write(d, &format!("{}.json", name.replace(' ', "-")), &text);

@@ -543,3 +543,71 @@ fn every_relative_link_of_the_readme_resolves() {
         "running-tap-withings-auth"
     );
 }
+
+#[test]
+fn a_first_run_names_a_state_file_that_does_not_exist_yet() {
+    let world = World::new(sim_config(1, 2));
+    let state = world.dir.path().join("state.json");
+    let state = state.display().to_string();
+    let run = goals_sync(&world, &["--state", &state], &[]);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("does not exist yet"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(warnings[0].contains(&state), "{}", warnings[0]);
+    assert!(!run.stderr.contains("No --catalog given"), "{}", run.stderr);
+}
+
+#[test]
+fn a_sync_without_catalog_says_once_that_it_syncs_every_stream() {
+    let world = World::new(sim_config(1, 2));
+    let config = world.config.display().to_string();
+    let run = tap_env(&["--config", &config], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let notices = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("No --catalog given: syncing every stream"))
+        .count();
+    assert_eq!(notices, 1, "{}", run.stderr);
+    assert!(!run.records("goals").is_empty());
+}
+
+#[test]
+fn a_refused_refresh_token_names_the_token_store_and_a_fix_for_the_simulator() {
+    let world = World::with_settings(
+        sim_config(1, 2),
+        json!({"refresh_token": "left-from-an-earlier-sim"}),
+    );
+    let config = world.config.display().to_string();
+    let run = tap_env(&["--config", &config, "--test"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.stderr.lines().last().unwrap_or_default();
+    let store = world.path("tokens.json").display().to_string();
+    assert!(line.starts_with("tap-withings: "), "{line}");
+    assert!(line.contains(&format!("token store {store}")), "{line}");
+    assert!(line.contains("with withings-sim, delete it"), "{line}");
+    assert!(!line.contains("left-from-an-earlier-sim"), "{line}");
+}
+
+#[test]
+fn a_connection_test_against_a_server_that_is_down_fails_at_once() {
+    let world = World::new(sim_config(1, 2));
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&world.config).unwrap()).unwrap();
+    config["api_url"] = json!(format!("http://127.0.0.1:{port}"));
+    let path = write_json(world.dir.path(), "down.json", &config);
+    let run = tap_env(&["--config", &path.display().to_string(), "--test"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.stderr.lines().last().unwrap_or_default();
+    assert!(line.contains("refused the connection"), "{line}");
+    assert!(line.contains(&format!("port {port}")), "{line}");
+    assert!(!run.stderr.contains("Retrying."), "{}", run.stderr);
+}
