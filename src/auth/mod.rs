@@ -13,7 +13,7 @@ pub mod token_store;
 pub fn refused_refresh_advice(store: &std::path::Path, api_url: &str) -> String {
     if crate::config::api_url_is_loopback(api_url) {
         format!(
-            "the token store {} holds tokens this server does not know (withings-sim issues new ones on every start): delete it and run again",
+            "the token store {} holds tokens this server does not know (withings-sim issues new ones on every start): delete it and run again (against Withings: link the account again with `tap-withings auth`)",
             store.display()
         )
     } else {
