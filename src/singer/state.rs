@@ -21,6 +21,13 @@ impl State {
             Value::Object(mut o) if o.contains_key("singer_state") => {
                 o.remove("singer_state").unwrap_or_default()
             }
+            // A whole STATE message (the tap's last line kept as it is): its value.
+            Value::Object(mut o)
+                if o.get("type").and_then(Value::as_str) == Some("STATE")
+                    && o.contains_key("value") =>
+            {
+                o.remove("value").unwrap_or_default()
+            }
             v => v,
         };
         let Value::Object(top) = value else {
@@ -168,6 +175,17 @@ fn same_user(partition: &Map<String, Value>, userid: i64) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_whole_state_message_is_read_as_its_value() {
+        let msg = r#"{"type":"STATE","value":{"bookmarks":{"measures":{"partitions":[{"context":{"userid":1},"replication_key_value":"2024-01-01T00:00:00Z"}]}}}}"#;
+        let state = State::parse("s.json", msg).unwrap();
+        assert_eq!(
+            state.to_value()["bookmarks"]["measures"]["partitions"][0]["context"]["userid"],
+            serde_json::json!(1)
+        );
+    }
+
     use super::*;
     use pretty_assertions::assert_eq;
 
