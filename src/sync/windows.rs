@@ -41,31 +41,15 @@ pub(super) async fn sync_windows(
         let time_extracted = now_text();
         for (i, ws_def) in selected.iter().enumerate() {
             let def = stream_def(ws_def.stream)?;
-            let mut records = (ws_def.build)(&body, userid)?;
-            records.sort_by_key(|r| r.get(ws_def.time_field).and_then(integer));
-            recents[i].next_page();
-            let mut fresh = Vec::with_capacity(records.len());
-            let mut max_seen: Option<i64> = None;
-            let mut outside = 0usize;
-            for r in records {
-                if !has_keys(def, &r) {
-                    fresh.push(r);
-                    continue;
-                }
-                let t = r.get(ws_def.time_field).and_then(integer);
-                if ws_def.in_window && t.is_some_and(|t| t < ws || t > we) {
-                    outside += 1;
-                    continue;
-                }
-                if t.is_some_and(|t| t < marks[i]) || !recents[i].insert(record_key(def, &r)) {
-                    continue;
-                }
-                if let Some(t) = t {
-                    max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
-                }
-                fresh.push(r);
-            }
-            outside_window(userid, def, outside, ws, we);
+            let (fresh, max_seen) = window_records(
+                def,
+                ws_def,
+                &body,
+                userid,
+                (ws, we),
+                marks[i],
+                &mut recents[i],
+            )?;
             out.emit(def, fresh, &time_extracted).await?;
             if let Some(m) = max_seen {
                 out.advance(def, userid, m).await?;
@@ -113,31 +97,16 @@ pub(super) async fn read_windows(
         let time_extracted = now_text();
         for (i, ws_def) in streams.iter().enumerate() {
             let def = stream_def(ws_def.stream)?;
-            let mut records = (ws_def.build)(&body, userid)?;
-            records.sort_by_key(|r| r.get(ws_def.time_field).and_then(integer));
-            recents[i].next_page();
-            let mut fresh = Vec::with_capacity(records.len());
-            let mut max_seen: Option<i64> = None;
-            let mut outside = 0usize;
-            for r in records {
-                if !has_keys(def, &r) {
-                    fresh.push(r);
-                    continue;
-                }
-                let t = r.get(ws_def.time_field).and_then(integer);
-                if ws_def.in_window && t.is_some_and(|t| t < ws || t > we) {
-                    outside += 1;
-                    continue;
-                }
-                if !recents[i].insert(record_key(def, &r)) {
-                    continue;
-                }
-                if let Some(t) = t {
-                    max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
-                }
-                fresh.push(r);
-            }
-            outside_window(userid, def, outside, ws, we);
+            // Late data lies before the bookmark: nothing is filtered by it.
+            let (fresh, max_seen) = window_records(
+                def,
+                ws_def,
+                &body,
+                userid,
+                (ws, we),
+                i64::MIN,
+                &mut recents[i],
+            )?;
             out.emit(def, fresh, &time_extracted).await?;
             if let Some(m) =
                 max_seen.filter(|m| out.bookmark(def.name, userid).is_none_or(|b| *m > b))
@@ -147,4 +116,45 @@ pub(super) async fn read_windows(
         }
     }
     Ok(())
+}
+
+/// The records of one stream in a window's reply, in time order: a record dated outside the
+/// window is dropped (and said), one before `from` or seen in the neighbouring window is left
+/// out; with the latest time kept. Records without their key pass to the writer, which skips
+/// and counts them.
+fn window_records(
+    def: &'static StreamDef,
+    ws_def: &WindowStream,
+    body: &Value,
+    userid: i64,
+    (ws, we): (i64, i64),
+    from: i64,
+    recent: &mut RecentKeys,
+) -> Result<(Vec<Record>, Option<i64>), StreamFail> {
+    let mut records = (ws_def.build)(body, userid)?;
+    records.sort_by_key(|r| r.get(ws_def.time_field).and_then(integer));
+    recent.next_page();
+    let mut fresh = Vec::with_capacity(records.len());
+    let mut max_seen: Option<i64> = None;
+    let mut outside = 0usize;
+    for r in records {
+        if !has_keys(def, &r) {
+            fresh.push(r);
+            continue;
+        }
+        let t = r.get(ws_def.time_field).and_then(integer);
+        if ws_def.in_window && t.is_some_and(|t| t < ws || t > we) {
+            outside += 1;
+            continue;
+        }
+        if t.is_some_and(|t| t < from) || !recent.insert(record_key(def, &r)) {
+            continue;
+        }
+        if let Some(t) = t {
+            max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
+        }
+        fresh.push(r);
+    }
+    outside_window(userid, def, outside, ws, we);
+    Ok((fresh, max_seen))
 }

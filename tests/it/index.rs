@@ -8,24 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use withings_sim::{Mutation, Profile, SimConfig};
 
-use crate::streams::{emitted, expected};
+use crate::streams::{emitted, expected, ALL};
 use crate::support::{sim_config, Run, World};
-
-pub(crate) const ALL: &[&str] = &[
-    "measures",
-    "activity",
-    "intraday_activity",
-    "workouts",
-    "sleep_series",
-    "sleep_vitals",
-    "sleep_summaries",
-    "ecg_recordings",
-    "ecg_signals",
-    "stetho_recordings",
-    "stetho_signals",
-    "devices",
-    "goals",
-];
 
 /// A world whose tap config has the defaults a user has: no `start_date` (2009-01-01).
 pub(crate) fn with_defaults(cfg: SimConfig) -> World {
