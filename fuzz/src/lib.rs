@@ -9,45 +9,22 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use tap_withings::api::envelope::{classify, Endpoint, Outcome};
 use tap_withings::conform::{ConformError, Flattening, OutputPlan, SpanCache};
+use tap_withings::streams::sources::StreamBuilder;
 use tap_withings::streams::{self, Record, ReplyError, STREAMS};
 
-type Builder = fn(&Value, i64) -> Result<Vec<Record>, ReplyError>;
+/// A signal's recording id in the checks (any value: the builders copy it into the records).
+const RECORDING_ID: i64 = 4_242;
 
-fn measures(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
-    streams::measure::measures_records(body, userid).map(|(records, _)| records)
+/// Every stream's record builder, from the tap's source table.
+fn builders() -> Vec<(&'static str, StreamBuilder)> {
+    streams::sources::stream_builders()
 }
 
-fn ecg_signals(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
-    streams::heart::ecg_signals_records(body, userid, 4_242)
-}
-
-fn stetho_signals(body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
-    streams::heart::stetho_signals_records(body, userid, 4_243)
-}
-
-/// Every reply builder, with the stream its records are written to.
-pub fn builders() -> Vec<(&'static str, Builder)> {
-    vec![
-        ("measures", measures as Builder),
-        ("activity", streams::activity::activity_records),
-        (
-            "intraday_activity",
-            streams::activity::intraday_activity_records,
-        ),
-        ("workouts", streams::workouts::workouts_records),
-        ("sleep_series", streams::sleep::sleep_series_records),
-        ("sleep_vitals", streams::sleep::sleep_vitals_records),
-        ("sleep_summaries", streams::sleep::sleep_summaries_records),
-        ("ecg_recordings", streams::heart::ecg_recordings_records),
-        ("ecg_signals", ecg_signals),
-        (
-            "stetho_recordings",
-            streams::heart::stetho_recordings_records,
-        ),
-        ("stetho_signals", stetho_signals),
-        ("devices", streams::user::devices_records),
-        ("goals", streams::user::goals_records),
-    ]
+fn build(builder: StreamBuilder, body: &Value, userid: i64) -> Result<Vec<Record>, ReplyError> {
+    match builder {
+        StreamBuilder::Rows(f) => f(body, userid),
+        StreamBuilder::Signal(f) => f(body, userid, RECORDING_ID),
+    }
 }
 
 /// A compiled plan of a stream and the validator of the schema it writes to.
@@ -197,9 +174,9 @@ pub fn check_reply(body: &Value) -> usize {
     }
     let mut written = 0;
     for target in targets {
-        for (stream, build) in builders() {
-            let first = build(target, USERID);
-            let again = build(target, USERID);
+        for (stream, builder) in builders() {
+            let first = build(builder, target, USERID);
+            let again = build(builder, target, USERID);
             assert_eq!(first, again, "{stream}: the builder is deterministic");
             let Ok(records) = first else { continue };
             for c in plans().iter().filter(|c| c.stream == stream) {

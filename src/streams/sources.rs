@@ -317,10 +317,52 @@ pub fn fed_by(index: Source) -> impl Iterator<Item = &'static Windows> {
     })
 }
 
+/// How a stream's records are built from a reply body: from the body and the user, or (a
+/// signal) from the body, the user and the recording's id.
+#[derive(Clone, Copy)]
+pub enum StreamBuilder {
+    Rows(Builder),
+    Signal(SignalBuilder),
+}
+
+/// Every stream with the builder of its records, from the table (the fuzz targets and the
+/// conformance sweep iterate over this, not over a list of their own).
+pub fn stream_builders() -> Vec<(&'static str, StreamBuilder)> {
+    let mut out = Vec::new();
+    for def in SOURCES {
+        match def.read {
+            Read::Measures { scan } => out.push(("measures", StreamBuilder::Rows(scan.build))),
+            Read::Changes(c) => out.push((c.stream, StreamBuilder::Rows(c.build))),
+            Read::Windows(w) => {
+                for ws in w.streams {
+                    out.push((ws.stream, StreamBuilder::Rows(ws.build)));
+                }
+            }
+            Read::Recordings(r) => {
+                out.push((r.recordings, StreamBuilder::Rows(r.build)));
+                out.push((r.signals, StreamBuilder::Signal(r.build_signal)));
+            }
+            Read::Child(_) => {}
+            Read::Single { stream, build, .. } => out.push((stream, StreamBuilder::Rows(build))),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::streams::STREAMS;
+
+    #[test]
+    fn every_stream_has_exactly_one_builder() {
+        let builders = stream_builders();
+        for def in STREAMS {
+            let n = builders.iter().filter(|(s, _)| *s == def.name).count();
+            assert_eq!(n, 1, "{}: one builder", def.name);
+        }
+        assert_eq!(builders.len(), STREAMS.len());
+    }
 
     #[test]
     fn every_source_has_one_entry_and_every_stream_a_source() {

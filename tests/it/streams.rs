@@ -12,6 +12,7 @@ use withings_sim::{Faults, SimConfig};
 
 use crate::support::{sim_config, Run, World};
 
+/// Every stream of the tap (checked against its table by `all_is_the_taps_stream_table`).
 pub(crate) const ALL: &[&str] = &[
     "measures",
     "activity",
@@ -27,6 +28,16 @@ pub(crate) const ALL: &[&str] = &[
     "devices",
     "goals",
 ];
+
+/// `ALL` is a constant for the tests' call sites; it is the tap's own stream table, in order.
+#[test]
+fn all_is_the_taps_stream_table() {
+    let table: Vec<&str> = tap_withings::streams::STREAMS
+        .iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(ALL, table.as_slice());
+}
 
 pub(crate) fn ts(secs: i64) -> Value {
     json!(chrono::DateTime::from_timestamp(secs, 0)
