@@ -28,17 +28,9 @@ enum Expect {
 fn check(name: &str, dir: &Path, args: &[String], expect: Expect) -> Result<String, String> {
     let out_path = dir.join(format!("{name}.stdout"));
     let err_path = dir.join(format!("{name}.stderr"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
+    let mut cmd = crate::support::tap_command(args);
+    cmd.stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TAP_WITHINGS") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "info");
     let started = Instant::now();
     let mut child = cmd.spawn().unwrap();
     let status = loop {
@@ -1061,16 +1053,8 @@ fn with_closed_stdout(args: &[String]) -> (i32, String) {
     let mut reader = Command::new("true").stdin(Stdio::piped()).spawn().unwrap();
     let writer = reader.stdin.take().unwrap();
     reader.wait().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(Stdio::piped());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TAP_WITHINGS") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = crate::support::tap_command(args);
+    cmd.stdout(writer).stderr(Stdio::piped());
     // spawn, not output(): output() would capture stdout instead of the pipe given.
     let out = cmd.spawn().unwrap().wait_with_output().unwrap();
     assert!(out.stdout.is_empty());
@@ -1124,13 +1108,14 @@ fn a_device_listed_twice_is_written_once_and_a_device_without_ids_is_skipped() {
         "catalog.json",
         &catalog_selecting(&["devices"]).to_string(),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tap-withings"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--catalog")
-        .arg(&catalog)
-        .output()
-        .unwrap();
+    let out = crate::support::tap_command(&[
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--catalog".as_ref(),
+        catalog.as_os_str(),
+    ])
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let records: Vec<Value> = String::from_utf8(out.stdout)

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,17 +101,9 @@ pub(crate) fn watch_stalled(
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
     let stderr_path: PathBuf = world.path(&format!("stderr-{n}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+    let mut cmd = crate::support::tap_command(args);
+    cmd.stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TAP_WITHINGS") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "info");
     for (k, v) in env {
         cmd.env(k, v);
     }

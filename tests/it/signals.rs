@@ -24,17 +24,9 @@ impl Drop for Tap {
 }
 
 fn spawn(args: &[String], stdout: Stdio, stderr: Stdio) -> Tap {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TAP_WITHINGS") {
-            cmd.env_remove(k);
-        }
-    }
-    Tap(cmd.env("RUST_LOG", "info").spawn().expect("tap starts"))
+    let mut cmd = crate::support::tap_command(args);
+    cmd.stdout(stdout).stderr(stderr);
+    Tap(cmd.spawn().expect("tap starts"))
 }
 
 fn send(Tap(child): &Tap, signal: &str) {

@@ -193,15 +193,23 @@ pub fn tap(args: &[&str]) -> Run {
     tap_env(args, &[])
 }
 
-pub fn tap_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+/// The tap binary with `args`, stdin empty, none of the outer world's TAP_WITHINGS_*
+/// variables and `RUST_LOG=info`: the one way every test starts the tap (stdout and stderr
+/// are the caller's to set).
+pub fn tap_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
-    cmd.args(args);
+    cmd.args(args).stdin(std::process::Stdio::null());
     for (k, _) in std::env::vars() {
         if k.starts_with("TAP_WITHINGS") {
             cmd.env_remove(k);
         }
     }
     cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+pub fn tap_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = tap_command(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
