@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::refresh::{self, debug_pause, parse_token_reply, store_reply, token_call_error};
+use super::refresh::{App, TokenReply};
 use super::roster::{self, Start};
-use super::session::{parse_token_reply, TokenReply};
 use super::token_store::{self, fingerprint, StoredUser};
 use crate::api::cancel::Cancel;
 use crate::api::client::{ApiClient, CallError};
@@ -24,6 +25,7 @@ use crate::api::envelope::{ApiFailure, Endpoint, FailKind};
 use crate::cli::{AuthArgs, Cli};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Withings' consent page (fact sheet §2.1).
 pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/authorize2";
@@ -31,14 +33,7 @@ pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/author
 /// Path of the consent page, appended to a loopback `api_url` (the simulator serves it there).
 pub const AUTHORIZE_PATH: &str = "/oauth2_user/authorize2";
 
-/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth`,
-/// `auth --refresh` and a sync's own refresh announces `tap-withings: debug pause at <point>`
-/// on stderr and sleeps for [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process
-/// there. It only sleeps: requests, the store and the output are the same with or without it.
-pub const DEBUG_PAUSE_VAR: &str = "TAP_WITHINGS_DEBUG_PAUSE";
-
-/// How long the [`DEBUG_PAUSE_VAR`] hook sleeps.
-pub const DEBUG_PAUSE: Duration = Duration::from_secs(30);
+pub use super::refresh::{pause_point, DEBUG_PAUSE, DEBUG_PAUSE_VAR};
 
 /// How long the loopback listener waits for the browser's redirect.
 pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -218,7 +213,7 @@ pub fn check_redirect(redirect: &Redirect, expected_state: &str) -> Result<Strin
         ));
     }
     if let Some(error) = &redirect.error {
-        let error: String = error.chars().take(100).collect();
+        let error = crate::secret::redact::server_text(error);
         return Err(Error::Auth(format!(
             "Withings did not grant access ({error}): run `tap-withings auth` again"
         )));
@@ -351,6 +346,8 @@ async fn consent<R: BufRead + Send + 'static>(
             return Err(Error::Auth("interrupted while waiting for the redirect: nothing was stored".into()))
         }
     };
+    // A secret from now on: a code-exchange error that echoes it is redacted.
+    crate::secret::redact::register(&code);
     // Codes live 30 s: exchange at once, before anything else.
     let reply = exchange_code(cfg, client, &code, &redirect_uri).await?;
     debug_pause(pause_point(env), "token_reply").await;
@@ -572,64 +569,13 @@ async fn exchange_code(
     parse_token_reply(&body).map_err(|why| Error::Api(format!("the code exchange failed: {why}")))
 }
 
-fn token_call_error(what: &str, e: CallError) -> Error {
-    match e {
-        CallError::Failed(f) => Error::Api(format!(
-            "{what} failed (status {}: {})",
-            f.status, f.message
-        )),
-        CallError::Refresh => {
-            Error::Auth(format!("{what} was refused: run `tap-withings auth` again"))
-        }
-        CallError::Exhausted { reason, attempts } => Error::Api(format!(
-            "{what} failed after {attempts} attempts ({reason})"
-        )),
-        CallError::Cancelled => Error::Interrupted,
-    }
-}
-
-/// Writes a token reply into the store (keeping the other users), atomically, mode 0600.
-/// A chain replaced this way (a new consent) leaves its seed behind as superseded, so an
-/// older configured token of that chain gives way to the stored one.
-fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<StoredUser> {
-    let now = now_epoch();
-    let mut file = token_store::load(path)?;
-    let stored = file.put(StoredUser {
-        userid: reply.userid,
-        access_token: reply.access_token.clone(),
-        refresh_token: reply.refresh_token.clone(),
-        expires_at: now + reply.expires_in,
-        scope: reply.scope.clone(),
-        updated_at: now,
-        seeded_from,
-        previous_seeds: Vec::new(),
-    });
-    token_store::save(path, &file).map_err(|e| {
-        Error::Io(format!("{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"))
-    })?;
-    Ok(stored)
-}
-
-/// The [`DEBUG_PAUSE_VAR`] point of `env`, if any.
-pub fn pause_point(env: &BTreeMap<String, String>) -> Option<&str> {
-    env.get(DEBUG_PAUSE_VAR).map(String::as_str)
-}
-
-/// Sleeps [`DEBUG_PAUSE`] at `point` when it is the chosen one (see [`DEBUG_PAUSE_VAR`]).
-pub(crate) async fn debug_pause(chosen: Option<&str>, point: &str) {
-    if chosen == Some(point) {
-        eprintln!("tap-withings: debug pause at {point}");
-        tokio::time::sleep(DEBUG_PAUSE).await;
-    }
-}
-
 /// One refresh to do: the token store, the user (once known), the refresh token and the
 /// chain it belongs to.
 struct Target {
     label: String,
     store: PathBuf,
     userid: Option<i64>,
-    refresh_token: String,
+    refresh_token: Secret,
     seeded_from: String,
 }
 
@@ -658,7 +604,7 @@ fn refresh_targets(plan: roster::Plan, user: Option<i64>) -> (Vec<Target>, Vec<(
                 label: p.label,
                 store: p.store,
                 userid: Some(u.userid),
-                refresh_token: u.refresh_token,
+                refresh_token: Secret::new(u.refresh_token),
                 seeded_from: u.seeded_from,
             },
             Start::Seed {
@@ -668,7 +614,7 @@ fn refresh_targets(plan: roster::Plan, user: Option<i64>) -> (Vec<Target>, Vec<(
                 label: p.label,
                 store: p.store,
                 userid: None,
-                refresh_token: refresh.expose().to_string(),
+                refresh_token: refresh,
                 seeded_from: fingerprint,
             },
         })
@@ -787,43 +733,19 @@ async fn refresh_one(
         &token_store::load(&target.store)?,
         target.userid,
         &target.seeded_from,
-        &refresh_token,
+        refresh_token.expose(),
     ) {
         info!(
             userid = u.userid,
             "Another process rotated this user's refresh token; refreshing the stored one."
         );
-        refresh_token = u.refresh_token;
+        refresh_token = Secret::new(u.refresh_token);
     }
-    let params = [
-        ("action", "requesttoken".to_string()),
-        ("grant_type", "refresh_token".to_string()),
-        ("client_id", cfg.client_id.clone()),
-        ("client_secret", cfg.client_secret.expose().to_string()),
-        ("refresh_token", refresh_token),
-    ];
-    let body = client
-        .request("/v2/oauth2", &params, None, Endpoint::Token)
-        .await
-        .map_err(|e| match e {
-            CallError::Failed(ApiFailure {
-                kind: FailKind::Auth,
-                status,
-                message,
-            }) => Error::Auth(format!(
-                "Withings refused the refresh token (status {status}: {message}); {}",
-                super::refused_refresh_advice(&target.store, client.base())
-            )),
-            other => token_call_error("the token refresh", other),
-        })?;
-    let reply = parse_token_reply(&body)
-        .map_err(|why| Error::Api(format!("the token refresh failed: {why}")))?;
-    if let Some(expected) = target.userid.filter(|u| *u != reply.userid) {
-        return Err(Error::Api(format!(
-            "the token refresh answered for user {} instead of {expected}; the store is unchanged",
-            reply.userid
-        )));
-    }
+    let app = App {
+        client_id: &cfg.client_id,
+        client_secret: &cfg.client_secret,
+    };
+    let reply = refresh::rotate(client, app, &refresh_token, target.userid, &target.store).await?;
     if let Some(store) = done.get(&reply.userid) {
         // Another store than the one locked above (one process holds each lock once).
         let _other = match store != &target.store {
@@ -886,6 +808,7 @@ mod tests {
     use super::*;
     use crate::auth::token_store::TokenFile;
     use pretty_assertions::assert_eq;
+    use std::path::Path;
 
     fn scopes(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
@@ -1095,7 +1018,7 @@ mod tests {
             (
                 targets
                     .into_iter()
-                    .map(|t| (t.userid, t.refresh_token))
+                    .map(|t| (t.userid, t.refresh_token.expose().to_string()))
                     .collect(),
                 failures.into_iter().map(|(who, _)| who).collect(),
             )

@@ -258,3 +258,92 @@ fn a_reply_larger_than_the_cap_fails_at_once_compressed_or_not() {
         );
     }
 }
+
+/// Checks that server text reached `stderr` only through the redaction gate: no secret, no
+/// forged line, no terminal escape, and the error line shows where a secret was.
+fn assert_server_text_defused(what: &str, stderr: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !stderr.contains(secret),
+            "{what}: stderr shows {secret}:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "{what}: an ANSI escape: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\r'),
+        "{what}: a carriage return: {stderr}"
+    );
+    // The forged text stays inside the line of the message that carried it.
+    for line in stderr.lines().filter(|l| l.contains("FORGED")) {
+        assert!(
+            line.contains("Invalid Params") && !line.starts_with("2026-01-01T00:00:00Z"),
+            "{what}: a forged log line: {line}"
+        );
+    }
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("[redacted]") && last.contains("\\n") && last.contains("FORGED"),
+        "{what}: the server's text is shown, defused: {last}"
+    );
+}
+
+#[test]
+fn server_text_echoing_secrets_and_forged_log_lines_is_redacted_and_escaped() {
+    // The simulator's error texts echo the request's client secret, refresh token and code,
+    // then a newline, an ANSI escape and a forged log line.
+    let cfg = withings_sim::SimConfig {
+        code_ttl_secs: 0,
+        faults: withings_sim::Faults {
+            echo_secrets_in_errors: true,
+            repeat_guard_secs: 0.0,
+            ..withings_sim::Faults::default()
+        },
+        ..crate::support::sim_config(1, 2)
+    };
+    let dead = "a-refresh-token-the-server-does-not-know";
+    let world = crate::support::World::with_settings(
+        cfg,
+        json!({"refresh_token": dead, "redirect_uri": "https://tap.example/cb"}),
+    );
+    let secret = world.sim.client_secret().to_string();
+    let config = world.config.display().to_string();
+    let catalog = world.catalog(&["goals"]).display().to_string();
+    let runs = [
+        ("--test", tap(&["--config", config.as_str(), "--test"])),
+        (
+            "a sync",
+            tap(&["--config", config.as_str(), "--catalog", catalog.as_str()]),
+        ),
+        (
+            "auth --refresh",
+            tap(&["auth", "--refresh", "--config", config.as_str()]),
+        ),
+    ];
+    for (what, run) in runs {
+        assert_eq!(run.code, 1, "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("invalid refresh_token"),
+            "{what}: {}",
+            run.stderr
+        );
+        assert_server_text_defused(what, &run.stderr, &[&secret, dead]);
+    }
+    // The code exchange: an expired code, echoed back with the secret.
+    let mut auth = crate::auth::start_auth_with(&world.config, &[], &[]);
+    let (_, location, _) = crate::auth::http_get(&auth.authorize_url());
+    let location = location.expect("a redirect");
+    let code = location
+        .split("code=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("a code")
+        .to_string();
+    auth.paste(&location);
+    let run = auth.finish();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid code"), "{}", run.stderr);
+    assert_server_text_defused("the code exchange", &run.stderr, &[&secret, &code]);
+}
