@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Url;
 use serde_json::{json, Value};
@@ -134,25 +135,67 @@ pub fn listen_addrs(redirect_uri: &str) -> Vec<SocketAddr> {
     }
 }
 
-/// Binds the first address (required) and the others where the system allows (a host
-/// without IPv6 has no ::1).
-async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
-    let mut listeners = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
-        match TcpListener::bind(addr).await {
-            Ok(l) => listeners.push(l),
-            Err(e) if i > 0 => {
-                tracing::debug!(%addr, error = %e, "Not listening on this address too.");
-            }
-            Err(e) => {
-                return Err(Error::io(
-                    format!(
-                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
-                ),
-                    e,
-                ))
+/// Every address to listen on for `redirect_uri`: those of [`listen_addrs`] and, for a
+/// `localhost` redirect, every loopback address the system resolves `localhost` to (a
+/// browser may use any of them).
+async fn listen_plan(redirect_uri: &str) -> Vec<SocketAddr> {
+    let mut addrs = listen_addrs(redirect_uri);
+    let localhost = Url::parse(redirect_uri)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("localhost")))
+        .unwrap_or(false);
+    if let Some(port) = addrs.first().map(SocketAddr::port).filter(|_| localhost) {
+        if let Ok(resolved) = tokio::net::lookup_host(("localhost", port)).await {
+            for addr in resolved {
+                if addr.ip().is_loopback() && !addrs.contains(&addr) {
+                    addrs.push(addr);
+                } else if !addr.ip().is_loopback() {
+                    warn!(%addr, "`localhost` resolves to an address that is not loopback; not listening there.");
+                }
             }
         }
+    }
+    addrs
+}
+
+/// Whether this host has the address `ip` at all (a host without IPv6 has no ::1): nobody
+/// can listen on an address the host does not have.
+fn host_has(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Binds every address, or fails naming the one that cannot be bound (another program
+/// holding it would receive the code). Only an address this host does not have is skipped.
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) if addrs.len() > 1 && !host_has(addr.ip()) => {
+                tracing::debug!(%addr, error = %e, "This host has no such address; not listening there.");
+            }
+            Err(e) => return Err(Error::io(
+                format!(
+                    "cannot listen on {addr} for the redirect{} (free the port or use --no-listen)",
+                    if addrs.len() > 1 {
+                        ", one of the addresses a browser may use for `localhost`"
+                    } else {
+                        ""
+                    }
+                ),
+                e,
+            )),
+        }
+    }
+    if listeners.is_empty() && !addrs.is_empty() {
+        return Err(Error::Io(format!(
+            "cannot listen on any of {} for the redirect: use --no-listen",
+            addrs
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     Ok(listeners)
 }
@@ -318,7 +361,7 @@ async fn consent<R: BufRead + Send + 'static>(
     let listen = if args.no_listen {
         Vec::new()
     } else {
-        listen_addrs(&redirect_uri)
+        listen_plan(&redirect_uri).await
     };
     // Bind before showing the URL, so the redirect cannot arrive before the listener.
     let listeners = bind_all(&listen).await?;
@@ -438,78 +481,136 @@ async fn read_pasted<R: BufRead + Send + 'static>(mut input: R) -> Result<Redire
 
 const SUCCESS_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Access granted</h1><p>tap-withings received the authorization. You can close this tab.</p></body></html>";
 const FAILURE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Authorization failed</h1><p>See the terminal where <code>tap-withings auth</code> runs, and run it again.</p></body></html>";
+const STALE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Authorization failed</h1><p>This redirect is not the one the running <code>tap-withings auth</code> waits for (its state does not match): open the URL it printed.</p></body></html>";
 const WAITING_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><p>tap-withings is waiting for the Withings redirect here.</p></body></html>";
 
-/// Accepts connections until the browser brings the redirect; answers it with a short page.
-/// Requests for other paths (a favicon) get a 404 and the listener keeps waiting.
+/// What a request to the listener is.
+#[derive(Debug, PartialEq, Eq)]
+enum Judged {
+    /// Not the callback (a favicon, a probe): 404, keep waiting.
+    Elsewhere,
+    /// The callback path with another state (a stale tab or a forged request): 400, keep
+    /// waiting for the real redirect.
+    WrongState,
+    /// The redirect of this run: its code, or why there is none (access denied).
+    Redirect(std::result::Result<String, String>),
+}
+
+/// Judges the request target of one connection (pure).
+fn judge(target: &str, expected_path: &str, state: &str) -> Judged {
+    let redirect = match parse_redirect(target) {
+        Ok(r)
+            if r.path == expected_path
+                && (r.code.is_some() || r.state.is_some() || r.error.is_some()) =>
+        {
+            r
+        }
+        _ => return Judged::Elsewhere,
+    };
+    if redirect.state.as_deref() != Some(state) {
+        return Judged::WrongState;
+    }
+    Judged::Redirect(check_redirect(&redirect, state).map_err(|e| e.to_string()))
+}
+
+/// How long one connection may take to send its request head: an idle or slow connection
+/// is dropped after this, and never delays another (each has its own task).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the listeners until the browser brings this run's redirect, or [`LISTEN_TIMEOUT`]:
+/// every connection in its own task, answered with a short page. Other paths get a 404 and
+/// a request on the callback path with another state a 400; the listener keeps waiting.
 async fn receive_redirect(
     listeners: Vec<TcpListener>,
     redirect_uri: &str,
     state: &str,
 ) -> Result<String> {
-    let expected_path = Url::parse(redirect_uri)
+    let expected_path: Arc<str> = Url::parse(redirect_uri)
         .map(|u| u.path().to_string())
-        .unwrap_or_else(|_| "/".into());
-    let deadline = Instant::now() + LISTEN_TIMEOUT;
-    // One accepting task per listener (127.0.0.1 and ::1 for `localhost`); they end with
-    // the set, when the redirect has come.
-    let (tx, mut connections) = tokio::sync::mpsc::channel(4);
+        .unwrap_or_else(|_| "/".into())
+        .into();
+    let state: Arc<str> = state.into();
+    let (tx, mut verdicts) = tokio::sync::mpsc::channel(1);
+    // One accepting task per listener (127.0.0.1 and ::1 for `localhost`); they and their
+    // connections end with the set, when this returns.
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners {
-        let tx = tx.clone();
-        accepting.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                if tx.send(stream).await.is_err() {
-                    break;
-                }
-            }
-        });
+        accepting.spawn(accept(
+            listener,
+            Arc::clone(&expected_path),
+            Arc::clone(&state),
+            tx.clone(),
+        ));
     }
     drop(tx);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let accepted = tokio::time::timeout(left, connections.recv())
-            .await
-            .map_err(|_| {
-                Error::Auth(format!(
-                    "no redirect reached {redirect_uri} within {} s: run `tap-withings auth` again",
-                    LISTEN_TIMEOUT.as_secs()
-                ))
-            })?;
-        let Some(mut stream) = accepted else {
-            return Err(Error::Auth(format!(
-                "the listener for {redirect_uri} stopped: run `tap-withings auth` again"
-            )));
-        };
-        let Some(target) = read_request_target(&mut stream).await else {
-            continue;
-        };
-        let redirect = match parse_redirect(&target) {
-            Ok(r)
-                if r.path == expected_path
-                    && (r.code.is_some() || r.state.is_some() || r.error.is_some()) =>
-            {
-                r
-            }
-            _ => {
-                respond(&mut stream, "404 Not Found", WAITING_PAGE).await;
-                continue;
-            }
-        };
-        return match check_redirect(&redirect, state) {
-            Ok(code) => {
-                respond(&mut stream, "200 OK", SUCCESS_PAGE).await;
-                Ok(code)
-            }
-            Err(e) => {
-                respond(&mut stream, "400 Bad Request", FAILURE_PAGE).await;
-                Err(e)
-            }
-        };
+    match tokio::time::timeout(LISTEN_TIMEOUT, verdicts.recv()).await {
+        Err(_) => Err(Error::Auth(format!(
+            "no redirect reached {redirect_uri} within {} s: run `tap-withings auth` again",
+            LISTEN_TIMEOUT.as_secs()
+        ))),
+        Ok(None) => Err(Error::Auth(format!(
+            "the listener for {redirect_uri} stopped: run `tap-withings auth` again"
+        ))),
+        Ok(Some(Ok(code))) => Ok(code),
+        Ok(Some(Err(why))) => Err(Error::Auth(why)),
     }
 }
 
-/// The request target of an HTTP request line (`GET /callback?code=.. HTTP/1.1`).
+type Verdicts = tokio::sync::mpsc::Sender<std::result::Result<String, String>>;
+
+/// Accepts connections on one listener, a task each, until the redirect has come.
+async fn accept(listener: TcpListener, path: Arc<str>, state: Arc<str>, tx: Verdicts) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = tx.closed() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                connections.spawn(serve(
+                    stream,
+                    Arc::clone(&path),
+                    Arc::clone(&state),
+                    tx.clone(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors (many connections at once) or a connection reset
+                // before it was accepted: the listener stays, the next accept may work.
+                tracing::debug!(error = %e, "Cannot accept a connection.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// One connection: reads its request (within [`CONNECTION_TIMEOUT`]), answers it, and
+/// passes this run's redirect on (after the browser has its page).
+async fn serve(mut stream: TcpStream, path: Arc<str>, state: Arc<str>, tx: Verdicts) {
+    let Some(target) = read_request_target(&mut stream).await else {
+        return;
+    };
+    match judge(&target, &path, &state) {
+        Judged::Elsewhere => respond(&mut stream, "404 Not Found", WAITING_PAGE).await,
+        Judged::WrongState => {
+            warn!("A request on the redirect path carried another state (a stale tab or a forged request); answered 400 and still waiting for the redirect.");
+            respond(&mut stream, "400 Bad Request", STALE_PAGE).await;
+        }
+        Judged::Redirect(verdict) => {
+            let (status, page) = match &verdict {
+                Ok(_) => ("200 OK", SUCCESS_PAGE),
+                Err(_) => ("400 Bad Request", FAILURE_PAGE),
+            };
+            respond(&mut stream, status, page).await;
+            let _ = tx.send(verdict).await;
+        }
+    }
+}
+
+/// The request target of an HTTP request line (`GET /callback?code=.. HTTP/1.1`), read
+/// within [`CONNECTION_TIMEOUT`].
 async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
@@ -523,7 +624,7 @@ async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
         }
         Some(())
     };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    tokio::time::timeout(CONNECTION_TIMEOUT, read)
         .await
         .ok()??;
     let head = String::from_utf8_lossy(&buf);
@@ -1041,6 +1142,36 @@ mod tests {
         let (targets, failures) =
             refresh_targets(roster::plan(&none, |_| Ok(TokenFile::default())), None);
         assert!(targets.is_empty() && failures.is_empty());
+    }
+
+    #[test]
+    fn the_listener_waits_through_other_paths_and_other_states_for_this_runs_redirect() {
+        let cases = [
+            ("/favicon.ico", Judged::Elsewhere),
+            ("/cb", Judged::Elsewhere),
+            ("/other?code=c&state=s", Judged::Elsewhere),
+            ("/cb?code=c&state=forged", Judged::WrongState),
+            ("/cb?code=c", Judged::WrongState),
+            ("/cb?error=access_denied", Judged::WrongState),
+            ("/cb?code=c&state=s", Judged::Redirect(Ok("c".into()))),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(judge(target, "/cb", "s"), expected, "{target}");
+        }
+        let Judged::Redirect(Err(why)) = judge("/cb?error=access_denied&state=s", "/cb", "s")
+        else {
+            panic!("a refusal with this run's state ends the wait")
+        };
+        assert!(why.contains("did not grant access"), "{why}");
+    }
+
+    #[test]
+    fn the_host_has_its_ipv4_loopback_and_not_a_foreign_address() {
+        assert!(host_has(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(
+            !host_has("192.0.2.1".parse().unwrap()),
+            "TEST-NET-1 is nobody's"
+        );
     }
 
     #[test]
