@@ -174,8 +174,9 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
             Err(e) if addrs.len() > 1 && !host_has(addr.ip()) => {
                 tracing::debug!(%addr, error = %e, "This host has no such address; not listening there.");
             }
-            Err(e) => return Err(Error::io(
-                format!(
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
                     "cannot listen on {addr} for the redirect{} (free the port or use --no-listen)",
                     if addrs.len() > 1 {
                         ", one of the addresses a browser may use for `localhost`"
@@ -183,8 +184,9 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
                         ""
                     }
                 ),
-                e,
-            )),
+                    e,
+                ))
+            }
         }
     }
     if listeners.is_empty() && !addrs.is_empty() {

@@ -159,7 +159,7 @@ mod tests {
         // A secret the cut would split is redacted first, so no prefix of it survives.
         let secret = "s".repeat(40);
         let text = format!("{}{secret}", "x".repeat(190));
-        let out = sanitize(&text, &[secret.clone()]);
+        let out = sanitize(&text, std::slice::from_ref(&secret));
         assert!(out.ends_with("[redacted]"), "{out}");
         assert!(!out.contains("ssssss"));
         // Redacted before escaping: a secret next to a newline goes too.
