@@ -1,5 +1,6 @@
-//! `tap-withings auth`: the consent flow (authorization URL, a one-shot loopback listener or a
-//! pasted redirect URL, the code exchange), `--refresh` and `--status`. Every token reply is
+//! `tap-withings auth`: the consent flow (authorization URL, a loopback listener that serves
+//! every connection on its own until this run's redirect comes, or a pasted redirect URL; the
+//! code exchange), `--refresh` and `--status`. Every token reply is
 //! written to the token store before anything else happens. No token ever reaches stdout,
 //! stderr or the logs: a consent prints the config lines that point at the token store.
 
@@ -145,7 +146,9 @@ async fn listen_plan(redirect_uri: &str) -> Vec<SocketAddr> {
         .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("localhost")))
         .unwrap_or(false);
     if let Some(port) = addrs.first().map(SocketAddr::port).filter(|_| localhost) {
-        if let Ok(resolved) = tokio::net::lookup_host(("localhost", port)).await {
+        // Bounded: a resolver that hangs on `localhost` leaves the two fixed addresses.
+        let lookup = tokio::net::lookup_host(("localhost", port));
+        if let Ok(Ok(resolved)) = tokio::time::timeout(Duration::from_secs(2), lookup).await {
             for addr in resolved {
                 if addr.ip().is_loopback() && !addrs.contains(&addr) {
                     addrs.push(addr);
