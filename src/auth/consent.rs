@@ -1066,6 +1066,11 @@ mod tests {
                 "did not grant access (access_denied)",
             ),
             (redirect("/", None, Some("s"), None), "has no `code`"),
+            // A hostile `error` cannot start a line of its own.
+            (
+                redirect("/", None, Some("s"), Some("denied\nERROR forged\u{1b}[2K")),
+                "did not grant access (denied\\nERROR forged\\u{1b}[2K)",
+            ),
         ];
         for (r, expected) in cases {
             let err = check_redirect(&r, "s").unwrap_err();
