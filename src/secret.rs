@@ -1,16 +1,21 @@
 //! Secret strings (client secret, tokens) that never print: Debug and Display show
 //! `[redacted]`; only [`Secret::expose`] gives the value, at the point it goes on the wire.
+//! Every secret made is known to [`redact`], which removes it from server text.
 
 use std::fmt;
+
+pub mod redact;
 
 /// A secret value whose formatting is redacted.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a secret value.
+    /// Wraps a secret value and registers it with [`redact`].
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        redact::register(&value);
+        Secret(value)
     }
 
     /// The secret itself, for the HTTP request or the token store only.

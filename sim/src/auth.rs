@@ -135,11 +135,20 @@ impl AuthStore {
 
     /// `grant_type=refresh_token`.
     pub fn refresh(&mut self, token: &str, now: f64) -> Option<Issued> {
+        self.refresh_with_grace(token, now, ROTATION_GRACE_SECS)
+    }
+
+    /// `grant_type=refresh_token`, the old token surviving its successor `grace` seconds
+    /// (0: it dies at once).
+    pub fn refresh_with_grace(&mut self, token: &str, now: f64, grace: f64) -> Option<Issued> {
         let old = self.refresh.get_mut(token)?;
         if old.dead || old.expires_at <= now {
             return None;
         }
-        old.expires_at = old.expires_at.min(now + ROTATION_GRACE_SECS);
+        if grace <= 0.0 {
+            old.dead = true;
+        }
+        old.expires_at = old.expires_at.min(now + grace);
         let (userid, scope) = (old.userid, old.scope.clone());
         Some(self.issue(userid, &scope, Some(token.to_string()), now))
     }
@@ -218,6 +227,16 @@ mod tests {
         assert!(s.refresh("sim-refresh-7", 3.0).is_none());
         // The successors still work.
         assert!(s.refresh(&first.refresh_token, 4.0).is_some());
+    }
+
+    #[test]
+    fn with_no_grace_an_old_refresh_token_dies_when_its_successor_is_issued() {
+        let mut s = store();
+        let first = s.refresh_with_grace("sim-refresh-7", 0.0, 0.0).unwrap();
+        assert!(s.refresh_with_grace("sim-refresh-7", 0.0, 0.0).is_none());
+        assert!(s
+            .refresh_with_grace(&first.refresh_token, 0.0, 0.0)
+            .is_some());
     }
 
     #[test]

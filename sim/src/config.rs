@@ -185,6 +185,14 @@ pub struct Faults {
     /// last sample or segment dated 9 days after the window's end (a reply outside the range
     /// asked for).
     pub rows_outside_window: bool,
+    /// How long an old refresh token survives its successor (None: 8 h, as Withings). 0: it
+    /// dies as soon as its successor is issued, so a store that lost a rotation holds a dead
+    /// token (a strict check of every rotation a client stores).
+    pub rotation_grace_secs: Option<f64>,
+    /// Every error envelope's `error` text also echoes the request's `client_secret`,
+    /// `refresh_token`, `code` and bearer token, then a newline, an ANSI escape and a forged
+    /// log line (a hostile or broken server).
+    pub echo_secrets_in_errors: bool,
 }
 
 impl Default for Faults {
@@ -203,6 +211,8 @@ impl Default for Faults {
             no_modified: false,
             keyless_rows: false,
             rows_outside_window: false,
+            rotation_grace_secs: None,
+            echo_secrets_in_errors: false,
         }
     }
 }

@@ -70,6 +70,12 @@ struct Cli {
     /// Intraday and sleep get replies also carry a row dated 9 days after the window.
     #[arg(long)]
     rows_outside_window: bool,
+    /// Seconds an old refresh token survives its successor (default 8 h; 0: dies at once).
+    #[arg(long)]
+    rotation_grace_secs: Option<f64>,
+    /// Error texts echo the request's secrets and a forged log line (a hostile server).
+    #[arg(long)]
+    echo_secrets_in_errors: bool,
     /// Write a ready tap config (JSON) to this file.
     #[arg(long)]
     write_tap_config: Option<PathBuf>,
@@ -108,6 +114,8 @@ impl Cli {
                 no_modified: self.no_modified,
                 keyless_rows: self.keyless_rows,
                 rows_outside_window: self.rows_outside_window,
+                rotation_grace_secs: self.rotation_grace_secs,
+                echo_secrets_in_errors: self.echo_secrets_in_errors,
             },
             ..SimConfig::default()
         }

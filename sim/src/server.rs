@@ -107,6 +107,22 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The `echo_secrets_in_errors` tail of an error text: the request's secrets, then a newline,
+/// an ANSI escape and a forged log line.
+fn echoed_secrets(params: &BTreeMap<String, String>, bearer: Option<&str>) -> String {
+    let mut text = String::new();
+    for key in ["client_secret", "refresh_token", "code"] {
+        if let Some(v) = params.get(key) {
+            text.push_str(&format!(" {key}={v}"));
+        }
+    }
+    if let Some(b) = bearer {
+        text.push_str(&format!(" bearer={b}"));
+    }
+    text.push_str("\n\u{1b}[2K2026-01-01T00:00:00Z ERROR tap-withings: FORGED log line\r\n");
+    text
+}
+
 fn action_name(route: Option<Route>, action: &str) -> String {
     match route {
         Some(Route::Data(m, _)) => m.to_string(),
@@ -142,6 +158,10 @@ fn process(
         fault: None,
     };
     let n = st.fault_state.tick();
+    let echo = st
+        .faults
+        .echo_secrets_in_errors
+        .then(|| echoed_secrets(&params, token.as_deref()));
     let mut out = pipeline(
         shared,
         st,
@@ -153,6 +173,14 @@ fn process(
         now,
         n,
     );
+    if let Some(echo) = echo.filter(|_| out.status > 0) {
+        if let Ok(mut envelope) = serde_json::from_str::<Value>(&out.reply.body) {
+            let text = envelope["error"].as_str().unwrap_or("").to_string();
+            envelope["error"] = json!(format!("{text}{echo}"));
+            out.reply.body = envelope.to_string();
+            out.fault = out.fault.or(Some("echo_secrets_in_errors"));
+        }
+    }
     let faults = &st.faults;
     if out.reply.http == 200 && FaultState::truncated(faults, n) {
         let cut = out.reply.body.len() / 2;
@@ -231,7 +259,17 @@ fn pipeline(
             format!("Not implemented: no service for path {path} action={action:?}"),
         )),
         Some(Route::Token) => {
-            match oauth::requesttoken(&p, &shared.cfg, &mut st.auth, now, faults.shape_quirks) {
+            let grace = faults
+                .rotation_grace_secs
+                .unwrap_or(crate::auth::ROTATION_GRACE_SECS);
+            match oauth::requesttoken(
+                &p,
+                &shared.cfg,
+                &mut st.auth,
+                now,
+                faults.shape_quirks,
+                grace,
+            ) {
                 Ok((body, grant, userid)) => {
                     match grant {
                         oauth::Grant::Code => st.stats.code_exchanges += 1,

@@ -275,29 +275,17 @@ impl ApiClient {
         bearer: Option<&Secret>,
         endpoint: Endpoint,
     ) -> std::result::Result<Value, CallError> {
-        let reply = self.request_reply(path, params, bearer, endpoint).await?;
-        reply.into_value().map_err(unreadable)
-    }
-
-    /// As [`ApiClient::request`], with the body kept as text when it is an object.
-    pub async fn request_reply(
-        &self,
-        path: &str,
-        params: &[(&str, String)],
-        bearer: Option<&Secret>,
-        endpoint: Endpoint,
-    ) -> std::result::Result<Reply, CallError> {
         let no_reader = |_: &[u8]| None::<Infallible>;
         match self
             .request_read(path, params, bearer, endpoint, no_reader)
             .await?
         {
             Body::Typed(never) => match never {},
-            Body::Reply(reply) => Ok(reply),
+            Body::Reply(reply) => reply.into_value().map_err(unreadable),
         }
     }
 
-    /// As [`ApiClient::request_reply`], reading a reply with `read` first: `read` takes the
+    /// As [`ApiClient::request`], reading a reply with `read` first: `read` takes the
     /// whole reply text and gives a value only for a complete status-0 envelope of the shape
     /// it knows (e.g. a typed getmeas page, read in one pass); every other reply (errors, 601,
     /// truncated bodies, other shapes) is classified and retried as usual.
@@ -437,7 +425,7 @@ fn redirected<T>(status: u16, resp: &reqwest::Response) -> Outcome<T> {
         .get(reqwest::header::LOCATION)
         .and_then(|l| l.to_str().ok())
         .and_then(|l| resp.url().join(l).ok())
-        .and_then(|u| u.host_str().map(str::to_string))
+        .and_then(|u| u.host_str().map(crate::secret::redact::server_text))
         .unwrap_or_else(|| "an unknown place".into());
     Outcome::Fail(ApiFailure {
         kind: FailKind::Fatal,
@@ -456,12 +444,13 @@ pub fn unreadable(message: String) -> CallError {
 }
 
 fn short(e: &reqwest::Error) -> String {
-    // reqwest errors can carry the URL; ours has no secrets in it, but keep messages short.
+    // reqwest errors carry the URL (ours has no secrets in it) and what the connection or
+    // the server did: through the redaction gate, which also keeps them short.
     let mut text = e.to_string();
     if let Some(src) = std::error::Error::source(e) {
         text = format!("{text}: {src}");
     }
-    text.chars().take(200).collect()
+    crate::secret::redact::server_text(&text)
 }
 
 fn action_of<'a>(params: &'a [(&str, String)]) -> &'a str {

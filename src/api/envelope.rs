@@ -201,11 +201,10 @@ pub fn classify_owned(http_status: u16, text: Vec<u8>, endpoint: Endpoint) -> Ou
     let Some(status) = envelope.get("status").and_then(Value::as_i64) else {
         return Outcome::Retry("reply without an integer `status`".into());
     };
-    let message = envelope
-        .get("error")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    // Server text: it reaches logs and error messages only through the redaction gate.
+    let message = crate::secret::redact::server_text(
+        envelope.get("error").and_then(Value::as_str).unwrap_or(""),
+    );
     let body = envelope.get("body").cloned().unwrap_or(Value::Null);
     let fail = |kind| {
         Outcome::Fail(ApiFailure {
@@ -390,6 +389,34 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_error_text_of_a_reply_is_escaped_bounded_and_redacted() {
+        let _secret = crate::secret::Secret::new("envelope-test-client-secret");
+        let text = format!(
+            "Invalid Params: envelope-test-client-secret\n2026-01-01 ERROR forged\u{1b}[2K{}",
+            "x".repeat(500)
+        );
+        let body = json!({"status": 503, "body": {}, "error": text}).to_string();
+        let Outcome::Fail(failure) = classify(200, body.as_bytes(), Endpoint::Token) else {
+            panic!("not a failure")
+        };
+        assert!(
+            failure
+                .message
+                .starts_with("Invalid Params: [redacted]\\n2026-01-01 ERROR forged\\u{1b}[2K"),
+            "{}",
+            failure.message
+        );
+        assert!(!failure.message.contains(['\n', '\u{1b}']));
+        assert_eq!(failure.message.chars().count(), 201);
+        // The reasons of retries and waits carry the same text.
+        let wait = json!({"status": 601, "body": {}, "error": "slow\ndown"}).to_string();
+        assert_eq!(
+            data(200, &wait),
+            Outcome::Wait(60.0, "status 601 slow\\ndown".into())
+        );
     }
 
     #[test]

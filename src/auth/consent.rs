@@ -1,13 +1,15 @@
-//! `tap-withings auth`: the consent flow (authorization URL, a one-shot loopback listener or a
-//! pasted redirect URL, the code exchange), `--refresh` and `--status`. Every token reply is
+//! `tap-withings auth`: the consent flow (authorization URL, a loopback listener that serves
+//! every connection on its own until this run's redirect comes, or a pasted redirect URL; the
+//! code exchange), `--refresh` and `--status`. Every token reply is
 //! written to the token store before anything else happens. No token ever reaches stdout,
 //! stderr or the logs: a consent prints the config lines that point at the token store.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::Url;
 use serde_json::{json, Value};
@@ -15,8 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{info, warn};
 
+use super::refresh::{self, debug_pause, parse_token_reply, store_reply, token_call_error};
+use super::refresh::{App, TokenReply};
 use super::roster::{self, Start};
-use super::session::{parse_token_reply, TokenReply};
 use super::token_store::{self, fingerprint, StoredUser};
 use crate::api::cancel::Cancel;
 use crate::api::client::{ApiClient, CallError};
@@ -24,6 +27,7 @@ use crate::api::envelope::{ApiFailure, Endpoint, FailKind};
 use crate::cli::{AuthArgs, Cli};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Withings' consent page (fact sheet §2.1).
 pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/authorize2";
@@ -31,14 +35,7 @@ pub const AUTHORIZE_URL: &str = "https://account.withings.com/oauth2_user/author
 /// Path of the consent page, appended to a loopback `api_url` (the simulator serves it there).
 pub const AUTHORIZE_PATH: &str = "/oauth2_user/authorize2";
 
-/// Test hook: set to `token_reply` or `store_written` and the token exchange of `auth`,
-/// `auth --refresh` and a sync's own refresh announces `tap-withings: debug pause at <point>`
-/// on stderr and sleeps for [`DEBUG_PAUSE`] at that point, so a test can SIGKILL the process
-/// there. It only sleeps: requests, the store and the output are the same with or without it.
-pub const DEBUG_PAUSE_VAR: &str = "TAP_WITHINGS_DEBUG_PAUSE";
-
-/// How long the [`DEBUG_PAUSE_VAR`] hook sleeps.
-pub const DEBUG_PAUSE: Duration = Duration::from_secs(30);
+pub use super::refresh::{pause_point, DEBUG_PAUSE, DEBUG_PAUSE_VAR};
 
 /// How long the loopback listener waits for the browser's redirect.
 pub const LISTEN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -139,25 +136,71 @@ pub fn listen_addrs(redirect_uri: &str) -> Vec<SocketAddr> {
     }
 }
 
-/// Binds the first address (required) and the others where the system allows (a host
-/// without IPv6 has no ::1).
+/// Every address to listen on for `redirect_uri`: those of [`listen_addrs`] and, for a
+/// `localhost` redirect, every loopback address the system resolves `localhost` to (a
+/// browser may use any of them).
+async fn listen_plan(redirect_uri: &str) -> Vec<SocketAddr> {
+    let mut addrs = listen_addrs(redirect_uri);
+    let localhost = Url::parse(redirect_uri)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("localhost")))
+        .unwrap_or(false);
+    if let Some(port) = addrs.first().map(SocketAddr::port).filter(|_| localhost) {
+        // Bounded: a resolver that hangs on `localhost` leaves the two fixed addresses.
+        let lookup = tokio::net::lookup_host(("localhost", port));
+        if let Ok(Ok(resolved)) = tokio::time::timeout(Duration::from_secs(2), lookup).await {
+            for addr in resolved {
+                if addr.ip().is_loopback() && !addrs.contains(&addr) {
+                    addrs.push(addr);
+                } else if !addr.ip().is_loopback() {
+                    warn!(%addr, "`localhost` resolves to an address that is not loopback; not listening there.");
+                }
+            }
+        }
+    }
+    addrs
+}
+
+/// Whether this host has the address `ip` at all (a host without IPv6 has no ::1): nobody
+/// can listen on an address the host does not have.
+fn host_has(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Binds every address, or fails naming the one that cannot be bound (another program
+/// holding it would receive the code). Only an address this host does not have is skipped.
 async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
-    for (i, addr) in addrs.iter().enumerate() {
+    for addr in addrs {
         match TcpListener::bind(addr).await {
             Ok(l) => listeners.push(l),
-            Err(e) if i > 0 => {
-                tracing::debug!(%addr, error = %e, "Not listening on this address too.");
+            Err(e) if addrs.len() > 1 && !host_has(addr.ip()) => {
+                tracing::debug!(%addr, error = %e, "This host has no such address; not listening there.");
             }
             Err(e) => {
                 return Err(Error::io(
                     format!(
-                    "cannot listen on {addr} for the redirect (free the port or use --no-listen)"
+                    "cannot listen on {addr} for the redirect{} (free the port or use --no-listen)",
+                    if addrs.len() > 1 {
+                        ", one of the addresses a browser may use for `localhost`"
+                    } else {
+                        ""
+                    }
                 ),
                     e,
                 ))
             }
         }
+    }
+    if listeners.is_empty() && !addrs.is_empty() {
+        return Err(Error::Io(format!(
+            "cannot listen on any of {} for the redirect: use --no-listen",
+            addrs
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     Ok(listeners)
 }
@@ -218,7 +261,7 @@ pub fn check_redirect(redirect: &Redirect, expected_state: &str) -> Result<Strin
         ));
     }
     if let Some(error) = &redirect.error {
-        let error: String = error.chars().take(100).collect();
+        let error = crate::secret::redact::server_text(error);
         return Err(Error::Auth(format!(
             "Withings did not grant access ({error}): run `tap-withings auth` again"
         )));
@@ -323,7 +366,7 @@ async fn consent<R: BufRead + Send + 'static>(
     let listen = if args.no_listen {
         Vec::new()
     } else {
-        listen_addrs(&redirect_uri)
+        listen_plan(&redirect_uri).await
     };
     // Bind before showing the URL, so the redirect cannot arrive before the listener.
     let listeners = bind_all(&listen).await?;
@@ -351,6 +394,8 @@ async fn consent<R: BufRead + Send + 'static>(
             return Err(Error::Auth("interrupted while waiting for the redirect: nothing was stored".into()))
         }
     };
+    // A secret from now on: a code-exchange error that echoes it is redacted.
+    crate::secret::redact::register(&code);
     // Codes live 30 s: exchange at once, before anything else.
     let reply = exchange_code(cfg, client, &code, &redirect_uri).await?;
     debug_pause(pause_point(env), "token_reply").await;
@@ -441,78 +486,136 @@ async fn read_pasted<R: BufRead + Send + 'static>(mut input: R) -> Result<Redire
 
 const SUCCESS_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Access granted</h1><p>tap-withings received the authorization. You can close this tab.</p></body></html>";
 const FAILURE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Authorization failed</h1><p>See the terminal where <code>tap-withings auth</code> runs, and run it again.</p></body></html>";
+const STALE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><h1>Authorization failed</h1><p>This redirect is not the one the running <code>tap-withings auth</code> waits for (its state does not match): open the URL it printed.</p></body></html>";
 const WAITING_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>tap-withings</title></head><body><p>tap-withings is waiting for the Withings redirect here.</p></body></html>";
 
-/// Accepts connections until the browser brings the redirect; answers it with a short page.
-/// Requests for other paths (a favicon) get a 404 and the listener keeps waiting.
+/// What a request to the listener is.
+#[derive(Debug, PartialEq, Eq)]
+enum Judged {
+    /// Not the callback (a favicon, a probe): 404, keep waiting.
+    Elsewhere,
+    /// The callback path with another state (a stale tab or a forged request): 400, keep
+    /// waiting for the real redirect.
+    WrongState,
+    /// The redirect of this run: its code, or why there is none (access denied).
+    Redirect(std::result::Result<String, String>),
+}
+
+/// Judges the request target of one connection (pure).
+fn judge(target: &str, expected_path: &str, state: &str) -> Judged {
+    let redirect = match parse_redirect(target) {
+        Ok(r)
+            if r.path == expected_path
+                && (r.code.is_some() || r.state.is_some() || r.error.is_some()) =>
+        {
+            r
+        }
+        _ => return Judged::Elsewhere,
+    };
+    if redirect.state.as_deref() != Some(state) {
+        return Judged::WrongState;
+    }
+    Judged::Redirect(check_redirect(&redirect, state).map_err(|e| e.to_string()))
+}
+
+/// How long one connection may take to send its request head: an idle or slow connection
+/// is dropped after this, and never delays another (each has its own task).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the listeners until the browser brings this run's redirect, or [`LISTEN_TIMEOUT`]:
+/// every connection in its own task, answered with a short page. Other paths get a 404 and
+/// a request on the callback path with another state a 400; the listener keeps waiting.
 async fn receive_redirect(
     listeners: Vec<TcpListener>,
     redirect_uri: &str,
     state: &str,
 ) -> Result<String> {
-    let expected_path = Url::parse(redirect_uri)
+    let expected_path: Arc<str> = Url::parse(redirect_uri)
         .map(|u| u.path().to_string())
-        .unwrap_or_else(|_| "/".into());
-    let deadline = Instant::now() + LISTEN_TIMEOUT;
-    // One accepting task per listener (127.0.0.1 and ::1 for `localhost`); they end with
-    // the set, when the redirect has come.
-    let (tx, mut connections) = tokio::sync::mpsc::channel(4);
+        .unwrap_or_else(|_| "/".into())
+        .into();
+    let state: Arc<str> = state.into();
+    let (tx, mut verdicts) = tokio::sync::mpsc::channel(1);
+    // One accepting task per listener (127.0.0.1 and ::1 for `localhost`); they and their
+    // connections end with the set, when this returns.
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners {
-        let tx = tx.clone();
-        accepting.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                if tx.send(stream).await.is_err() {
-                    break;
-                }
-            }
-        });
+        accepting.spawn(accept(
+            listener,
+            Arc::clone(&expected_path),
+            Arc::clone(&state),
+            tx.clone(),
+        ));
     }
     drop(tx);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let accepted = tokio::time::timeout(left, connections.recv())
-            .await
-            .map_err(|_| {
-                Error::Auth(format!(
-                    "no redirect reached {redirect_uri} within {} s: run `tap-withings auth` again",
-                    LISTEN_TIMEOUT.as_secs()
-                ))
-            })?;
-        let Some(mut stream) = accepted else {
-            return Err(Error::Auth(format!(
-                "the listener for {redirect_uri} stopped: run `tap-withings auth` again"
-            )));
-        };
-        let Some(target) = read_request_target(&mut stream).await else {
-            continue;
-        };
-        let redirect = match parse_redirect(&target) {
-            Ok(r)
-                if r.path == expected_path
-                    && (r.code.is_some() || r.state.is_some() || r.error.is_some()) =>
-            {
-                r
-            }
-            _ => {
-                respond(&mut stream, "404 Not Found", WAITING_PAGE).await;
-                continue;
-            }
-        };
-        return match check_redirect(&redirect, state) {
-            Ok(code) => {
-                respond(&mut stream, "200 OK", SUCCESS_PAGE).await;
-                Ok(code)
-            }
-            Err(e) => {
-                respond(&mut stream, "400 Bad Request", FAILURE_PAGE).await;
-                Err(e)
-            }
-        };
+    match tokio::time::timeout(LISTEN_TIMEOUT, verdicts.recv()).await {
+        Err(_) => Err(Error::Auth(format!(
+            "no redirect reached {redirect_uri} within {} s: run `tap-withings auth` again",
+            LISTEN_TIMEOUT.as_secs()
+        ))),
+        Ok(None) => Err(Error::Auth(format!(
+            "the listener for {redirect_uri} stopped: run `tap-withings auth` again"
+        ))),
+        Ok(Some(Ok(code))) => Ok(code),
+        Ok(Some(Err(why))) => Err(Error::Auth(why)),
     }
 }
 
-/// The request target of an HTTP request line (`GET /callback?code=.. HTTP/1.1`).
+type Verdicts = tokio::sync::mpsc::Sender<std::result::Result<String, String>>;
+
+/// Accepts connections on one listener, a task each, until the redirect has come.
+async fn accept(listener: TcpListener, path: Arc<str>, state: Arc<str>, tx: Verdicts) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = tx.closed() => break,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                connections.spawn(serve(
+                    stream,
+                    Arc::clone(&path),
+                    Arc::clone(&state),
+                    tx.clone(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors (many connections at once) or a connection reset
+                // before it was accepted: the listener stays, the next accept may work.
+                tracing::debug!(error = %e, "Cannot accept a connection.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// One connection: reads its request (within [`CONNECTION_TIMEOUT`]), answers it, and
+/// passes this run's redirect on (after the browser has its page).
+async fn serve(mut stream: TcpStream, path: Arc<str>, state: Arc<str>, tx: Verdicts) {
+    let Some(target) = read_request_target(&mut stream).await else {
+        return;
+    };
+    match judge(&target, &path, &state) {
+        Judged::Elsewhere => respond(&mut stream, "404 Not Found", WAITING_PAGE).await,
+        Judged::WrongState => {
+            warn!("A request on the redirect path carried another state (a stale tab or a forged request); answered 400 and still waiting for the redirect.");
+            respond(&mut stream, "400 Bad Request", STALE_PAGE).await;
+        }
+        Judged::Redirect(verdict) => {
+            let (status, page) = match &verdict {
+                Ok(_) => ("200 OK", SUCCESS_PAGE),
+                Err(_) => ("400 Bad Request", FAILURE_PAGE),
+            };
+            respond(&mut stream, status, page).await;
+            let _ = tx.send(verdict).await;
+        }
+    }
+}
+
+/// The request target of an HTTP request line (`GET /callback?code=.. HTTP/1.1`), read
+/// within [`CONNECTION_TIMEOUT`].
 async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
@@ -526,7 +629,7 @@ async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
         }
         Some(())
     };
-    tokio::time::timeout(Duration::from_secs(10), read)
+    tokio::time::timeout(CONNECTION_TIMEOUT, read)
         .await
         .ok()??;
     let head = String::from_utf8_lossy(&buf);
@@ -572,64 +675,13 @@ async fn exchange_code(
     parse_token_reply(&body).map_err(|why| Error::Api(format!("the code exchange failed: {why}")))
 }
 
-fn token_call_error(what: &str, e: CallError) -> Error {
-    match e {
-        CallError::Failed(f) => Error::Api(format!(
-            "{what} failed (status {}: {})",
-            f.status, f.message
-        )),
-        CallError::Refresh => {
-            Error::Auth(format!("{what} was refused: run `tap-withings auth` again"))
-        }
-        CallError::Exhausted { reason, attempts } => Error::Api(format!(
-            "{what} failed after {attempts} attempts ({reason})"
-        )),
-        CallError::Cancelled => Error::Interrupted,
-    }
-}
-
-/// Writes a token reply into the store (keeping the other users), atomically, mode 0600.
-/// A chain replaced this way (a new consent) leaves its seed behind as superseded, so an
-/// older configured token of that chain gives way to the stored one.
-fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<StoredUser> {
-    let now = now_epoch();
-    let mut file = token_store::load(path)?;
-    let stored = file.put(StoredUser {
-        userid: reply.userid,
-        access_token: reply.access_token.clone(),
-        refresh_token: reply.refresh_token.clone(),
-        expires_at: now + reply.expires_in,
-        scope: reply.scope.clone(),
-        updated_at: now,
-        seeded_from,
-        previous_seeds: Vec::new(),
-    });
-    token_store::save(path, &file).map_err(|e| {
-        Error::Io(format!("{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"))
-    })?;
-    Ok(stored)
-}
-
-/// The [`DEBUG_PAUSE_VAR`] point of `env`, if any.
-pub fn pause_point(env: &BTreeMap<String, String>) -> Option<&str> {
-    env.get(DEBUG_PAUSE_VAR).map(String::as_str)
-}
-
-/// Sleeps [`DEBUG_PAUSE`] at `point` when it is the chosen one (see [`DEBUG_PAUSE_VAR`]).
-pub(crate) async fn debug_pause(chosen: Option<&str>, point: &str) {
-    if chosen == Some(point) {
-        eprintln!("tap-withings: debug pause at {point}");
-        tokio::time::sleep(DEBUG_PAUSE).await;
-    }
-}
-
 /// One refresh to do: the token store, the user (once known), the refresh token and the
 /// chain it belongs to.
 struct Target {
     label: String,
     store: PathBuf,
     userid: Option<i64>,
-    refresh_token: String,
+    refresh_token: Secret,
     seeded_from: String,
 }
 
@@ -658,7 +710,7 @@ fn refresh_targets(plan: roster::Plan, user: Option<i64>) -> (Vec<Target>, Vec<(
                 label: p.label,
                 store: p.store,
                 userid: Some(u.userid),
-                refresh_token: u.refresh_token,
+                refresh_token: Secret::new(u.refresh_token),
                 seeded_from: u.seeded_from,
             },
             Start::Seed {
@@ -668,7 +720,7 @@ fn refresh_targets(plan: roster::Plan, user: Option<i64>) -> (Vec<Target>, Vec<(
                 label: p.label,
                 store: p.store,
                 userid: None,
-                refresh_token: refresh.expose().to_string(),
+                refresh_token: refresh,
                 seeded_from: fingerprint,
             },
         })
@@ -787,43 +839,19 @@ async fn refresh_one(
         &token_store::load(&target.store)?,
         target.userid,
         &target.seeded_from,
-        &refresh_token,
+        refresh_token.expose(),
     ) {
         info!(
             userid = u.userid,
             "Another process rotated this user's refresh token; refreshing the stored one."
         );
-        refresh_token = u.refresh_token;
+        refresh_token = Secret::new(u.refresh_token);
     }
-    let params = [
-        ("action", "requesttoken".to_string()),
-        ("grant_type", "refresh_token".to_string()),
-        ("client_id", cfg.client_id.clone()),
-        ("client_secret", cfg.client_secret.expose().to_string()),
-        ("refresh_token", refresh_token),
-    ];
-    let body = client
-        .request("/v2/oauth2", &params, None, Endpoint::Token)
-        .await
-        .map_err(|e| match e {
-            CallError::Failed(ApiFailure {
-                kind: FailKind::Auth,
-                status,
-                message,
-            }) => Error::Auth(format!(
-                "Withings refused the refresh token (status {status}: {message}); {}",
-                super::refused_refresh_advice(&target.store, client.base())
-            )),
-            other => token_call_error("the token refresh", other),
-        })?;
-    let reply = parse_token_reply(&body)
-        .map_err(|why| Error::Api(format!("the token refresh failed: {why}")))?;
-    if let Some(expected) = target.userid.filter(|u| *u != reply.userid) {
-        return Err(Error::Api(format!(
-            "the token refresh answered for user {} instead of {expected}; the store is unchanged",
-            reply.userid
-        )));
-    }
+    let app = App {
+        client_id: &cfg.client_id,
+        client_secret: &cfg.client_secret,
+    };
+    let reply = refresh::rotate(client, app, &refresh_token, target.userid, &target.store).await?;
     if let Some(store) = done.get(&reply.userid) {
         // Another store than the one locked above (one process holds each lock once).
         let _other = match store != &target.store {
@@ -886,6 +914,7 @@ mod tests {
     use super::*;
     use crate::auth::token_store::TokenFile;
     use pretty_assertions::assert_eq;
+    use std::path::Path;
 
     fn scopes(s: &[&str]) -> Vec<String> {
         s.iter().map(|s| s.to_string()).collect()
@@ -1037,6 +1066,11 @@ mod tests {
                 "did not grant access (access_denied)",
             ),
             (redirect("/", None, Some("s"), None), "has no `code`"),
+            // A hostile `error` cannot start a line of its own.
+            (
+                redirect("/", None, Some("s"), Some("denied\nERROR forged\u{1b}[2K")),
+                "did not grant access (denied\\nERROR forged\\u{1b}[2K)",
+            ),
         ];
         for (r, expected) in cases {
             let err = check_redirect(&r, "s").unwrap_err();
@@ -1095,7 +1129,7 @@ mod tests {
             (
                 targets
                     .into_iter()
-                    .map(|t| (t.userid, t.refresh_token))
+                    .map(|t| (t.userid, t.refresh_token.expose().to_string()))
                     .collect(),
                 failures.into_iter().map(|(who, _)| who).collect(),
             )
@@ -1118,6 +1152,36 @@ mod tests {
         let (targets, failures) =
             refresh_targets(roster::plan(&none, |_| Ok(TokenFile::default())), None);
         assert!(targets.is_empty() && failures.is_empty());
+    }
+
+    #[test]
+    fn the_listener_waits_through_other_paths_and_other_states_for_this_runs_redirect() {
+        let cases = [
+            ("/favicon.ico", Judged::Elsewhere),
+            ("/cb", Judged::Elsewhere),
+            ("/other?code=c&state=s", Judged::Elsewhere),
+            ("/cb?code=c&state=forged", Judged::WrongState),
+            ("/cb?code=c", Judged::WrongState),
+            ("/cb?error=access_denied", Judged::WrongState),
+            ("/cb?code=c&state=s", Judged::Redirect(Ok("c".into()))),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(judge(target, "/cb", "s"), expected, "{target}");
+        }
+        let Judged::Redirect(Err(why)) = judge("/cb?error=access_denied&state=s", "/cb", "s")
+        else {
+            panic!("a refusal with this run's state ends the wait")
+        };
+        assert!(why.contains("did not grant access"), "{why}");
+    }
+
+    #[test]
+    fn the_host_has_its_ipv4_loopback_and_not_a_foreign_address() {
+        assert!(host_has(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(
+            !host_has("192.0.2.1".parse().unwrap()),
+            "TEST-NET-1 is nobody's"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the `tap-withings auth` command.
 
 pub mod consent;
+pub mod refresh;
 pub mod roster;
 pub mod session;
 pub mod token_store;

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Notify};
 use tracing::{info, warn};
 
-use super::consent::debug_pause;
+use super::refresh::{self, debug_pause, App};
 use super::roster::{self, Start};
 use super::token_store::{self, StoredUser};
 use crate::api::client::{ApiClient, Body, CallError};
@@ -88,7 +88,7 @@ struct Claim {
 #[derive(Debug, Default)]
 struct RunShared {
     claims: std::sync::Mutex<BTreeMap<i64, Claim>>,
-    /// The `TAP_WITHINGS_DEBUG_PAUSE` point, if any (see [`super::consent::DEBUG_PAUSE_VAR`]).
+    /// The `TAP_WITHINGS_DEBUG_PAUSE` point, if any (see [`super::refresh::DEBUG_PAUSE_VAR`]).
     pause: Option<String>,
 }
 
@@ -413,33 +413,21 @@ impl Session {
                 }
             }
         }
-        let params = [
-            ("action", "requesttoken".to_string()),
-            ("grant_type", "refresh_token".to_string()),
-            ("client_id", self.client_id.clone()),
-            ("client_secret", self.client_secret.expose().to_string()),
-            ("refresh_token", tokens.refresh.expose().to_string()),
-        ];
-        let body = match client
-            .request("/v2/oauth2", &params, None, Endpoint::Token)
-            .await
-        {
-            Ok(body) => body,
-            Err(e) => {
-                let e = refresh_error(e, &self.store, client.base());
-                if let SessionError::Auth(m) = &e {
-                    self.fail_for_good(m);
-                }
-                return Err(e);
-            }
+        let app = App {
+            client_id: &self.client_id,
+            client_secret: &self.client_secret,
         };
-        let reply = parse_token_reply(&body).map_err(SessionError::Failed)?;
-        if let Some(expected) = tokens.userid.filter(|u| *u != reply.userid) {
-            return Err(SessionError::Failed(format!(
-                "the token refresh answered for user {} instead of {expected}; the store is unchanged",
-                reply.userid
-            )));
-        }
+        let reply =
+            match refresh::rotate(client, app, &tokens.refresh, tokens.userid, &self.store).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    let e = session_error(e);
+                    if let SessionError::Auth(m) = &e {
+                        self.fail_for_good(m);
+                    }
+                    return Err(e);
+                }
+            };
         if tokens.userid.is_none() {
             if let Some(owner) = self.claim(reply.userid) {
                 // Another configured token of this user came first: its chain is the run's.
@@ -455,30 +443,13 @@ impl Session {
             }
         }
         debug_pause(self.run.pause.as_deref(), "token_reply").await;
-        let now = now_epoch();
-        let stored = StoredUser {
-            userid: reply.userid,
-            access_token: reply.access_token.clone(),
-            refresh_token: reply.refresh_token.clone(),
-            expires_at: now + reply.expires_in,
-            scope: reply.scope.clone(),
-            updated_at: now,
-            seeded_from: tokens.seeded_from.clone(),
-            previous_seeds: Vec::new(),
-        };
         // The rotated refresh token must be on disk before the new access token is used.
         // Users of one run may share a store: one writer at a time.
-        {
+        let stored = {
             let _guard = STORE_LOCK.lock().await;
-            let mut file =
-                token_store::load(&self.store).map_err(|e| SessionError::Failed(e.to_string()))?;
-            file.put(stored);
-            token_store::save(&self.store, &file).map_err(|e| {
-                SessionError::Failed(format!(
-                    "{e}; the new tokens were not used, so the previous refresh token stays valid for 8 hours"
-                ))
-            })?;
-        }
+            refresh::store_reply(&self.store, &reply, tokens.seeded_from.clone())
+                .map_err(|e| SessionError::Failed(e.to_string()))?
+        };
         drop(store_lock);
         debug_pause(self.run.pause.as_deref(), "store_written").await;
         info!(
@@ -489,7 +460,7 @@ impl Session {
         tokens.userid = Some(reply.userid);
         tokens.access = Some(Secret::new(reply.access_token));
         tokens.refresh = Secret::new(reply.refresh_token);
-        tokens.expires_at = now + reply.expires_in;
+        tokens.expires_at = stored.expires_at;
         let mut gate = self.gate();
         gate.generation += 1;
         gate.trial = Trial::Pending;
@@ -527,7 +498,11 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Value, SessionError> {
-        Self::reply_value(self.call_reply(client, path, params).await?)
+        let no_reader = |_: &[u8]| None::<std::convert::Infallible>;
+        match self.call_read(client, path, params, no_reader).await? {
+            Body::Typed(never) => match never {},
+            Body::Reply(reply) => Self::reply_value(reply),
+        }
     }
 
     /// A reply's body as a JSON value, failing as [`Session::call`] does.
@@ -537,22 +512,9 @@ impl Session {
             .map_err(|m| describe(crate::api::client::unreadable(m)))
     }
 
-    /// As [`Session::call`], with an object body kept as text for a typed parser.
-    pub async fn call_reply(
-        &self,
-        client: &ApiClient,
-        path: &str,
-        params: &[(&str, String)],
-    ) -> std::result::Result<Reply, SessionError> {
-        let no_reader = |_: &[u8]| None::<std::convert::Infallible>;
-        match self.call_read(client, path, params, no_reader).await? {
-            Body::Typed(never) => match never {},
-            Body::Reply(reply) => Ok(reply),
-        }
-    }
-
-    /// As [`Session::call_reply`], reading the reply with `read` first (see
-    /// [`ApiClient::request_read`]).
+    /// As [`Session::call`], reading the reply with `read` first (see
+    /// [`ApiClient::request_read`]); a reply it does not read is kept as a [`Reply`] (an
+    /// object body as text, for a typed parser).
     pub async fn call_read<T>(
         &self,
         client: &ApiClient,
@@ -608,20 +570,13 @@ fn usable(tokens: &Tokens) -> bool {
         && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
 }
 
-fn refresh_error(e: CallError, store: &Path, api_url: &str) -> SessionError {
+/// A failed token refresh (see [`refresh::rotate`]) as a session failure: a refused token
+/// means the user must link the account again.
+fn session_error(e: Error) -> SessionError {
     match e {
-        CallError::Failed(ApiFailure { kind: FailKind::Auth, status, message }) => SessionError::Auth(format!(
-            "Withings refused the refresh token (status {status}: {message}); {}",
-            super::refused_refresh_advice(store, api_url)
-        )),
-        CallError::Failed(f) => SessionError::Failed(format!("token refresh failed (status {}: {})", f.status, f.message)),
-        CallError::Refresh => SessionError::Auth(
-            "Withings refused the token refresh; run `tap-withings auth` again to re-link the account".into(),
-        ),
-        CallError::Cancelled => SessionError::Cancelled,
-        CallError::Exhausted { reason, attempts } => {
-            SessionError::Failed(format!("token refresh failed after {attempts} attempts ({reason})"))
-        }
+        Error::Auth(m) => SessionError::Auth(m),
+        Error::Interrupted => SessionError::Cancelled,
+        other => SessionError::Failed(other.to_string()),
     }
 }
 
@@ -658,57 +613,5 @@ fn tokens_from_store(u: &StoredUser) -> Tokens {
         refresh: Secret::new(u.refresh_token.clone()),
         seeded_from: u.seeded_from.clone(),
         superseded: false,
-    }
-}
-
-/// The fields of a token reply the tap needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenReply {
-    pub userid: i64,
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: i64,
-    pub scope: String,
-}
-
-/// Reads a token reply body; `userid` may be a number or a string.
-pub fn parse_token_reply(body: &Value) -> std::result::Result<TokenReply, String> {
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let userid = match body.get("userid") {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .ok_or("the token reply has no userid")?;
-    Ok(TokenReply {
-        userid,
-        access_token: text("access_token").ok_or("the token reply has no access_token")?,
-        refresh_token: text("refresh_token").ok_or("the token reply has no refresh_token")?,
-        // Bounded to ten years so expiry arithmetic cannot overflow.
-        expires_in: body
-            .get("expires_in")
-            .and_then(Value::as_i64)
-            .unwrap_or(10_800)
-            .clamp(0, 10 * 366 * 86_400),
-        scope: text("scope").unwrap_or_default(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn token_replies_accept_string_userids() {
-        let r = parse_token_reply(&json!({"userid": "27718374", "access_token": "a", "refresh_token": "r", "expires_in": 10800, "scope": "user.info"}))
-            .unwrap();
-        assert_eq!(r.userid, 27718374);
-        assert!(parse_token_reply(&json!({"userid": 1, "access_token": "a"})).is_err());
     }
 }

@@ -133,12 +133,18 @@ pub fn load(path: &Path) -> Result<TokenFile> {
             )))
         }
     };
-    serde_json::from_str(&text).map_err(|e| {
+    let file: TokenFile = serde_json::from_str(&text).map_err(|e| {
         Error::input(format!(
             "cannot parse token store {}: {e} (move it away and run `tap-withings auth` again)",
             path.display()
         ))
-    })
+    })?;
+    // Stored tokens are secrets of this process: a server echoing one back is redacted.
+    for user in file.users.values() {
+        crate::secret::redact::register(&user.access_token);
+        crate::secret::redact::register(&user.refresh_token);
+    }
+    Ok(file)
 }
 
 /// How long a process waits for another one's hold on a token store (a token refresh with

@@ -109,7 +109,7 @@ impl Running {
         line.trim().to_string()
     }
 
-    fn paste(&mut self, text: &str) {
+    pub(crate) fn paste(&mut self, text: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         writeln!(stdin, "{text}").unwrap();
         stdin.flush().unwrap();
@@ -140,6 +140,14 @@ impl Running {
         self.child.kill().unwrap();
         let status = self.child.wait().unwrap();
         assert_eq!(status.code(), None, "killed by a signal");
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails while `auth` waits leaves no process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -474,7 +482,7 @@ fn assert_refused_state(world: &World, run: &Run) {
 }
 
 #[test]
-fn a_wrong_state_is_rejected_on_the_listener_and_on_stdin() {
+fn a_forged_state_on_the_listener_gets_a_400_and_the_real_redirect_still_links() {
     let port = free_port();
     let world = auth_world(
         sim_config(1, 3),
@@ -482,11 +490,55 @@ fn a_wrong_state_is_rejected_on_the_listener_and_on_stdin() {
     );
     let mut auth = start_auth(&world, &[], &[]);
     let (_, location, _) = http_get(&auth.authorize_url());
-    let (status, _, page) = http_get(&with_forged_state(&location.unwrap()));
-    assert_eq!(status, 400);
-    assert!(page.contains("Authorization failed"), "{page}");
-    assert_refused_state(&world, &auth.finish());
+    let location = location.unwrap();
+    // Anyone local can send a request on the callback path: it must not end `auth`.
+    for forged in [
+        with_forged_state(&location),
+        format!("http://127.0.0.1:{port}/callback?code=stolen"),
+    ] {
+        let (status, _, page) = http_get(&forged);
+        assert_eq!(status, 400, "{forged}");
+        assert!(page.contains("Authorization failed"), "{page}");
+    }
+    auth.wait_for("another state");
+    let (status, _, page) = http_get(&location);
+    assert_eq!(status, 200, "{page}");
+    check_consent(&world, &auth.finish());
+    assert_eq!(token_grants(&world), 1, "only the real code was exchanged");
+}
 
+#[test]
+fn idle_connections_to_the_listener_do_not_delay_the_redirect() {
+    let port = free_port();
+    let world = auth_world(
+        sim_config(1, 3),
+        &format!("http://127.0.0.1:{port}/callback"),
+    );
+    let mut auth = start_auth(&world, &[], &[]);
+    let (_, location, _) = http_get(&auth.authorize_url());
+    // Four connections that send nothing, and one that sends half a request line.
+    let mut idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(b"GET /callback?code=").unwrap();
+    idle.push(slow);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (status, _, page) = http_get(&location.unwrap());
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the redirect waited {took:?} behind idle connections"
+    );
+    check_consent(&world, &auth.finish());
+    drop(idle);
+}
+
+#[test]
+fn a_wrong_state_pasted_on_stdin_is_rejected() {
+    let world = auth_world(sim_config(1, 3), "http://127.0.0.1:9/callback");
     let mut auth = start_auth(&world, &["--no-listen"], &[]);
     let (_, location, _) = http_get(&auth.authorize_url());
     auth.paste(&with_forged_state(&location.unwrap()));
@@ -751,6 +803,40 @@ fn an_empty_scopes_setting_is_a_one_line_config_error() {
             run.stderr
         );
         assert!(run.stdout.is_empty());
+        assert!(
+            !run.stderr.contains("authorize2?"),
+            "no authorization URL is shown"
+        );
+    }
+}
+
+#[test]
+fn a_localhost_redirect_fails_naming_an_address_another_program_holds() {
+    // Another local program on [::1]:PORT would receive the code of a browser that resolves
+    // `localhost` to ::1: `auth` must refuse to start rather than listen on 127.0.0.1 only.
+    let mut cases = vec![("127.0.0.1", "127.0.0.1")];
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        cases.push(("::1", "[::1]"));
+    } else {
+        println!("no ::1 on this host: only the IPv4 address is checked");
+    }
+    for (ip, shown) in cases {
+        let port = free_port();
+        let _holder = std::net::TcpListener::bind((ip, port)).expect("the address is free");
+        let world = auth_world(
+            sim_config(1, 3),
+            &format!("http://localhost:{port}/callback"),
+        );
+        let mut auth = start_auth(&world, &[], &[]);
+        auth.wait_for("cannot listen");
+        let run = auth.finish();
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let line = error_line(&run);
+        assert!(
+            line.contains(&format!("cannot listen on {shown}:{port}"))
+                && line.contains("--no-listen"),
+            "{line}"
+        );
         assert!(
             !run.stderr.contains("authorize2?"),
             "no authorization URL is shown"

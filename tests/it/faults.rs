@@ -263,6 +263,10 @@ fn all_faults_together_still_give_the_ground_truth() {
         keyless_rows: false,
         // Extra rows dated after the window asked for: dropped, so the truth still holds.
         rows_outside_window: true,
+        // Withings' 8 h grace for a rotated refresh token; server texts without secrets
+        // (both are checked on their own in hardening.rs).
+        rotation_grace_secs: None,
+        echo_secrets_in_errors: false,
     };
     let mut settings = TAP(GUARD);
     settings["request_timeout_seconds"] = json!(1);

@@ -106,12 +106,18 @@ fn an_api_url_whose_user_information_hides_a_remote_host_is_refused() {
 
 #[test]
 fn processes_sharing_a_token_store_never_lose_a_rotation() {
-    // Access tokens that expire at once: every sync refreshes every user, so processes race
-    // on the shared store; an old refresh token dies as soon as its successor's access token
-    // is used (the simulator's rule, as Withings').
+    // Four users on one store. The simulator kills an old refresh token as soon as its
+    // successor is issued (`rotation_grace_secs` 0), so a process that writes the store from
+    // a copy read before another process's rotation leaves that user with a dead token, and
+    // the user's next refresh fails. Access tokens live 1 s, so every sync refreshes too.
     let cfg = withings_sim::SimConfig {
         access_token_ttl_secs: 1,
-        ..crate::support::sim_config(3, 2)
+        faults: withings_sim::Faults {
+            rotation_grace_secs: Some(0.0),
+            repeat_guard_secs: 0.0,
+            ..withings_sim::Faults::default()
+        },
+        ..crate::support::sim_config(4, 2)
     };
     let probe = withings_sim::Sim::start(cfg.clone()).unwrap();
     let ids = probe.userids();
@@ -124,18 +130,12 @@ fn processes_sharing_a_token_store_never_lose_a_rotation() {
     let config = world.config.display().to_string();
     let catalog = world.catalog(&["goals"]).display().to_string();
     let sync = || tap(&["--config", config.as_str(), "--catalog", catalog.as_str()]);
-    let first = sync();
+    let refresh_all = || tap(&["auth", "--refresh", "--config", config.as_str()]);
+    let first = refresh_all();
     assert_eq!(first.code, 0, "{}", first.stderr);
-    for round in 0..6 {
-        std::thread::sleep(std::time::Duration::from_millis(1_100));
+    for round in 0..10 {
         let outcomes: Vec<(String, i32, String)> = std::thread::scope(|s| {
             let mut handles = Vec::new();
-            for n in 0..3 {
-                handles.push(s.spawn(move || {
-                    let r = sync();
-                    (format!("sync {n}"), r.code, r.stderr)
-                }));
-            }
             for id in &ids {
                 let user = id.to_string();
                 let config = config.clone();
@@ -144,22 +144,41 @@ fn processes_sharing_a_token_store_never_lose_a_rotation() {
                     (format!("auth --refresh --user {user}"), r.code, r.stderr)
                 }));
             }
+            if round % 3 == 0 {
+                handles.push(s.spawn(move || {
+                    let r = sync();
+                    ("a sync".to_string(), r.code, r.stderr)
+                }));
+            }
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (what, code, stderr) in outcomes {
             assert_eq!(code, 0, "round {round}, {what}: {stderr}");
         }
     }
-    // Every chain is still valid: a last sync of every user, after the access tokens died.
-    std::thread::sleep(std::time::Duration::from_millis(1_100));
-    let last = sync();
+    // Every chain is still valid: one more refresh of every user, then a sync of all of them.
+    let last = refresh_all();
     assert_eq!(last.code, 0, "{}", last.stderr);
-    let users: std::collections::BTreeSet<i64> = last
+    let refreshed: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
+    assert_eq!(
+        refreshed["refreshed"].as_array().map(Vec::len),
+        Some(ids.len()),
+        "{}",
+        last.stdout
+    );
+    let synced = sync();
+    assert_eq!(synced.code, 0, "{}", synced.stderr);
+    let users: std::collections::BTreeSet<i64> = synced
         .records("goals")
         .iter()
         .map(|r| r["userid"].as_i64().unwrap())
         .collect();
-    assert_eq!(users.len(), 3, "every user synced: {}", last.stderr);
+    assert_eq!(
+        users.len(),
+        ids.len(),
+        "every user synced: {}",
+        synced.stderr
+    );
 }
 
 /// A canned reply for `--test` (the token call and then the data call), as raw bytes.
@@ -238,4 +257,93 @@ fn a_reply_larger_than_the_cap_fails_at_once_compressed_or_not() {
             "{what}: refused without retrying"
         );
     }
+}
+
+/// Checks that server text reached `stderr` only through the redaction gate: no secret, no
+/// forged line, no terminal escape, and the error line shows where a secret was.
+fn assert_server_text_defused(what: &str, stderr: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !stderr.contains(secret),
+            "{what}: stderr shows {secret}:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "{what}: an ANSI escape: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\r'),
+        "{what}: a carriage return: {stderr}"
+    );
+    // The forged text stays inside the line of the message that carried it.
+    for line in stderr.lines().filter(|l| l.contains("FORGED")) {
+        assert!(
+            line.contains("Invalid Params") && !line.starts_with("2026-01-01T00:00:00Z"),
+            "{what}: a forged log line: {line}"
+        );
+    }
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("[redacted]") && last.contains("\\n") && last.contains("FORGED"),
+        "{what}: the server's text is shown, defused: {last}"
+    );
+}
+
+#[test]
+fn server_text_echoing_secrets_and_forged_log_lines_is_redacted_and_escaped() {
+    // The simulator's error texts echo the request's client secret, refresh token and code,
+    // then a newline, an ANSI escape and a forged log line.
+    let cfg = withings_sim::SimConfig {
+        code_ttl_secs: 0,
+        faults: withings_sim::Faults {
+            echo_secrets_in_errors: true,
+            repeat_guard_secs: 0.0,
+            ..withings_sim::Faults::default()
+        },
+        ..crate::support::sim_config(1, 2)
+    };
+    let dead = "a-refresh-token-the-server-does-not-know";
+    let world = crate::support::World::with_settings(
+        cfg,
+        json!({"refresh_token": dead, "redirect_uri": "https://tap.example/cb"}),
+    );
+    let secret = world.sim.client_secret().to_string();
+    let config = world.config.display().to_string();
+    let catalog = world.catalog(&["goals"]).display().to_string();
+    let runs = [
+        ("--test", tap(&["--config", config.as_str(), "--test"])),
+        (
+            "a sync",
+            tap(&["--config", config.as_str(), "--catalog", catalog.as_str()]),
+        ),
+        (
+            "auth --refresh",
+            tap(&["auth", "--refresh", "--config", config.as_str()]),
+        ),
+    ];
+    for (what, run) in runs {
+        assert_eq!(run.code, 1, "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("invalid refresh_token"),
+            "{what}: {}",
+            run.stderr
+        );
+        assert_server_text_defused(what, &run.stderr, &[&secret, dead]);
+    }
+    // The code exchange: an expired code, echoed back with the secret.
+    let mut auth = crate::auth::start_auth_with(&world.config, &[], &[]);
+    let (_, location, _) = crate::auth::http_get(&auth.authorize_url());
+    let location = location.expect("a redirect");
+    let code = location
+        .split("code=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("a code")
+        .to_string();
+    auth.paste(&location);
+    let run = auth.finish();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("invalid code"), "{}", run.stderr);
+    assert_server_text_defused("the code exchange", &run.stderr, &[&secret, &code]);
 }

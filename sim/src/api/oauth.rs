@@ -69,13 +69,15 @@ pub enum Grant {
     Refresh,
 }
 
-/// `action=requesttoken`: the reply body, the grant kind and the user.
+/// `action=requesttoken`: the reply body, the grant kind and the user. An old refresh token
+/// survives its successor `grace` seconds (see [`AuthStore::refresh_with_grace`]).
 pub fn requesttoken(
     p: &Params,
     cfg: &SimConfig,
     store: &mut AuthStore,
     now: f64,
     userid_as_string: bool,
+    grace: f64,
 ) -> Result<(Value, Grant, u64), ApiError> {
     let client_id = p
         .get("client_id")
@@ -105,7 +107,7 @@ pub fn requesttoken(
                 .get("refresh_token")
                 .ok_or_else(|| ApiError::missing("refresh_token"))?;
             let issued = store
-                .refresh(token, now)
+                .refresh_with_grace(token, now, grace)
                 .ok_or_else(|| ApiError::invalid("refresh_token"))?;
             (issued, Grant::Refresh)
         }
