@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -52,17 +52,11 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tap-withings"));
-        cmd.args(args)
-            .stdin(Stdio::piped())
+        let mut cmd = crate::support::tap_command(args);
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("TAP_WITHINGS") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("RUST_LOG", "debug");
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
