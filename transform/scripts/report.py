@@ -9,7 +9,7 @@ import argparse
 import html
 import sys
 
-W, H, PAD = 720, 220, 44
+W, H, PAD = 720, 220, 56
 
 
 def scale(lo, hi, a, b):
@@ -17,12 +17,17 @@ def scale(lo, hi, a, b):
     return lambda v: a + (v - lo) * (b - a) / span
 
 
+def tick(v, hi):
+    """An axis label: whole numbers with thousands separators for large ranges (steps)."""
+    return f"{v:,.0f}" if hi >= 100 else f"{v:.1f}"
+
+
 def axes(ylo, yhi, unit, labels):
     y = scale(ylo, yhi, H - PAD, PAD / 2)
     out = [f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - 10}" y2="{H - PAD}" stroke="#888"/>',
            f'<line x1="{PAD}" y1="{PAD / 2}" x2="{PAD}" y2="{H - PAD}" stroke="#888"/>']
     for v in (ylo, (ylo + yhi) / 2, yhi):
-        out.append(f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">{v:.1f}</text>')
+        out.append(f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">{tick(v, yhi)}</text>')
         out.append(f'<line x1="{PAD}" y1="{y(v):.1f}" x2="{W - 10}" y2="{y(v):.1f}" stroke="#eee"/>')
     out.append(f'<text x="4" y="12" font-size="11">{html.escape(unit)}</text>')
     for x, text in labels:
@@ -114,8 +119,9 @@ def main():
     for uid in users:
         weight = q("select local_date, weight_kg from {s}.fct_body_composition_daily "
                    "where userid = ? and weight_kg is not null order by local_date", uid)
+        # One row per night (fct_sleep_daily: the preferred device when several recorded it).
         sleep = q("select night_date, deep_sleep_hours, light_sleep_hours, rem_sleep_hours, sleep_score "
-                  "from {s}.fct_sleep_nightly where userid = ? order by night_date", uid)
+                  "from {s}.fct_sleep_daily where userid = ? order by night_date", uid)
         steps = q("select local_date, coalesce(steps, intraday_steps) from {s}.fct_activity_daily "
                   "where userid = ? order by local_date", uid)
         avg_steps = sum(v or 0 for _, v in steps) / len(steps) if steps else 0

@@ -1,5 +1,7 @@
--- One row per night: the summary's durations in hours and score, and the hours per stage
--- summed from the sleep_series segments of that night (same user, inside the in-bed period).
+-- One row per sleep summary (a night as one device recorded it): the summary's durations in
+-- hours and score, and the hours per stage summed from the sleep_series segments of that night
+-- (same user and device, inside the in-bed period). A user with a sleep monitor and a tracker
+-- has two rows for one night: fct_sleep_daily keeps one.
 with stages as (
   select
     s.userid,
@@ -12,12 +14,15 @@ with stages as (
   from {{ ref('stg_withings__sleep_summaries') }} as s
   left join {{ ref('stg_withings__sleep_series') }} as g
     on g.userid = s.userid and g.started_at >= s.in_bed_at and g.started_at < s.out_of_bed_at
+    and (g.hash_deviceid = s.hash_deviceid or s.hash_deviceid is null or g.hash_deviceid is null)
   group by s.userid, s.sleep_id
 )
 select
   s.userid,
   s.sleep_id,
   s.night_date,
+  s.source_model,
+  s.hash_deviceid,
   s.in_bed_local,
   s.out_of_bed_local,
   s.time_in_bed_hours,
