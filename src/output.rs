@@ -75,23 +75,36 @@ pub struct Batch {
     skipped_rows: u64,
     /// The first value that could not be read as its declared type: the batch is refused.
     bad: Option<ConformError>,
-    /// The stream's map, when `stream_maps` change it.
-    mapper: Option<Arc<StreamMapper>>,
+    /// What `stream_maps` do to the stream (None: nothing; boxed, as it is rare).
+    map: Option<Box<BatchMap>>,
+}
+
+/// A batch's stream map.
+#[derive(Debug)]
+enum BatchMap {
     /// `stream_maps` drop the stream: nothing is rendered.
-    removed: bool,
-    /// The first record a map failed on: the batch is refused.
-    map_error: Option<String>,
+    Removed,
+    /// Records go through the map; the first failure refuses the batch.
+    Mapped {
+        mapper: Arc<StreamMapper>,
+        error: Option<String>,
+    },
 }
 
 impl Batch {
     /// Renders one record (skipped, and noted, when it lacks a key property). A value that
     /// cannot be read as its declared type spoils the batch: [`Emitter::send`] refuses it.
     pub fn push<F: Fields + ?Sized>(&mut self, record: &F, time_extracted: &str) {
-        if self.bad.is_some() || self.removed || self.map_error.is_some() {
+        if self.bad.is_some() {
             return;
         }
-        if let Some(mapper) = self.mapper.clone() {
-            return self.push_mapped(&mapper, record, time_extracted);
+        match self.map.as_deref() {
+            None => {}
+            Some(BatchMap::Removed | BatchMap::Mapped { error: Some(_), .. }) => return,
+            Some(BatchMap::Mapped { mapper, .. }) => {
+                let mapper = Arc::clone(mapper);
+                return self.push_mapped(&mapper, record, time_extracted);
+            }
         }
         let plan = &self.plan;
         let spans = &mut self.spans;
@@ -140,10 +153,7 @@ impl Batch {
         let mapped = match mapped {
             Ok(Some(m)) => m,
             Ok(None) => return,
-            Err(e) => {
-                self.map_error = Some(e);
-                return;
-            }
+            Err(e) => return self.map_failed(e),
         };
         if let Some(key) = mapper
             .keys
@@ -161,7 +171,13 @@ impl Batch {
         );
         match written {
             Ok(()) => self.records += 1,
-            Err(e) => self.map_error = Some(format!("cannot encode a mapped record: {e}")),
+            Err(e) => self.map_failed(format!("cannot encode a mapped record: {e}")),
+        }
+    }
+
+    fn map_failed(&mut self, message: String) {
+        if let Some(BatchMap::Mapped { error, .. }) = self.map.as_deref_mut() {
+            error.get_or_insert(message);
         }
     }
 
@@ -233,12 +249,18 @@ impl Emitter {
     /// An empty batch of a selected stream's records (None when it is not selected).
     pub fn batch(&self, def: &'static StreamDef) -> Option<Batch> {
         let plan = self.plans.get(def.name)?;
-        let route = self.routes.get(def.name);
-        let mapper = match route {
-            Some(Route::Mapped(m)) => Some(Arc::clone(m)),
-            _ => None,
+        let map = match self.routes.get(def.name) {
+            Some(Route::Mapped(m)) => Some(Box::new(BatchMap::Mapped {
+                mapper: Arc::clone(m),
+                error: None,
+            })),
+            Some(Route::Removed) => Some(Box::new(BatchMap::Removed)),
+            Some(Route::Same) | None => None,
         };
-        let name = mapper.as_ref().map_or(def.name, |m| m.alias.as_str());
+        let name = match map.as_deref() {
+            Some(BatchMap::Mapped { mapper, .. }) => mapper.alias.as_str(),
+            _ => def.name,
+        };
         Some(Batch {
             def,
             plan: Arc::clone(plan),
@@ -250,9 +272,7 @@ impl Emitter {
             skipped: Vec::new(),
             skipped_rows: 0,
             bad: None,
-            removed: matches!(route, Some(Route::Removed)),
-            mapper,
-            map_error: None,
+            map,
         })
     }
 
@@ -264,10 +284,14 @@ impl Emitter {
                 error,
             });
         }
-        if let Some(message) = batch.map_error {
+        if let Some(BatchMap::Mapped {
+            error: Some(message),
+            ..
+        }) = batch.map.as_deref()
+        {
             return Err(SendError::Map {
                 stream: batch.def.name,
-                message,
+                message: message.clone(),
             });
         }
         if batch.is_empty() {
