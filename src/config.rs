@@ -175,6 +175,18 @@ pub const SETTINGS: &[Setting] = &[
         "How many levels of nesting to flatten.",
     ),
     setting(
+        "flattening_separator",
+        Kind::String,
+        Some("__"),
+        "Separator of flattened names (Meltano SDK setting); only `__` is supported.",
+    ),
+    setting(
+        "flattening_max_key_length",
+        Kind::Integer,
+        Some("255"),
+        "Longest flattened name (Meltano SDK setting). Any value from the longest name the tap produces up changes nothing; a smaller one is refused (names are never shortened).",
+    ),
+    setting(
         "stream_maps",
         Kind::Object,
         None,
@@ -425,6 +437,28 @@ impl RawConfig {
         }
     }
 
+    /// `flattening_separator` and `flattening_max_key_length`, the SDK's other flattening
+    /// settings: accepted where they change nothing.
+    fn check_flattening_names(&self) -> Result<()> {
+        if let Some(sep) = self.string("flattening_separator")? {
+            if sep != "__" {
+                return Err(Error::input(format!(
+                    "{}: setting `flattening_separator` must be `__` (the only separator this tap supports), got {sep:?}",
+                    origin(&self.sources, "flattening_separator")
+                )));
+            }
+        }
+        let limit = self.integer("flattening_max_key_length", 255, 1, 100_000)?;
+        let (longest, name) = longest_flattened_name();
+        if (limit as usize) < longest {
+            return Err(Error::input(format!(
+                "{}: setting `flattening_max_key_length` ({limit}) is below the longest flattened name the tap produces ({longest} characters: {name}); names are never shortened",
+                origin(&self.sources, "flattening_max_key_length")
+            )));
+        }
+        Ok(())
+    }
+
     fn stream_maps(&self) -> Result<Option<crate::maps::Maps>> {
         let maps = self.object("stream_maps")?;
         let map_config = self.object("stream_map_config")?;
@@ -607,6 +641,7 @@ impl RawConfig {
             repeat_guard_seconds: self.number("repeat_guard_seconds", 10.0, 0.0, 3_600.0)?,
             stream_maps: self.stream_maps()?,
         })
+        .and_then(|cfg| self.check_flattening_names().map(|()| cfg))
     }
 }
 
@@ -642,6 +677,32 @@ fn parse_env_value(setting: &Setting, text: &str) -> std::result::Result<Value, 
             Err(e) => return Err(format!("must be a JSON object: {e}")),
         },
     })
+}
+
+/// The longest name flattening can give a property of any stream (every level of nesting
+/// joined by `__`), and that name.
+pub fn longest_flattened_name() -> (usize, String) {
+    fn walk(schema: &Value, prefix: &str, best: &mut (usize, String)) {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, sub) in props {
+            let full = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}__{name}")
+            };
+            if full.chars().count() > best.0 {
+                *best = (full.chars().count(), full.clone());
+            }
+            walk(sub, &full, best);
+        }
+    }
+    let mut best = (0, String::new());
+    for def in crate::streams::STREAMS {
+        walk(&def.schema(), "", &mut best);
+    }
+    best
 }
 
 /// The setting whose name is closest to a mistyped one (at most a third of its letters
@@ -912,6 +973,32 @@ mod tests {
             .validate(&env(&[]), now())
             .unwrap();
         assert!(cfg.stream_maps.is_some());
+        let (longest, _) = longest_flattened_name();
+        assert!(longest > 10 && longest < 255, "{longest}");
+        let ok = format!(
+            r#"{{"client_id": "i", "client_secret": "s", "flattening_separator": "__", "flattening_max_key_length": {longest}}}"#
+        );
+        raw(&ok).validate(&env(&[]), now()).unwrap();
+        for (text, expected) in [
+            (
+                format!(
+                    r#"{{"client_id": "i", "client_secret": "s", "flattening_max_key_length": {}}}"#,
+                    longest - 1
+                ),
+                "`flattening_max_key_length` (".to_string(),
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "flattening_separator": "."}"#
+                    .to_string(),
+                "`flattening_separator` must be `__`".to_string(),
+            ),
+        ] {
+            let err = raw(&text)
+                .validate(&env(&[]), now())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&expected), "{err}");
+        }
         assert!(raw(MINIMAL)
             .validate(&env(&[]), now())
             .unwrap()
