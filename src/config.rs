@@ -20,6 +20,7 @@ pub enum Kind {
     Boolean,
     DateTime,
     Array,
+    Object,
 }
 
 /// One setting of the tap.
@@ -174,6 +175,36 @@ pub const SETTINGS: &[Setting] = &[
         "How many levels of nesting to flatten.",
     ),
     setting(
+        "flattening_separator",
+        Kind::String,
+        Some("__"),
+        "Separator of flattened names (Meltano SDK setting); only `__` is supported.",
+    ),
+    setting(
+        "flattening_max_key_length",
+        Kind::Integer,
+        Some("255"),
+        "Longest flattened name (Meltano SDK setting). Any value from the longest name the tap produces up changes nothing; a smaller one is refused (names are never shortened).",
+    ),
+    setting(
+        "stream_maps",
+        Kind::Object,
+        None,
+        "Inline stream maps, with the Meltano SDK's syntax: per stream, `null` to drop it, or an object with `__alias__`, `__filter__`, `__key_properties__`, `__else__` and property → expression or `null`. See the README's Stream maps section.",
+    ),
+    setting(
+        "stream_map_config",
+        Kind::Object,
+        None,
+        "Values that stream map expressions read as `config` (e.g. a salt for `md5(config['salt'] + str(userid))`).",
+    ),
+    setting(
+        "faker_config",
+        Kind::Object,
+        None,
+        "Accepted for Meltano SDK compatibility: it only serves the `fake` object of map expressions, which this tap does not provide.",
+    ),
+    setting(
         "max_retries",
         Kind::Integer,
         Some("8"),
@@ -241,6 +272,8 @@ pub struct Config {
     /// See the `max_reply_megabytes` setting.
     pub max_reply_megabytes: u64,
     pub repeat_guard_seconds: f64,
+    /// `stream_maps` and `stream_map_config`, checked (None: no map).
+    pub stream_maps: Option<crate::maps::Maps>,
 }
 
 /// One entry of the `users` setting.
@@ -278,8 +311,11 @@ impl RawConfig {
         };
         for (key, value) in map {
             if find_setting(&key).is_none() {
+                let hint = nearest_setting(&key)
+                    .map(|n| format!("did you mean `{n}`? "))
+                    .unwrap_or_default();
                 return Err(Error::input(format!(
-                    "config file {name}: unknown setting `{key}` (see `tap-withings --about`)"
+                    "config file {name}: unknown setting `{key}` ({hint}see `tap-withings --about`)"
                 )));
             }
             if value.is_null() {
@@ -385,6 +421,57 @@ impl RawConfig {
             "{}: setting `{name}` must be {expected}",
             origin(&self.sources, name)
         ))
+    }
+
+    /// An object setting: a JSON object, or a string holding one (as an environment
+    /// variable or Meltano may pass it).
+    fn object(&self, name: &str) -> Result<Option<Value>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                Ok(v @ Value::Object(_)) => Ok(Some(v)),
+                _ => Err(self.wrong_type(name, "a JSON object")),
+            },
+            Some(_) => Err(self.wrong_type(name, "a JSON object")),
+        }
+    }
+
+    /// `flattening_separator` and `flattening_max_key_length`, the SDK's other flattening
+    /// settings: accepted where they change nothing.
+    fn check_flattening_names(&self) -> Result<()> {
+        if let Some(sep) = self.string("flattening_separator")? {
+            if sep != "__" {
+                return Err(Error::input(format!(
+                    "{}: setting `flattening_separator` must be `__` (the only separator this tap supports), got {sep:?}",
+                    origin(&self.sources, "flattening_separator")
+                )));
+            }
+        }
+        let limit = self.integer("flattening_max_key_length", 255, 1, 100_000)?;
+        let (longest, name) = longest_flattened_name();
+        if (limit as usize) < longest {
+            return Err(Error::input(format!(
+                "{}: setting `flattening_max_key_length` ({limit}) is below the longest flattened name the tap produces ({longest} characters: {name}); names are never shortened",
+                origin(&self.sources, "flattening_max_key_length")
+            )));
+        }
+        Ok(())
+    }
+
+    fn stream_maps(&self) -> Result<Option<crate::maps::Maps>> {
+        let maps = self.object("stream_maps")?;
+        let map_config = self.object("stream_map_config")?;
+        // Accepted, checked for its type, and otherwise unused (no `fake` here).
+        self.object("faker_config")?;
+        crate::maps::Maps::parse(maps.as_ref(), map_config.as_ref()).map_err(|why| {
+            let place = if why.starts_with("setting `stream_map_config`") {
+                "stream_map_config"
+            } else {
+                "stream_maps"
+            };
+            Error::input(format!("{}: {why}", origin(&self.sources, place)))
+        })
     }
 
     fn users(&self) -> Result<Vec<UserSetting>> {
@@ -552,7 +639,9 @@ impl RawConfig {
             request_timeout_seconds: self.integer("request_timeout_seconds", 60, 1, 3_600)? as u64,
             max_reply_megabytes: self.integer("max_reply_megabytes", 32, 1, 4_096)? as u64,
             repeat_guard_seconds: self.number("repeat_guard_seconds", 10.0, 0.0, 3_600.0)?,
+            stream_maps: self.stream_maps()?,
         })
+        .and_then(|cfg| self.check_flattening_names().map(|()| cfg))
     }
 }
 
@@ -582,7 +671,66 @@ fn parse_env_value(setting: &Setting, text: &str) -> std::result::Result<Value, 
         Kind::Array => {
             serde_json::from_str(text).map_err(|e| format!("must be a JSON array: {e}"))?
         }
+        Kind::Object => match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return Err("must be a JSON object".into()),
+            Err(e) => return Err(format!("must be a JSON object: {e}")),
+        },
     })
+}
+
+/// The longest name flattening can give a property of any stream (every level of nesting
+/// joined by `__`), and that name.
+pub fn longest_flattened_name() -> (usize, String) {
+    fn walk(schema: &Value, prefix: &str, best: &mut (usize, String)) {
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, sub) in props {
+            let full = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}__{name}")
+            };
+            if full.chars().count() > best.0 {
+                *best = (full.chars().count(), full.clone());
+            }
+            walk(sub, &full, best);
+        }
+    }
+    let mut best = (0, String::new());
+    for def in crate::streams::STREAMS {
+        walk(&def.schema(), "", &mut best);
+    }
+    best
+}
+
+/// The setting whose name is closest to a mistyped one (at most a third of its letters
+/// off), for "did you mean".
+pub fn nearest_setting(name: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let here = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(here + 1);
+                prev = here;
+            }
+        }
+        row[b.len()]
+    }
+    let lower = name.to_ascii_lowercase();
+    SETTINGS
+        .iter()
+        .map(|s| (distance(&lower, s.name), s.name))
+        .filter(|(d, n)| *d <= (n.len().max(3) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
 }
 
 /// Parses RFC 3339 or a bare `YYYY-MM-DD` (midnight UTC).
@@ -765,6 +913,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown setting `client_idd`"), "{err}");
+        assert!(err.contains("did you mean `client_id`?"), "{err}");
+        let err = r
+            .add_file("c.json", r#"{"stream_map": {}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `stream_maps`?"), "{err}");
+        let err = r
+            .add_file("c.json", r#"{"zzz": 1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("did you mean"), "{err}");
         let err = r.add_file("c.json", "{nope").unwrap_err().to_string();
         assert!(err.starts_with("cannot parse config file c.json"), "{err}");
         let err = r.add_file("c.json", "[1]").unwrap_err().to_string();
@@ -806,6 +965,76 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn sdk_standard_settings_are_accepted_and_maps_checked() {
+        let cfg = raw(r#"{"client_id": "i", "client_secret": "s", "stream_maps": {"devices": {"mac_address": null}}, "stream_map_config": {"salt": "x"}, "faker_config": {"seed": 1}, "flattening_enabled": true, "flattening_max_depth": 2}"#)
+            .validate(&env(&[]), now())
+            .unwrap();
+        assert!(cfg.stream_maps.is_some());
+        let (longest, _) = longest_flattened_name();
+        assert!(longest > 10 && longest < 255, "{longest}");
+        let ok = format!(
+            r#"{{"client_id": "i", "client_secret": "s", "flattening_separator": "__", "flattening_max_key_length": {longest}}}"#
+        );
+        raw(&ok).validate(&env(&[]), now()).unwrap();
+        for (text, expected) in [
+            (
+                format!(
+                    r#"{{"client_id": "i", "client_secret": "s", "flattening_max_key_length": {}}}"#,
+                    longest - 1
+                ),
+                "`flattening_max_key_length` (".to_string(),
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "flattening_separator": "."}"#
+                    .to_string(),
+                "`flattening_separator` must be `__`".to_string(),
+            ),
+        ] {
+            let err = raw(&text)
+                .validate(&env(&[]), now())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&expected), "{err}");
+        }
+        assert!(raw(MINIMAL)
+            .validate(&env(&[]), now())
+            .unwrap()
+            .stream_maps
+            .is_none());
+        let mut r = raw(MINIMAL);
+        r.add_env(&env(&[("TAP_WITHINGS_STREAM_MAPS", r#"{"goals": null}"#)]))
+            .unwrap();
+        assert!(r.validate(&env(&[]), now()).unwrap().stream_maps.is_some());
+        for (text, expected) in [
+            (
+                r#"{"client_id": "i", "client_secret": "s", "stream_maps": {"devices": {"x": "sha1(userid)"}}}"#,
+                "config file c.json: stream_maps.devices.x: unknown function `sha1`",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "stream_maps": [1]}"#,
+                "setting `stream_maps` must be a JSON object",
+            ),
+            (
+                r#"{"client_id": "i", "client_secret": "s", "faker_config": 1}"#,
+                "setting `faker_config` must be a JSON object",
+            ),
+        ] {
+            let err = raw(text)
+                .validate(&env(&[]), now())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+            assert!(!err.contains('\n'));
+        }
+        let mut r = RawConfig::default();
+        let err = r
+            .add_env(&env(&[("TAP_WITHINGS_STREAM_MAPS", "[1]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be a JSON object"), "{err}");
     }
 
     #[test]

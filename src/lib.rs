@@ -12,6 +12,7 @@ pub mod conform;
 pub mod error;
 pub mod index;
 pub mod logging;
+pub mod maps;
 pub mod metrics;
 pub mod output;
 pub mod plan;

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use crate::conform::{ConformError, Fields, Flattening, OutputPlan, SpanCache};
 use crate::error::{Error, Result};
+use crate::maps::{Maps, Route, StreamMapper};
 use crate::singer::catalog::Selection;
 use crate::singer::message::{push_record, record_prefix, MessageWriter};
 use crate::singer::state::State;
@@ -46,6 +47,8 @@ pub enum Event {
 pub struct Emitter {
     tx: mpsc::Sender<Event>,
     plans: Arc<BTreeMap<&'static str, Arc<OutputPlan>>>,
+    /// Streams that `stream_maps` change (the others are sent as they are).
+    routes: Arc<BTreeMap<&'static str, Route>>,
     start_state: Arc<State>,
     version: i64,
 }
@@ -72,6 +75,20 @@ pub struct Batch {
     skipped_rows: u64,
     /// The first value that could not be read as its declared type: the batch is refused.
     bad: Option<ConformError>,
+    /// What `stream_maps` do to the stream (None: nothing; boxed, as it is rare).
+    map: Option<Box<BatchMap>>,
+}
+
+/// A batch's stream map.
+#[derive(Debug)]
+enum BatchMap {
+    /// `stream_maps` drop the stream: nothing is rendered.
+    Removed,
+    /// Records go through the map; the first failure refuses the batch.
+    Mapped {
+        mapper: Arc<StreamMapper>,
+        error: Option<String>,
+    },
 }
 
 impl Batch {
@@ -80,6 +97,14 @@ impl Batch {
     pub fn push<F: Fields + ?Sized>(&mut self, record: &F, time_extracted: &str) {
         if self.bad.is_some() {
             return;
+        }
+        match self.map.as_deref() {
+            None => {}
+            Some(BatchMap::Removed | BatchMap::Mapped { error: Some(_), .. }) => return,
+            Some(BatchMap::Mapped { mapper, .. }) => {
+                let mapper = Arc::clone(mapper);
+                return self.push_mapped(&mapper, record, time_extracted);
+            }
         }
         let plan = &self.plan;
         let spans = &mut self.spans;
@@ -99,6 +124,67 @@ impl Batch {
                 }
             }
             Err(e @ ConformError::BadValue { .. }) => self.bad = Some(e),
+        }
+    }
+
+    /// [`Batch::push`] through a stream map: the conformed record is read back, mapped
+    /// (or filtered out) and written again.
+    fn push_mapped<F: Fields + ?Sized>(
+        &mut self,
+        mapper: &StreamMapper,
+        record: &F,
+        time_extracted: &str,
+    ) {
+        let mut conformed = Vec::new();
+        match self
+            .plan
+            .write_cached(record, &mut conformed, &mut self.spans)
+        {
+            Ok(()) => {}
+            Err(ConformError::MissingKey(key)) => return self.skip(key),
+            Err(e @ ConformError::BadValue { .. }) => {
+                self.bad = Some(e);
+                return;
+            }
+        }
+        let mapped = serde_json::from_slice::<serde_json::Map<String, Value>>(&conformed)
+            .map_err(|e| format!("cannot read a conformed record back: {e}"))
+            .and_then(|r| mapper.apply(&r));
+        let mapped = match mapped {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => return self.map_failed(e),
+        };
+        if let Some(key) = mapper
+            .keys
+            .iter()
+            .find(|k| mapped.get(*k).is_none_or(Value::is_null))
+        {
+            return self.skip(key.clone());
+        }
+        let written = push_record(
+            &mut self.lines,
+            &self.prefix,
+            time_extracted,
+            self.version,
+            |line| serde_json::to_writer(line, &mapped),
+        );
+        match written {
+            Ok(()) => self.records += 1,
+            Err(e) => self.map_failed(format!("cannot encode a mapped record: {e}")),
+        }
+    }
+
+    fn map_failed(&mut self, message: String) {
+        if let Some(BatchMap::Mapped { error, .. }) = self.map.as_deref_mut() {
+            error.get_or_insert(message);
+        }
+    }
+
+    fn skip(&mut self, key: String) {
+        self.skipped_rows += 1;
+        if !self.skipped.contains(&key) {
+            self.skipped.push(key);
         }
     }
 
@@ -140,6 +226,12 @@ pub enum SendError {
         stream: &'static str,
         error: ConformError,
     },
+    /// A stream map failed on a record of `stream` (the message names the expression);
+    /// nothing of the batch was written.
+    Map {
+        stream: &'static str,
+        message: String,
+    },
 }
 
 impl From<WriterGone> for SendError {
@@ -157,17 +249,30 @@ impl Emitter {
     /// An empty batch of a selected stream's records (None when it is not selected).
     pub fn batch(&self, def: &'static StreamDef) -> Option<Batch> {
         let plan = self.plans.get(def.name)?;
+        let map = match self.routes.get(def.name) {
+            Some(Route::Mapped(m)) => Some(Box::new(BatchMap::Mapped {
+                mapper: Arc::clone(m),
+                error: None,
+            })),
+            Some(Route::Removed) => Some(Box::new(BatchMap::Removed)),
+            Some(Route::Same) | None => None,
+        };
+        let name = match map.as_deref() {
+            Some(BatchMap::Mapped { mapper, .. }) => mapper.alias.as_str(),
+            _ => def.name,
+        };
         Some(Batch {
             def,
             plan: Arc::clone(plan),
             version: (def.replication == Replication::FullTable).then_some(self.version),
-            prefix: record_prefix(def.name),
+            prefix: record_prefix(name),
             spans: SpanCache::default(),
             lines: Vec::new(),
             records: 0,
             skipped: Vec::new(),
             skipped_rows: 0,
             bad: None,
+            map,
         })
     }
 
@@ -177,6 +282,16 @@ impl Emitter {
             return Err(SendError::BadValue {
                 stream: batch.def.name,
                 error,
+            });
+        }
+        if let Some(BatchMap::Mapped {
+            error: Some(message),
+            ..
+        }) = batch.map.as_deref()
+        {
+            return Err(SendError::Map {
+                stream: batch.def.name,
+                message: message.clone(),
             });
         }
         if batch.is_empty() {
@@ -274,6 +389,8 @@ pub struct Output<W: Write> {
     writer: MessageWriter<W>,
     state: State,
     plans: BTreeMap<&'static str, Arc<OutputPlan>>,
+    /// Streams that `stream_maps` change (see [`Output::with_maps`]).
+    routes: Arc<BTreeMap<&'static str, Route>>,
     schema_sent: HashSet<&'static str>,
     counts: BTreeMap<&'static str, StreamCounts>,
     /// When a STATE was last written.
@@ -309,11 +426,85 @@ impl<W: Write> Output<W> {
             writer,
             state,
             plans,
+            routes: Arc::new(BTreeMap::new()),
             schema_sent: HashSet::new(),
             counts: BTreeMap::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
         })
+    }
+
+    /// Applies `stream_maps` (None: none set) to the selected streams: their SCHEMA, names
+    /// and records follow the map. A map that does not fit its stream (an unknown property,
+    /// a key that is gone), or two streams sent under one name, is an input error.
+    pub fn with_maps(mut self, maps: Option<&Maps>) -> Result<Self> {
+        let Some(maps) = maps else {
+            return Ok(self);
+        };
+        let mut routes = BTreeMap::new();
+        let mut sent_as: BTreeMap<String, &'static str> = BTreeMap::new();
+        for def in STREAMS {
+            let Some(plan) = self.plans.get(def.name) else {
+                continue;
+            };
+            let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
+            let route = maps
+                .route(def.name, plan.schema(), def.keys, &bookmark)
+                .map_err(Error::input)?;
+            let name = match &route {
+                Route::Same => def.name.to_string(),
+                Route::Mapped(m) => m.alias.clone(),
+                Route::Removed => {
+                    tracing::info!(
+                        "stream {}: dropped by stream_maps (its records are read, not sent; deselect it in the catalog to skip its requests)",
+                        def.name
+                    );
+                    routes.insert(def.name, route);
+                    continue;
+                }
+            };
+            if let Some(other) = sent_as.insert(name.clone(), def.name) {
+                return Err(Error::input(format!(
+                    "stream_maps: streams {other} and {} would both be sent as `{name}`",
+                    def.name
+                )));
+            }
+            if !matches!(route, Route::Same) {
+                routes.insert(def.name, route);
+            }
+        }
+        self.routes = Arc::new(routes);
+        Ok(self)
+    }
+
+    /// Writes a stream's SCHEMA unless it was sent (or the maps drop the stream); the name
+    /// it is sent under.
+    fn send_schema(
+        &mut self,
+        def: &'static StreamDef,
+        plan: &OutputPlan,
+    ) -> Result<Option<String>> {
+        let route = self.routes.get(def.name).cloned();
+        let first = self.schema_sent.insert(def.name);
+        match route {
+            Some(Route::Removed) => Ok(None),
+            Some(Route::Mapped(m)) => {
+                if first {
+                    let keys: Vec<&str> = m.keys.iter().map(String::as_str).collect();
+                    let bookmark: Vec<&str> = m.bookmarks.iter().map(String::as_str).collect();
+                    self.writer.schema(&m.alias, &m.schema, &keys, &bookmark)?;
+                }
+                Ok(Some(m.alias.clone()))
+            }
+            Some(Route::Same) | None => {
+                if first {
+                    let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
+                    self.writer
+                        .schema(def.name, plan.schema(), def.keys, &bookmark)?;
+                }
+                Ok(Some(def.name.to_string()))
+            }
+        }
     }
 
     /// Is the stream selected?
@@ -331,14 +522,10 @@ impl<W: Write> Output<W> {
     /// sources pointing at them work).
     pub fn announce(&mut self) -> Result<()> {
         for def in STREAMS {
-            let Some(plan) = self.plans.get(def.name) else {
+            let Some(plan) = self.plans.get(def.name).cloned() else {
                 continue;
             };
-            if self.schema_sent.insert(def.name) {
-                let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
-                self.writer
-                    .schema(def.name, plan.schema(), def.keys, &bookmark)?;
-            }
+            self.send_schema(def, &plan)?;
         }
         Ok(())
     }
@@ -346,10 +533,8 @@ impl<W: Write> Output<W> {
     /// Writes a batch of rendered records (SCHEMA first if not yet sent).
     pub fn write_batch(&mut self, batch: Batch) -> Result<()> {
         let def = batch.def;
-        if batch.records > 0 && self.schema_sent.insert(def.name) {
-            let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
-            self.writer
-                .schema(def.name, batch.plan.schema(), def.keys, &bookmark)?;
+        if batch.records > 0 {
+            self.send_schema(def, &batch.plan)?;
         }
         self.writer.lines(&batch.lines)?;
         // One warning per batch (a page): a record without its key cannot be emitted.
@@ -379,6 +564,7 @@ impl<W: Write> Output<W> {
             Emitter {
                 tx,
                 plans: Arc::new(self.plans.clone()),
+                routes: Arc::clone(&self.routes),
                 start_state: Arc::new(self.state.clone()),
                 version: self.version,
             },
@@ -431,18 +617,16 @@ impl<W: Write> Output<W> {
     /// Ends a full-table stream that was read completely for every user: ACTIVATE_VERSION
     /// tells the target that rows of older versions (e.g. an unlinked device) are gone.
     pub fn activate_version(&mut self, def: &'static StreamDef) -> Result<()> {
-        let Some(plan) = self.plans.get(def.name) else {
+        let Some(plan) = self.plans.get(def.name).cloned() else {
             return Ok(());
         };
         if def.replication != Replication::FullTable {
             return Ok(());
         }
-        if self.schema_sent.insert(def.name) {
-            let bookmark: Vec<&str> = def.replication_key().into_iter().collect();
-            self.writer
-                .schema(def.name, plan.schema(), def.keys, &bookmark)?;
+        match self.send_schema(def, &plan)? {
+            Some(name) => self.writer.activate_version(&name, self.version),
+            None => Ok(()),
         }
-        self.writer.activate_version(def.name, self.version)
     }
 
     /// Writes the final STATE and flushes; gives the writer back.

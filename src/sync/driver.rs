@@ -53,7 +53,8 @@ pub async fn sync<W: Write>(
         enabled: cfg.flattening_enabled,
         max_depth: cfg.flattening_max_depth,
     };
-    let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
+    let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?
+        .with_maps(cfg.stream_maps.as_ref())?;
     out.announce()?;
     let (emitter, mut events) = out.channel(2);
     let mut failures: Vec<(String, Error)> = Vec::new();

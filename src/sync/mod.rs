@@ -113,6 +113,7 @@ impl From<SendError> for StreamFail {
         match e {
             SendError::Gone => StreamFail::Writer,
             SendError::BadValue { stream, error } => StreamFail::Record(stream, error.to_string()),
+            SendError::Map { stream, message } => StreamFail::Record(stream, message),
         }
     }
 }

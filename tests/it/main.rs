@@ -12,6 +12,7 @@ mod first_hour;
 mod hardening;
 mod index;
 mod kills;
+mod maps;
 mod measures;
 mod properties;
 mod samples;
