@@ -16,6 +16,7 @@ pub const CAPABILITIES: &[&str] = &[
     "test",
     "schema-flattening",
     "structured-logging",
+    "batch",
 ];
 
 fn setting_schema(s: &Setting) -> Value {
@@ -27,6 +28,7 @@ fn setting_schema(s: &Setting) -> Value {
         Kind::Boolean => ("boolean", None),
         Kind::DateTime => ("string", Some("date-time")),
         Kind::Array => ("array", None),
+        Kind::Object => ("object", None),
     };
     p.insert("type".into(), json!(ty));
     if let Some(f) = format {
@@ -138,6 +140,7 @@ mod tests {
             "test",
             "schema-flattening",
             "structured-logging",
+            "batch",
         ] {
             assert!(a["capabilities"].as_array().unwrap().contains(&json!(c)));
         }

@@ -20,6 +20,7 @@ pub enum Kind {
     Boolean,
     DateTime,
     Array,
+    Object,
 }
 
 /// One setting of the tap.
@@ -198,6 +199,12 @@ pub const SETTINGS: &[Setting] = &[
         "Largest reply body accepted, decompressed (MiB); a larger one fails its request at once, without retrying. The largest real replies (a day of intraday samples at one a second) are about 17 MiB.",
     ),
     setting(
+        "batch_config",
+        Kind::Object,
+        None,
+        "Send BATCH messages (Meltano SDK) instead of RECORD messages: `{\"encoding\": {\"format\": \"jsonl\", \"compression\": \"gzip\"}, \"storage\": {\"root\": \"file:///path/to/dir\", \"prefix\": \"...\"}, \"batch_size\": 10000}`. Records go to JSON-lines files under the root (gzip or none; at most batch_size records each), which the target reads; nobody deletes them.",
+    ),
+    setting(
         "repeat_guard_seconds",
         Kind::Number,
         Some("10"),
@@ -241,6 +248,8 @@ pub struct Config {
     /// See the `max_reply_megabytes` setting.
     pub max_reply_megabytes: u64,
     pub repeat_guard_seconds: f64,
+    /// See the `batch_config` setting (None: RECORD messages).
+    pub batch_config: Option<crate::singer::batch::BatchConfig>,
 }
 
 /// One entry of the `users` setting.
@@ -445,6 +454,20 @@ impl RawConfig {
             .collect()
     }
 
+    fn batch_config(&self) -> Result<Option<crate::singer::batch::BatchConfig>> {
+        let Some(value) = self.get("batch_config") else {
+            return Ok(None);
+        };
+        crate::singer::batch::parse_batch_config(value)
+            .map(Some)
+            .map_err(|why| {
+                Error::input(format!(
+                    "{}: setting `batch_config`: {why}",
+                    origin(&self.sources, "batch_config")
+                ))
+            })
+    }
+
     fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         match self.string(name)? {
             None => Ok(None),
@@ -552,6 +575,7 @@ impl RawConfig {
             request_timeout_seconds: self.integer("request_timeout_seconds", 60, 1, 3_600)? as u64,
             max_reply_megabytes: self.integer("max_reply_megabytes", 32, 1, 4_096)? as u64,
             repeat_guard_seconds: self.number("repeat_guard_seconds", 10.0, 0.0, 3_600.0)?,
+            batch_config: self.batch_config()?,
         })
     }
 }
@@ -582,6 +606,11 @@ fn parse_env_value(setting: &Setting, text: &str) -> std::result::Result<Value, 
         Kind::Array => {
             serde_json::from_str(text).map_err(|e| format!("must be a JSON array: {e}"))?
         }
+        Kind::Object => match serde_json::from_str(text) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return Err("must be a JSON object".into()),
+            Err(e) => return Err(format!("must be a JSON object: {e}")),
+        },
     })
 }
 

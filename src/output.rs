@@ -15,6 +15,7 @@ use tracing::warn;
 
 use crate::conform::{ConformError, Fields, Flattening, OutputPlan, SpanCache};
 use crate::error::{Error, Result};
+use crate::singer::batch::{push_raw, Batcher};
 use crate::singer::catalog::Selection;
 use crate::singer::message::{push_record, record_prefix, MessageWriter};
 use crate::singer::state::State;
@@ -48,6 +49,8 @@ pub struct Emitter {
     plans: Arc<BTreeMap<&'static str, Arc<OutputPlan>>>,
     start_state: Arc<State>,
     version: i64,
+    /// Batches hold raw records (for batch files) instead of RECORD lines.
+    raw: bool,
 }
 
 /// The size past which a stream task sends its batch (and starts another): large enough
@@ -72,6 +75,8 @@ pub struct Batch {
     skipped_rows: u64,
     /// The first value that could not be read as its declared type: the batch is refused.
     bad: Option<ConformError>,
+    /// Raw record lines (batch files), not RECORD messages.
+    raw: bool,
 }
 
 impl Batch {
@@ -83,13 +88,19 @@ impl Batch {
         }
         let plan = &self.plan;
         let spans = &mut self.spans;
-        let result = push_record(
-            &mut self.lines,
-            &self.prefix,
-            time_extracted,
-            self.version,
-            |line| plan.write_cached(record, line, spans),
-        );
+        let result = if self.raw {
+            push_raw(&mut self.lines, |line| {
+                plan.write_cached(record, line, spans)
+            })
+        } else {
+            push_record(
+                &mut self.lines,
+                &self.prefix,
+                time_extracted,
+                self.version,
+                |line| plan.write_cached(record, line, spans),
+            )
+        };
         match result {
             Ok(()) => self.records += 1,
             Err(ConformError::MissingKey(key)) => {
@@ -168,6 +179,7 @@ impl Emitter {
             skipped: Vec::new(),
             skipped_rows: 0,
             bad: None,
+            raw: self.raw,
         })
     }
 
@@ -280,6 +292,8 @@ pub struct Output<W: Write> {
     state_written: std::time::Instant,
     /// The table version of full-table streams in this run (milliseconds since the epoch).
     version: i64,
+    /// With `batch_config`: records go to batch files (see [`Output::batch_into`]).
+    batches: Option<Batcher>,
 }
 
 /// The longest a changed state waits before it is written (a killed run re-reads at most
@@ -313,7 +327,14 @@ impl<W: Write> Output<W> {
             counts: BTreeMap::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
+            batches: None,
         })
+    }
+
+    /// Records go to batch files from now on (before [`Output::channel`]), each finished
+    /// file announced by a BATCH message before any STATE that covers its records.
+    pub fn batch_into(&mut self, batcher: Batcher) {
+        self.batches = Some(batcher);
     }
 
     /// Is the stream selected?
@@ -351,7 +372,18 @@ impl<W: Write> Output<W> {
             self.writer
                 .schema(def.name, batch.plan.schema(), def.keys, &bookmark)?;
         }
-        self.writer.lines(&batch.lines)?;
+        match &mut self.batches {
+            None => self.writer.lines(&batch.lines)?,
+            Some(b) => {
+                b.write(def.name, &batch.lines, batch.records)?;
+                if def.replication != Replication::FullTable {
+                    let files = b.take_done(def.name);
+                    if !files.is_empty() {
+                        self.writer.batch(def.name, b.compression(), &files)?;
+                    }
+                }
+            }
+        }
         // One warning per batch (a page): a record without its key cannot be emitted.
         if batch.skipped_rows > 0 {
             warn!(
@@ -381,6 +413,7 @@ impl<W: Write> Output<W> {
                 plans: Arc::new(self.plans.clone()),
                 start_state: Arc::new(self.state.clone()),
                 version: self.version,
+                raw: self.batches.is_some(),
             },
             rx,
         )
@@ -423,6 +456,7 @@ impl<W: Write> Output<W> {
     fn state_changed(&mut self) -> Result<()> {
         if self.state_written.elapsed() >= STATE_INTERVAL {
             self.state_written = std::time::Instant::now();
+            self.hand_over(false)?;
             self.writer.state(&self.state.to_value())?;
         }
         Ok(())
@@ -442,11 +476,44 @@ impl<W: Write> Output<W> {
             self.writer
                 .schema(def.name, plan.schema(), def.keys, &bookmark)?;
         }
-        self.writer.activate_version(def.name, self.version)
+        self.writer.activate_version(def.name, self.version)?;
+        // Batch files carry no table version: they come after ACTIVATE_VERSION, which
+        // a target applies to the rows it already holds (see `hand_over`).
+        if let Some(b) = &mut self.batches {
+            let files = b.take(def.name)?;
+            if !files.is_empty() {
+                self.writer.batch(def.name, b.compression(), &files)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the open batch files and sends a BATCH message for each stream's finished
+    /// files, before a STATE. Files of full-table streams are held until their
+    /// ACTIVATE_VERSION (or the end, when there is none): their rows have no table version,
+    /// so a target (target-postgres) would delete them on an ACTIVATE_VERSION after them. No
+    /// STATE covers them (full-table streams have no bookmark).
+    fn hand_over(&mut self, full_table_too: bool) -> Result<()> {
+        let Some(b) = &mut self.batches else {
+            return Ok(());
+        };
+        for stream in b.pending() {
+            let full_table = crate::streams::find(stream)
+                .is_some_and(|d| d.replication == Replication::FullTable);
+            if full_table && !full_table_too {
+                continue;
+            }
+            let files = b.take(stream)?;
+            if !files.is_empty() {
+                self.writer.batch(stream, b.compression(), &files)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the final STATE and flushes; gives the writer back.
     pub fn finish(mut self) -> Result<W> {
+        self.hand_over(true)?;
         self.writer.state(&self.state.to_value())?;
         self.writer.into_inner()
     }

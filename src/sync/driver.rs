@@ -54,6 +54,9 @@ pub async fn sync<W: Write>(
         max_depth: cfg.flattening_max_depth,
     };
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?;
+    if let Some(batch) = &cfg.batch_config {
+        out.batch_into(crate::singer::batch::Batcher::new(batch.clone())?);
+    }
     out.announce()?;
     let (emitter, mut events) = out.channel(2);
     let mut failures: Vec<(String, Error)> = Vec::new();
