@@ -8,7 +8,7 @@ say "BATCH messages: meltano run tap-withings target-postgres with batch_config,
 batch_root=$run/batches
 rm -rf "$batch_root"
 for schema in withings_record withings_batch; do
-  pgq "drop schema if exists $schema cascade" >/dev/null
+  pgq "set client_min_messages = warning; drop schema if exists $schema cascade" >/dev/null
 done
 # Both runs are full syncs (no state read, none written), so they read the same data.
 TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=withings_record \

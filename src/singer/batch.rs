@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::write::GzEncoder;
@@ -296,9 +296,12 @@ pub fn push_raw<E>(
     Ok(())
 }
 
+/// A file's writer. No extra buffer: the gzip encoder writes its output in 32 KiB chunks,
+/// and plain writes are whole batches of lines (an open file costs the encoder's state only,
+/// for each stream at once).
 enum Sink {
-    Gzip(GzEncoder<BufWriter<File>>),
-    Plain(BufWriter<File>),
+    Gzip(GzEncoder<File>),
+    Plain(File),
 }
 
 impl Sink {
@@ -311,11 +314,10 @@ impl Sink {
 
     /// Ends the gzip stream, flushes and fsyncs the file.
     fn finish(self) -> io::Result<()> {
-        let buffered = match self {
+        let file = match self {
             Sink::Gzip(w) => w.finish()?,
             Sink::Plain(w) => w,
         };
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     }
 }
@@ -421,12 +423,11 @@ impl Batcher {
         }
         let file = File::create(&partial)
             .map_err(|e| Error::io(format!("cannot create batch file {}", partial.display()), e))?;
-        let buffered = BufWriter::with_capacity(64 * 1024, file);
         let sink = match self.cfg.compression {
             // The fast level: a backfill is bound by the tap's CPU on small machines, and the
             // files are read once.
-            Compression::Gzip => Sink::Gzip(GzEncoder::new(buffered, flate2::Compression::fast())),
-            Compression::None => Sink::Plain(buffered),
+            Compression::Gzip => Sink::Gzip(GzEncoder::new(file, flate2::Compression::fast())),
+            Compression::None => Sink::Plain(file),
         };
         Ok(Part {
             sink,
