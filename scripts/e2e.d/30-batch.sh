@@ -44,3 +44,27 @@ for table in ${record_tables//,/ }; do
 done
 [ "$total" -gt 0 ] || fail "the RECORD run loaded no row"
 echo "  ok postgres: BATCH run equals the RECORD run row for row ($total rows in $(echo "$record_tables" | tr , '\n' | wc -l) tables)" >&2
+
+# A device removed in Withings, then a second full BATCH run into the same schema: the device
+# is soft-deleted through ACTIVATE_VERSION and every other row of the full-table streams is
+# live, because their batch files come after ACTIVATE_VERSION (batch rows carry no table
+# version; target-postgres marks every row without the new version deleted).
+say "BATCH messages: a removed device, then a second BATCH run (ACTIVATE_VERSION before the full-table batches)"
+before=$(curl -fsS "$sim_url/_sim/truth?module=getdevice&userid=$first_user") || fail "GET /_sim/truth failed"
+mutate "{\"op\":\"delete\",\"module\":\"getdevice\",\"userid\":$first_user,\"count\":1}" >/dev/null
+after=$(curl -fsS "$sim_url/_sim/truth?module=getdevice&userid=$first_user") || fail "GET /_sim/truth failed"
+removed=$("$python" -c 'import json,sys; a={d["hash_deviceid"] for d in json.loads(sys.argv[1])}; b={d["hash_deviceid"] for d in json.loads(sys.argv[2])}; print(",".join(sorted(a-b)))' "$before" "$after")
+[ -n "$removed" ] || fail "the device delete mutation removed no device"
+TAP_WITHINGS_BATCH_CONFIG="{\"encoding\": {\"format\": \"jsonl\", \"compression\": \"gzip\"}, \"storage\": {\"root\": \"file://$batch_root\", \"prefix\": \"e2e-2-\"}}" \
+  TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=withings_batch \
+  run_logged run-postgres-batch-2 "$meltano" run --full-refresh --no-state-update tap-withings target-postgres
+deleted_rows=$(pgq "select hash_deviceid from withings_batch.devices where userid = $first_user and _sdc_deleted_at is not null order by 1" | paste -sd, -)
+[ "$deleted_rows" = "$removed" ] ||
+  fail "second BATCH run: soft-deleted devices of user $first_user [$deleted_rows], expected the removed one [$removed]"
+live_devices=$(pgq "select count(*) from withings_batch.devices where userid = $first_user and _sdc_deleted_at is null")
+want_live=$("$python" -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$after")
+[ "$live_devices" = "$want_live" ] ||
+  fail "second BATCH run: $live_devices live devices of user $first_user, expected $want_live"
+dead_goals=$(pgq "select count(*) from withings_batch.goals where _sdc_deleted_at is not null")
+[ "$dead_goals" = 0 ] || fail "second BATCH run: $dead_goals goals rows marked deleted (their batch came before ACTIVATE_VERSION?)"
+echo "  ok postgres: after a second BATCH run the removed device is soft-deleted, the $live_devices others and goals are live" >&2
