@@ -17,6 +17,7 @@ pub const CAPABILITIES: &[&str] = &[
     "schema-flattening",
     "structured-logging",
     "stream-maps",
+    "batch",
 ];
 
 fn setting_schema(s: &Setting) -> Value {
@@ -141,6 +142,7 @@ mod tests {
             "schema-flattening",
             "structured-logging",
             "stream-maps",
+            "batch",
         ] {
             assert!(a["capabilities"].as_array().unwrap().contains(&json!(c)));
         }

@@ -229,6 +229,12 @@ pub const SETTINGS: &[Setting] = &[
         "Largest reply body accepted, decompressed (MiB); a larger one fails its request at once, without retrying. The largest real replies (a day of intraday samples at one a second) are about 17 MiB.",
     ),
     setting(
+        "batch_config",
+        Kind::Object,
+        None,
+        "Send BATCH messages (Meltano SDK) instead of RECORD messages: `{\"encoding\": {\"format\": \"jsonl\", \"compression\": \"gzip\"}, \"storage\": {\"root\": \"file:///path/to/dir\", \"prefix\": \"...\"}, \"batch_size\": 10000}`. Records go to JSON-lines files under the root (gzip or none; at most batch_size records each), which the target reads; nobody deletes them.",
+    ),
+    setting(
         "repeat_guard_seconds",
         Kind::Number,
         Some("10"),
@@ -274,6 +280,8 @@ pub struct Config {
     pub repeat_guard_seconds: f64,
     /// `stream_maps` and `stream_map_config`, checked (None: no map).
     pub stream_maps: Option<crate::maps::Maps>,
+    /// See the `batch_config` setting (None: RECORD messages).
+    pub batch_config: Option<crate::singer::batch::BatchConfig>,
 }
 
 /// One entry of the `users` setting.
@@ -532,6 +540,20 @@ impl RawConfig {
             .collect()
     }
 
+    fn batch_config(&self) -> Result<Option<crate::singer::batch::BatchConfig>> {
+        let Some(value) = self.get("batch_config") else {
+            return Ok(None);
+        };
+        crate::singer::batch::parse_batch_config(value)
+            .map(Some)
+            .map_err(|why| {
+                Error::input(format!(
+                    "{}: setting `batch_config`: {why}",
+                    origin(&self.sources, "batch_config")
+                ))
+            })
+    }
+
     fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         match self.string(name)? {
             None => Ok(None),
@@ -640,6 +662,7 @@ impl RawConfig {
             max_reply_megabytes: self.integer("max_reply_megabytes", 32, 1, 4_096)? as u64,
             repeat_guard_seconds: self.number("repeat_guard_seconds", 10.0, 0.0, 3_600.0)?,
             stream_maps: self.stream_maps()?,
+            batch_config: self.batch_config()?,
         })
         .and_then(|cfg| self.check_flattening_names().map(|()| cfg))
     }

@@ -16,6 +16,7 @@ use tracing::warn;
 use crate::conform::{ConformError, Fields, Flattening, OutputPlan, SpanCache};
 use crate::error::{Error, Result};
 use crate::maps::{Maps, Route, StreamMapper};
+use crate::singer::batch::{push_raw, Batcher};
 use crate::singer::catalog::Selection;
 use crate::singer::message::{push_record, record_prefix, MessageWriter};
 use crate::singer::state::State;
@@ -51,6 +52,8 @@ pub struct Emitter {
     routes: Arc<BTreeMap<&'static str, Route>>,
     start_state: Arc<State>,
     version: i64,
+    /// Batches hold raw records (for batch files) instead of RECORD lines.
+    raw: bool,
 }
 
 /// The size past which a stream task sends its batch (and starts another): large enough
@@ -77,6 +80,8 @@ pub struct Batch {
     bad: Option<ConformError>,
     /// What `stream_maps` do to the stream (None: nothing; boxed, as it is rare).
     map: Option<Box<BatchMap>>,
+    /// Raw record lines (batch files), not RECORD messages.
+    raw: bool,
 }
 
 /// A batch's stream map.
@@ -108,13 +113,19 @@ impl Batch {
         }
         let plan = &self.plan;
         let spans = &mut self.spans;
-        let result = push_record(
-            &mut self.lines,
-            &self.prefix,
-            time_extracted,
-            self.version,
-            |line| plan.write_cached(record, line, spans),
-        );
+        let result = if self.raw {
+            push_raw(&mut self.lines, |line| {
+                plan.write_cached(record, line, spans)
+            })
+        } else {
+            push_record(
+                &mut self.lines,
+                &self.prefix,
+                time_extracted,
+                self.version,
+                |line| plan.write_cached(record, line, spans),
+            )
+        };
         match result {
             Ok(()) => self.records += 1,
             Err(ConformError::MissingKey(key)) => {
@@ -162,13 +173,17 @@ impl Batch {
         {
             return self.skip(key.clone());
         }
-        let written = push_record(
-            &mut self.lines,
-            &self.prefix,
-            time_extracted,
-            self.version,
-            |line| serde_json::to_writer(line, &mapped),
-        );
+        let written = if self.raw {
+            push_raw(&mut self.lines, |line| serde_json::to_writer(line, &mapped))
+        } else {
+            push_record(
+                &mut self.lines,
+                &self.prefix,
+                time_extracted,
+                self.version,
+                |line| serde_json::to_writer(line, &mapped),
+            )
+        };
         match written {
             Ok(()) => self.records += 1,
             Err(e) => self.map_failed(format!("cannot encode a mapped record: {e}")),
@@ -273,6 +288,7 @@ impl Emitter {
             skipped_rows: 0,
             bad: None,
             map,
+            raw: self.raw,
         })
     }
 
@@ -397,6 +413,8 @@ pub struct Output<W: Write> {
     state_written: std::time::Instant,
     /// The table version of full-table streams in this run (milliseconds since the epoch).
     version: i64,
+    /// With `batch_config`: records go to batch files (see [`Output::batch_into`]).
+    batches: Option<Batcher>,
 }
 
 /// The longest a changed state waits before it is written (a killed run re-reads at most
@@ -431,6 +449,7 @@ impl<W: Write> Output<W> {
             counts: BTreeMap::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
+            batches: None,
         })
     }
 
@@ -507,6 +526,12 @@ impl<W: Write> Output<W> {
         }
     }
 
+    /// Records go to batch files from now on (before [`Output::channel`]), each finished
+    /// file announced by a BATCH message before any STATE that covers its records.
+    pub fn batch_into(&mut self, batcher: Batcher) {
+        self.batches = Some(batcher);
+    }
+
     /// Is the stream selected?
     pub fn is_selected(&self, stream: &str) -> bool {
         self.plans.contains_key(stream)
@@ -536,7 +561,19 @@ impl<W: Write> Output<W> {
         if batch.records > 0 {
             self.send_schema(def, &batch.plan)?;
         }
-        self.writer.lines(&batch.lines)?;
+        match &mut self.batches {
+            None => self.writer.lines(&batch.lines)?,
+            Some(b) => {
+                b.write(def.name, &batch.lines, batch.records)?;
+                if def.replication != Replication::FullTable {
+                    let files = b.take_done(def.name);
+                    if !files.is_empty() {
+                        let name = sent_name(&self.routes, def.name);
+                        self.writer.batch(&name, b.compression(), &files)?;
+                    }
+                }
+            }
+        }
         // One warning per batch (a page): a record without its key cannot be emitted.
         if batch.skipped_rows > 0 {
             warn!(
@@ -567,6 +604,7 @@ impl<W: Write> Output<W> {
                 routes: Arc::clone(&self.routes),
                 start_state: Arc::new(self.state.clone()),
                 version: self.version,
+                raw: self.batches.is_some(),
             },
             rx,
         )
@@ -609,6 +647,7 @@ impl<W: Write> Output<W> {
     fn state_changed(&mut self) -> Result<()> {
         if self.state_written.elapsed() >= STATE_INTERVAL {
             self.state_written = std::time::Instant::now();
+            self.hand_over(false)?;
             self.writer.state(&self.state.to_value())?;
         }
         Ok(())
@@ -623,15 +662,61 @@ impl<W: Write> Output<W> {
         if def.replication != Replication::FullTable {
             return Ok(());
         }
-        match self.send_schema(def, &plan)? {
-            Some(name) => self.writer.activate_version(&name, self.version),
-            None => Ok(()),
+        let Some(name) = self.send_schema(def, &plan)? else {
+            // Dropped by the stream maps: nothing of it is sent, its batch files neither.
+            if let Some(b) = &mut self.batches {
+                b.take(def.name)?;
+            }
+            return Ok(());
+        };
+        self.writer.activate_version(&name, self.version)?;
+        // Batch files carry no table version: they come after ACTIVATE_VERSION, which
+        // a target applies to the rows it already holds (see `hand_over`).
+        if let Some(b) = &mut self.batches {
+            let files = b.take(def.name)?;
+            if !files.is_empty() {
+                self.writer.batch(&name, b.compression(), &files)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Finishes the open batch files and sends a BATCH message for each stream's finished
+    /// files, before a STATE. Files of full-table streams are held until their
+    /// ACTIVATE_VERSION (or the end, when there is none): their rows have no table version,
+    /// so a target (target-postgres) would delete them on an ACTIVATE_VERSION after them. No
+    /// STATE covers them (full-table streams have no bookmark).
+    fn hand_over(&mut self, full_table_too: bool) -> Result<()> {
+        let Some(b) = &mut self.batches else {
+            return Ok(());
+        };
+        for stream in b.pending() {
+            let full_table = crate::streams::find(stream)
+                .is_some_and(|d| d.replication == Replication::FullTable);
+            if full_table && !full_table_too {
+                continue;
+            }
+            let files = b.take(stream)?;
+            if !files.is_empty() {
+                let name = sent_name(&self.routes, stream);
+                self.writer.batch(&name, b.compression(), &files)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the final STATE and flushes; gives the writer back.
     pub fn finish(mut self) -> Result<W> {
+        self.hand_over(true)?;
         self.writer.state(&self.state.to_value())?;
         self.writer.into_inner()
+    }
+}
+
+/// The name a stream's messages go out under: its `stream_maps` alias, else its own.
+fn sent_name(routes: &BTreeMap<&'static str, Route>, stream: &str) -> String {
+    match routes.get(stream) {
+        Some(Route::Mapped(m)) => m.alias.clone(),
+        _ => stream.to_string(),
     }
 }

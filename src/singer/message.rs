@@ -70,6 +70,20 @@ impl<W: Write> MessageWriter<W> {
         self.value_line(&json!({"type": "ACTIVATE_VERSION", "stream": stream, "version": version}))
     }
 
+    /// A BATCH message naming finished batch files of a stream.
+    pub fn batch(
+        &mut self,
+        stream: &str,
+        compression: crate::singer::batch::Compression,
+        manifest: &[String],
+    ) -> Result<()> {
+        self.value_line(&crate::singer::batch::batch_message(
+            stream,
+            compression,
+            manifest,
+        ))
+    }
+
     /// A STATE message, flushed at once so a killed run leaves it behind.
     pub fn state(&mut self, value: &Value) -> Result<()> {
         self.value_line(&json!({"type": "STATE", "value": value}))?;

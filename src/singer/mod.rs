@@ -1,5 +1,7 @@
-//! The Singer protocol: messages and their writer, the catalog with selection, and state.
+//! The Singer protocol: messages and their writer, BATCH files, the catalog with selection,
+//! and state.
 
+pub mod batch;
 pub mod catalog;
 pub mod fields;
 pub mod message;

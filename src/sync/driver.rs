@@ -55,6 +55,9 @@ pub async fn sync<W: Write>(
     };
     let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?
         .with_maps(cfg.stream_maps.as_ref())?;
+    if let Some(batch) = &cfg.batch_config {
+        out.batch_into(crate::singer::batch::Batcher::new(batch.clone())?);
+    }
     out.announce()?;
     let (emitter, mut events) = out.channel(2);
     let mut failures: Vec<(String, Error)> = Vec::new();

@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod batch;
 mod captures;
 mod cli;
 mod discover;

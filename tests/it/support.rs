@@ -36,6 +36,13 @@ pub enum Msg {
     ActivateVersion { stream: String, version: i64 },
     #[serde(rename = "STATE")]
     State { value: Value },
+    /// Finished batch files of a stream (with `batch_config`; see `batch.rs`).
+    #[serde(rename = "BATCH")]
+    Batch {
+        stream: String,
+        encoding: Value,
+        manifest: Vec<String>,
+    },
 }
 
 /// Simulator settings for fast tests: no repeat guard unless a test asks for it.
@@ -331,6 +338,12 @@ impl Run {
                 }
                 Msg::State { value } => {
                     assert!(value["bookmarks"].is_object(), "STATE without bookmarks")
+                }
+                Msg::Batch { stream, .. } => {
+                    assert!(
+                        validators.contains_key(stream),
+                        "BATCH of {stream} before its SCHEMA"
+                    );
                 }
             }
         }
