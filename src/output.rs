@@ -72,6 +72,8 @@ pub struct Batch {
     skipped_rows: u64,
     /// The first value that could not be read as its declared type: the batch is refused.
     bad: Option<ConformError>,
+    /// The user whose work made the batch (its stream scope), for `record_count`'s context.
+    userid: Option<i64>,
 }
 
 impl Batch {
@@ -168,6 +170,7 @@ impl Emitter {
             skipped: Vec::new(),
             skipped_rows: 0,
             bad: None,
+            userid: crate::metrics::current_userid(),
         })
     }
 
@@ -276,6 +279,8 @@ pub struct Output<W: Write> {
     plans: BTreeMap<&'static str, Arc<OutputPlan>>,
     schema_sent: HashSet<&'static str>,
     counts: BTreeMap<&'static str, StreamCounts>,
+    /// Records per stream and user (`record_count`).
+    user_records: BTreeMap<(&'static str, Option<i64>), u64>,
     /// When a STATE was last written.
     state_written: std::time::Instant,
     /// The table version of full-table streams in this run (milliseconds since the epoch).
@@ -311,6 +316,7 @@ impl<W: Write> Output<W> {
             plans,
             schema_sent: HashSet::new(),
             counts: BTreeMap::new(),
+            user_records: BTreeMap::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
         })
@@ -324,6 +330,11 @@ impl<W: Write> Output<W> {
     /// Per-stream counters so far.
     pub fn counts(&self) -> &BTreeMap<&'static str, StreamCounts> {
         &self.counts
+    }
+
+    /// Records written so far per stream and user.
+    pub fn user_records(&self) -> &BTreeMap<(&'static str, Option<i64>), u64> {
+        &self.user_records
     }
 
     /// Sends the SCHEMA of every selected stream, in catalog order, whether or not it will
@@ -364,6 +375,10 @@ impl<W: Write> Output<W> {
         let c = self.counts.entry(def.name).or_default();
         c.records += batch.records;
         c.skipped += batch.skipped_rows;
+        *self
+            .user_records
+            .entry((def.name, batch.userid))
+            .or_default() += batch.records;
         Ok(())
     }
 
@@ -446,6 +461,11 @@ impl<W: Write> Output<W> {
     }
 
     /// Writes the final STATE and flushes; gives the writer back.
+    /// The writer back, flushed, without a STATE (`--test schema`).
+    pub fn into_writer(self) -> Result<W> {
+        self.writer.into_inner()
+    }
+
     pub fn finish(mut self) -> Result<W> {
         self.writer.state(&self.state.to_value())?;
         self.writer.into_inner()
