@@ -15,6 +15,7 @@ mod kills;
 mod measures;
 mod properties;
 mod samples;
+mod sdk;
 mod secrets;
 mod signals;
 mod streams;
