@@ -370,8 +370,9 @@ mod tests {
         // (time, totals, expected points)
         // Stream a of users 1 and 2, stream b of user 1.
         type Totals<'a> = &'a [(CountKey<'a>, u64)];
+        type Want<'a> = &'a [(&'a str, u64)];
         let (a1, a2, b1) = (("a", Some(1)), ("a", Some(2)), ("b", Some(1)));
-        let steps: &[(f64, Totals, &[(&str, u64)])] = &[
+        let steps: &[(f64, Totals, Want)] = &[
             (110.0, &[(a1, 5)], &[]),
             (159.9, &[(a1, 50), (b1, 1)], &[]),
             (160.0, &[(a1, 50), (b1, 1)], &[("a/1", 50), ("b/1", 1)]),

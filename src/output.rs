@@ -24,8 +24,8 @@ use crate::timefmt;
 /// What a stream task sends to the writer.
 #[derive(Debug)]
 pub enum Event {
-    /// Rendered records of a stream, in order.
-    Lines(Batch),
+    /// Rendered records of a stream, in order (boxed: a batch is large beside the others).
+    Lines(Box<Batch>),
     /// Extra fields of a user's partition (deletion tracking), after the records they cover.
     Partition {
         def: &'static StreamDef,
@@ -186,7 +186,7 @@ impl Emitter {
             return Ok(());
         }
         self.tx
-            .send(Event::Lines(batch))
+            .send(Event::Lines(Box::new(batch)))
             .await
             .map_err(|_| SendError::Gone)
     }
@@ -404,7 +404,7 @@ impl<W: Write> Output<W> {
     /// Writes one event.
     pub fn handle(&mut self, event: Event) -> Result<()> {
         match event {
-            Event::Lines(batch) => self.write_batch(batch),
+            Event::Lines(batch) => self.write_batch(*batch),
             Event::Advance { def, userid, epoch } => self.advance(def, userid, epoch),
             Event::Partition {
                 def,
