@@ -20,12 +20,15 @@ pins = {p: version(p) for p in ("target-duckdb", "duckdb")}
 if pins != {"target-duckdb": "0.8.0", "duckdb": "1.2.2"}:
     sys.exit(f"  FAIL target-duckdb's venv holds {pins}, not the pins of meltano/meltano.yml")
 con = duckdb.connect(path, read_only=True)
+# The database's own name is the file's stem, "withings" too: name tables in full.
+(db,) = con.execute("select current_database()").fetchone()
 tables = {t for (t,) in con.execute(
-    "select table_name from information_schema.tables where table_schema = 'withings'").fetchall()}
+    "select table_name from information_schema.tables where table_catalog = ? and table_schema = 'withings'",
+    [db]).fetchall()}
 bad = []
 for stream in selected:
     want = expected[stream]
-    got = con.execute(f'select count(*) from withings."{stream}"').fetchone()[0] if stream in tables else None
+    got = con.execute(f'select count(*) from "{db}".withings."{stream}"').fetchone()[0] if stream in tables else None
     if got != want:
         bad.append(f"{stream}: {got} rows, the simulator has {want}")
 for b in bad:
