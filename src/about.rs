@@ -14,6 +14,7 @@ pub const CAPABILITIES: &[&str] = &[
     "state",
     "about",
     "test",
+    "activate-version",
     "schema-flattening",
     "structured-logging",
     "stream-maps",

@@ -11,6 +11,16 @@ pub enum AboutFormat {
     Markdown,
 }
 
+/// `--test` modes (the Meltano SDK's `--test[=all|schema]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestMode {
+    /// Check the credentials with one cheap authenticated call per user.
+    All,
+    /// Write the SCHEMA message of every stream (as a sync would send it), and nothing else:
+    /// no request, no credentials used.
+    Schema,
+}
+
 /// Singer tap for the Withings health-data API.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tap-withings", version, about, long_about = None)]
@@ -44,9 +54,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "json", requires = "about")]
     pub format: AboutFormat,
 
-    /// Check the credentials with one cheap authenticated call, and exit.
-    #[arg(long)]
-    pub test: bool,
+    /// Test and exit: `--test` (or `--test all`) checks the credentials with one cheap
+    /// authenticated call per user; `--test schema` prints the SCHEMA message of every stream.
+    #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, default_missing_value = "all")]
+    pub test: Option<TestMode>,
 
     /// Log level on stderr: debug, info, warning or error. Without it: LOGLEVEL, then RUST_LOG,
     /// then the level of Meltano's SINGER_SDK_LOG_CONFIG, then info.
@@ -121,6 +132,28 @@ mod tests {
         let cli = Cli::try_parse_from(["tap-withings", "--about", "--format", "markdown"]).unwrap();
         assert_eq!(cli.format, AboutFormat::Markdown);
         assert!(cli.command.is_none());
+        assert_eq!(cli.test, None);
+    }
+
+    #[test]
+    fn test_takes_an_optional_mode_as_the_sdk() {
+        let mode = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.test);
+        assert_eq!(mode(&["t", "--test"]).unwrap(), Some(TestMode::All));
+        assert_eq!(mode(&["t", "--test", "all"]).unwrap(), Some(TestMode::All));
+        assert_eq!(
+            mode(&["t", "--test=schema"]).unwrap(),
+            Some(TestMode::Schema)
+        );
+        assert_eq!(
+            mode(&["t", "--test", "schema", "--config", "c.json"]).unwrap(),
+            Some(TestMode::Schema)
+        );
+        assert_eq!(
+            mode(&["t", "--test", "--config", "c.json"]).unwrap(),
+            Some(TestMode::All)
+        );
+        assert!(mode(&["t", "--test=records"]).is_err());
+        assert!(mode(&["t", "--test", "--discover"]).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tracing::info;
 use crate::api::cancel::Cancel;
 use crate::api::client::ApiClient;
 use crate::auth::session::{Opened, Session, SessionError};
-use crate::cli::{AboutFormat, Cli};
+use crate::cli::{AboutFormat, Cli, TestMode};
 use crate::config::RawConfig;
 use crate::error::{Error, Result};
 use crate::singer::catalog::{build_catalog, Selection};
@@ -98,20 +98,24 @@ pub async fn run<W: Write>(
     }
     let now = chrono::Utc::now();
     let mut cfg = load_raw_config(cli, env)?.validate(env, now)?;
-    if cli.test {
+    if cli.test == Some(TestMode::Schema) {
+        return write_schemas(&cfg, stdout);
+    }
+    let connection_test = cli.test == Some(TestMode::All);
+    if connection_test {
         // A connection test answers within seconds: a couple of quick retries at most.
         cfg.max_retries = cfg.max_retries.min(2);
         cfg.max_retry_seconds = cfg.max_retry_seconds.min(30);
     }
     let client = ApiClient::new(&cfg, cancel)?;
-    let client = Arc::new(if cli.test {
+    let client = Arc::new(if connection_test {
         client.failing_fast_on_connect()
     } else {
         client
     });
     let pause = crate::auth::consent::pause_point(env).map(str::to_string);
     let opened = Session::open_all(&cfg, pause)?;
-    if cli.test {
+    if connection_test {
         return connection_tests(&client, opened).await;
     }
     let state = match &cli.state {
@@ -152,6 +156,19 @@ pub async fn run<W: Write>(
         now.timestamp(),
     )
     .await
+}
+
+/// `--test schema`: the SCHEMA message of every stream, as a sync sends it (with the
+/// config's flattening), and nothing else (the Meltano SDK's `--test=schema`).
+fn write_schemas<W: Write>(cfg: &config::Config, stdout: W) -> Result<()> {
+    let flattening = conform::Flattening {
+        enabled: cfg.flattening_enabled,
+        max_depth: cfg.flattening_max_depth,
+    };
+    let writer = singer::message::MessageWriter::new(stdout);
+    let mut out = output::Output::new(writer, State::default(), &Selection::all(), flattening)?;
+    out.announce()?;
+    out.into_writer().map(|_| ())
 }
 
 /// `--test`: one call per user (each user once); an entry that cannot be opened fails it

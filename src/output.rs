@@ -26,8 +26,8 @@ use crate::timefmt;
 /// What a stream task sends to the writer.
 #[derive(Debug)]
 pub enum Event {
-    /// Rendered records of a stream, in order.
-    Lines(Batch),
+    /// Rendered records of a stream, in order (boxed: a batch is large beside the others).
+    Lines(Box<Batch>),
     /// Extra fields of a user's partition (deletion tracking), after the records they cover.
     Partition {
         def: &'static StreamDef,
@@ -82,6 +82,8 @@ pub struct Batch {
     map: Option<Box<BatchMap>>,
     /// Raw record lines (batch files), not RECORD messages.
     raw: bool,
+    /// The user whose work made the batch (its stream scope), for `record_count`'s context.
+    userid: Option<i64>,
 }
 
 /// A batch's stream map.
@@ -289,6 +291,7 @@ impl Emitter {
             bad: None,
             map,
             raw: self.raw,
+            userid: crate::metrics::current_userid(),
         })
     }
 
@@ -314,7 +317,7 @@ impl Emitter {
             return Ok(());
         }
         self.tx
-            .send(Event::Lines(batch))
+            .send(Event::Lines(Box::new(batch)))
             .await
             .map_err(|_| SendError::Gone)
     }
@@ -409,6 +412,8 @@ pub struct Output<W: Write> {
     routes: Arc<BTreeMap<&'static str, Route>>,
     schema_sent: HashSet<&'static str>,
     counts: BTreeMap<&'static str, StreamCounts>,
+    /// Records per stream and user (`record_count`).
+    user_records: BTreeMap<(&'static str, Option<i64>), u64>,
     /// When a STATE was last written.
     state_written: std::time::Instant,
     /// The table version of full-table streams in this run (milliseconds since the epoch).
@@ -447,6 +452,7 @@ impl<W: Write> Output<W> {
             routes: Arc::new(BTreeMap::new()),
             schema_sent: HashSet::new(),
             counts: BTreeMap::new(),
+            user_records: BTreeMap::new(),
             state_written: std::time::Instant::now(),
             version: chrono::Utc::now().timestamp_millis(),
             batches: None,
@@ -542,6 +548,11 @@ impl<W: Write> Output<W> {
         &self.counts
     }
 
+    /// Records written so far per stream and user.
+    pub fn user_records(&self) -> &BTreeMap<(&'static str, Option<i64>), u64> {
+        &self.user_records
+    }
+
     /// Sends the SCHEMA of every selected stream, in catalog order, whether or not it will
     /// have records this run (as SDK taps do: targets create the empty tables, and the dbt
     /// sources pointing at them work).
@@ -586,6 +597,10 @@ impl<W: Write> Output<W> {
         let c = self.counts.entry(def.name).or_default();
         c.records += batch.records;
         c.skipped += batch.skipped_rows;
+        *self
+            .user_records
+            .entry((def.name, batch.userid))
+            .or_default() += batch.records;
         Ok(())
     }
 
@@ -613,7 +628,7 @@ impl<W: Write> Output<W> {
     /// Writes one event.
     pub fn handle(&mut self, event: Event) -> Result<()> {
         match event {
-            Event::Lines(batch) => self.write_batch(batch),
+            Event::Lines(batch) => self.write_batch(*batch),
             Event::Advance { def, userid, epoch } => self.advance(def, userid, epoch),
             Event::Partition {
                 def,
@@ -706,6 +721,11 @@ impl<W: Write> Output<W> {
     }
 
     /// Writes the final STATE and flushes; gives the writer back.
+    /// The writer back, flushed, without a STATE (`--test schema`).
+    pub fn into_writer(self) -> Result<W> {
+        self.writer.into_inner()
+    }
+
     pub fn finish(mut self) -> Result<W> {
         self.hand_over(true)?;
         self.writer.state(&self.state.to_value())?;

@@ -314,7 +314,7 @@ where
 {
     // Meltano passes --catalog and --state to every invocation: they are ignored here, as
     // discovery ignores them.
-    if cli.discover || cli.about || cli.test {
+    if cli.discover || cli.about || cli.test.is_some() {
         return Err(Error::Usage(
             "`tap-withings auth` takes only --config and its own flags (not --discover, --about or --test)".into(),
         ));

@@ -163,7 +163,7 @@ pub async fn sync<W: Write>(
             client.cancel();
             break;
         }
-        let totals = out.counts().iter().map(|(s, c)| (*s, c.records));
+        let totals = out.user_records().iter().map(|(k, n)| (*k, *n));
         for point in record_count.poll(clock.elapsed().as_secs_f64(), totals) {
             metrics::log(&point);
         }
@@ -235,6 +235,7 @@ pub async fn sync<W: Write>(
         }
     }
     let counts = out.counts().clone();
+    let user_records = out.user_records().clone();
     // The final STATE is true for what was written, whether or not the sync failed.
     let finished = out.finish();
     let tally = tallies.snapshot();
@@ -243,6 +244,13 @@ pub async fn sync<W: Write>(
         let (records, skipped) = counts
             .get(stream)
             .map_or((0, 0), |c| (c.records, c.skipped));
+        let figures = metrics::StreamFigures {
+            records,
+            skipped,
+            requests: t.requests,
+            retries: t.retries,
+            seconds: *seconds,
+        };
         info!(
             stream = %stream,
             records,
@@ -250,13 +258,23 @@ pub async fn sync<W: Write>(
             requests = t.requests,
             retries = t.retries,
             seconds,
-            "Stream summary."
+            "{}",
+            metrics::stream_summary(stream, &figures)
         );
     }
-    let totals = STREAMS
+    // One final record_count per selected stream and user (0 for a stream without records),
+    // and per series counted outside any user's work.
+    let users: Vec<Option<i64>> = if users.is_empty() {
+        vec![None]
+    } else {
+        users.iter().copied().map(Some).collect()
+    };
+    let mut totals: BTreeMap<(&str, Option<i64>), u64> = STREAMS
         .iter()
         .filter(|d| selection.is_selected(d.name))
-        .map(|d| (d.name, counts.get(d.name).map_or(0, |c| c.records)));
+        .flat_map(|d| users.iter().map(move |u| ((d.name, *u), 0)))
+        .collect();
+    totals.extend(user_records);
     for point in record_count.finish(totals) {
         metrics::log(&point);
     }
@@ -279,12 +297,20 @@ pub async fn sync<W: Write>(
         }
     };
     let stats = client.stats();
+    let seconds = started.elapsed().as_secs_f64();
+    let records: u64 = counts.values().map(|c| c.records).sum();
+    let streams = STREAMS
+        .iter()
+        .filter(|d| selection.is_selected(d.name))
+        .count();
     info!(
+        records,
         requests = stats.requests,
         retries = stats.retries,
         retry_reasons = ?stats.retry_reasons,
-        seconds = started.elapsed().as_secs_f64(),
-        "Sync summary."
+        seconds,
+        "{}",
+        metrics::sync_summary(records, streams, stats.requests, stats.retries, &stats.retry_reasons, seconds)
     );
     result?;
     finished.map(|_| ())

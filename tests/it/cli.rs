@@ -250,7 +250,12 @@ fn metrics_are_in_the_sdk_shape_per_stream() {
             }
             "record_count" => {
                 assert_eq!(p["type"], "counter", "{p}");
-                assert_eq!(keys(tags), BTreeSet::from(["stream", "pid"]), "{p}");
+                assert_eq!(
+                    keys(tags),
+                    BTreeSet::from(["stream", "context", "pid"]),
+                    "{p}"
+                );
+                assert_eq!(tags["context"], json!({"userid": userid}), "{p}");
                 assert_eq!(tags["pid"], pid);
                 *counted
                     .entry(tags["stream"].as_str().unwrap().to_string())
@@ -283,11 +288,27 @@ fn metrics_are_in_the_sdk_shape_per_stream() {
         timed.values().all(|n| *n == 1),
         "one sync_duration per stream and user"
     );
-    // The summary: one line per stream, with the records written and the requests tagged.
+    // The summary: one line per stream, with the records written and the requests tagged, in
+    // its fields and in its message (what Meltano's console shows).
     let summaries: BTreeMap<String, (u64, u64)> = run
         .stderr
         .lines()
-        .filter(|l| l.contains("Stream summary."))
+        .filter(|l| l.contains("Stream summary:"))
+        .inspect(|l| {
+            let stream = l
+                .split("stream=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let n = records.get(stream).copied().unwrap_or(0);
+            let text = format!("Stream summary: {stream}: {} record", thousands(n));
+            assert!(l.contains(&text), "{text:?} not in {l}");
+            let reqs = requests.get(stream).copied().unwrap_or(0);
+            let text = format!(", {} request", thousands(reqs));
+            assert!(l.contains(&text), "{text:?} not in {l}");
+        })
         .map(|l| {
             let field = |name: &str| {
                 l.split_whitespace()
@@ -314,6 +335,26 @@ fn metrics_are_in_the_sdk_shape_per_stream() {
         );
     }
     assert!(requests["ecg_signals"] >= 1 && requests["stetho_signals"] >= 1);
+    let total: u64 = records.values().sum();
+    let text = format!(
+        "Sync summary: {} records in {} streams, ",
+        thousands(total),
+        ALL.len()
+    );
+    assert!(run.stderr.contains(&text), "{text:?} not in {}", run.stderr);
+}
+
+/// `n` with thousands separators, as the summaries write counts.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[test]
@@ -358,7 +399,12 @@ fn json_logs_are_sdk_shaped_and_name_the_stream() {
                 assert_eq!(line["stream_name"], stream, "{line}");
             }
         }
-        if text == "Stream summary." {
+        if text.starts_with("Stream summary: ") {
+            let stream = line["extra"]["stream"].as_str().unwrap();
+            assert!(
+                text.starts_with(&format!("Stream summary: {stream}: ")),
+                "{line}"
+            );
             assert_eq!(line["stream_name"], line["extra"]["stream"], "{line}");
         }
     }
@@ -408,7 +454,7 @@ fn log_level_and_format_follow_flags_then_the_environment() {
     };
 
     let info = goals_sync(&world, &[], &[]);
-    assert!(has(&info, "METRIC: ") && has(&info, "Stream summary."));
+    assert!(has(&info, "METRIC: ") && has(&info, "Stream summary:"));
     assert!(!has(&info, "Request."), "debug lines are off at info");
     assert!(!all_json(&info));
 
@@ -428,7 +474,7 @@ fn log_level_and_format_follow_flags_then_the_environment() {
     ] {
         let quiet = goals_sync(&world, &args, &env);
         assert!(
-            !has(&quiet, "METRIC: ") && !has(&quiet, "Stream summary.") && !has(&quiet, "INFO"),
+            !has(&quiet, "METRIC: ") && !has(&quiet, "Stream summary") && !has(&quiet, "INFO"),
             "{args:?} {env:?}: {}",
             quiet.stderr
         );

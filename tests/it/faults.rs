@@ -28,12 +28,12 @@ fn small(faults: Faults) -> SimConfig {
     cfg
 }
 
-/// `requests=N retries=M` of the tap's "Sync summary." line.
+/// `requests=N retries=M` of the tap's "Sync summary:" line.
 fn summary(stderr: &str) -> (u64, u64) {
     let line = stderr
         .lines()
         .rev()
-        .find(|l| l.contains("Sync summary."))
+        .find(|l| l.contains("Sync summary:"))
         .unwrap_or_else(|| panic!("no Sync summary line:\n{stderr}"));
     let field = |name: &str| -> u64 {
         line.split_whitespace()

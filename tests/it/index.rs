@@ -279,7 +279,7 @@ fn an_index_is_read_for_the_streams_it_feeds_even_when_its_own_stream_is_deselec
     let summary = run
         .stderr
         .lines()
-        .filter(|l| l.contains("Stream summary.") && l.contains("intraday_activity"))
+        .filter(|l| l.contains("Stream summary:") && l.contains("intraday_activity"))
         .collect::<Vec<_>>()
         .join("\n");
     let activity_calls = count(&got, "getactivity") + count(&got, "getintradayactivity");

@@ -17,6 +17,7 @@ mod maps;
 mod measures;
 mod properties;
 mod samples;
+mod sdk;
 mod secrets;
 mod signals;
 mod streams;

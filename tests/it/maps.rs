@@ -50,7 +50,8 @@ fn streams_named(run: &Run) -> BTreeSet<String> {
         .filter_map(|m| match m {
             Msg::Schema { stream, .. }
             | Msg::Record { stream, .. }
-            | Msg::ActivateVersion { stream, .. } => Some(stream.clone()),
+            | Msg::ActivateVersion { stream, .. }
+            | Msg::Batch { stream, .. } => Some(stream.clone()),
             Msg::State { .. } => None,
         })
         .collect()

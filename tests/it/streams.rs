@@ -1040,7 +1040,7 @@ fn rows_without_their_key_are_skipped_counted_and_the_sync_goes_on() {
     let summed: usize = run
         .stderr
         .lines()
-        .filter(|l| l.contains("Stream summary."))
+        .filter(|l| l.contains("Stream summary:"))
         .filter_map(|l| l.split("skipped=").nth(1))
         .map(|v| {
             v.split(|c: char| !c.is_ascii_digit())
