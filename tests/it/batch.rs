@@ -393,3 +393,56 @@ fn a_bad_batch_config_stops_the_run_with_one_line_before_any_request() {
         .iter()
         .any(|m| matches!(m, Msg::Batch { stream, .. } if stream == "goals")));
 }
+
+#[test]
+fn with_stream_maps_the_batch_files_hold_the_mapped_records_under_the_alias() {
+    let world = World::new(sim_config(1, 5));
+    let root = world.path("batches-mapped");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&world.config).unwrap()).unwrap();
+    config["batch_config"] = under(&root, "gzip", 10_000);
+    config["stream_maps"] = json!({
+        "devices": {"__alias__": "withings_devices", "mac_address": null},
+        "measures": {"__alias__": "weights", "__filter__": "type == 1"},
+        "goals": null,
+    });
+    let path = world.path("config-batch-mapped.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let mut args = sync_args(&world, &["devices", "goals", "measures"], None);
+    args[1] = path.display().to_string();
+    let run = tap(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (expanded, _) = expand(&run.messages);
+    let batched = as_run(&run, expanded);
+    // Every mapped record validates against the mapped SCHEMA sent for it.
+    batched.check();
+    let named: BTreeSet<&str> = run
+        .messages
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Batch { stream, .. } | Msg::Schema { stream, .. } => Some(stream.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, BTreeSet::from(["weights", "withings_devices"]));
+    let devices = batched.records("withings_devices");
+    assert!(!devices.is_empty());
+    assert!(devices.iter().all(|r| r.get("mac_address").is_none()));
+    let weights = batched.records("weights");
+    assert!(!weights.is_empty());
+    assert!(
+        weights.iter().all(|r| r["type"] == json!(1)),
+        "the filter holds"
+    );
+    // The aliased full-table stream's files come after its ACTIVATE_VERSION, under the alias.
+    let position = |f: &dyn Fn(&Msg) -> bool| run.messages.iter().position(f).unwrap();
+    let activate = position(
+        &|m| matches!(m, Msg::ActivateVersion { stream, .. } if stream == "withings_devices"),
+    );
+    let batch =
+        position(&|m| matches!(m, Msg::Batch { stream, .. } if stream == "withings_devices"));
+    assert!(activate < batch);
+    // Bookmarks stay under the tap's own stream name.
+    let state = run.last_state();
+    assert!(state["bookmarks"].get("measures").is_some(), "{state}");
+    assert!(state["bookmarks"].get("weights").is_none(), "{state}");
+}
