@@ -66,8 +66,8 @@ pub const BATCH_BYTES: usize = 128 * 1024;
 pub struct Batch {
     def: &'static StreamDef,
     plan: Arc<OutputPlan>,
-    version: Option<i64>,
-    prefix: Vec<u8>,
+    /// How a record becomes a line.
+    line: LineForm,
     /// Shared columns of consecutive records (a measure group's), written once per run.
     spans: SpanCache,
     lines: Vec<u8>,
@@ -80,10 +80,36 @@ pub struct Batch {
     bad: Option<ConformError>,
     /// What `stream_maps` do to the stream (None: nothing; boxed, as it is rare).
     map: Option<Box<BatchMap>>,
-    /// Raw record lines (batch files), not RECORD messages.
-    raw: bool,
     /// The user whose work made the batch (its stream scope), for `record_count`'s context.
     userid: Option<i64>,
+}
+
+/// How a batch writes a record: as a RECORD message (its stream name and table version), or
+/// alone on its line (batch files).
+#[derive(Debug)]
+enum LineForm {
+    Record {
+        prefix: Vec<u8>,
+        version: Option<i64>,
+    },
+    Raw,
+}
+
+impl LineForm {
+    /// Appends the line of the record `write` writes (nothing when it fails).
+    fn push<E>(
+        &self,
+        lines: &mut Vec<u8>,
+        time_extracted: &str,
+        write: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        match self {
+            LineForm::Record { prefix, version } => {
+                push_record(lines, prefix, time_extracted, *version, write)
+            }
+            LineForm::Raw => push_raw(lines, write),
+        }
+    }
 }
 
 /// A batch's stream map.
@@ -115,19 +141,9 @@ impl Batch {
         }
         let plan = &self.plan;
         let spans = &mut self.spans;
-        let result = if self.raw {
-            push_raw(&mut self.lines, |line| {
-                plan.write_cached(record, line, spans)
-            })
-        } else {
-            push_record(
-                &mut self.lines,
-                &self.prefix,
-                time_extracted,
-                self.version,
-                |line| plan.write_cached(record, line, spans),
-            )
-        };
+        let result = self.line.push(&mut self.lines, time_extracted, |line| {
+            plan.write_cached(record, line, spans)
+        });
         match result {
             Ok(()) => self.records += 1,
             Err(ConformError::MissingKey(key)) => {
@@ -175,17 +191,9 @@ impl Batch {
         {
             return self.skip(key.clone());
         }
-        let written = if self.raw {
-            push_raw(&mut self.lines, |line| serde_json::to_writer(line, &mapped))
-        } else {
-            push_record(
-                &mut self.lines,
-                &self.prefix,
-                time_extracted,
-                self.version,
-                |line| serde_json::to_writer(line, &mapped),
-            )
-        };
+        let written = self.line.push(&mut self.lines, time_extracted, |line| {
+            serde_json::to_writer(line, &mapped)
+        });
         match written {
             Ok(()) => self.records += 1,
             Err(e) => self.map_failed(format!("cannot encode a mapped record: {e}")),
@@ -281,8 +289,14 @@ impl Emitter {
         Some(Batch {
             def,
             plan: Arc::clone(plan),
-            version: (def.replication == Replication::FullTable).then_some(self.version),
-            prefix: record_prefix(name),
+            line: if self.raw {
+                LineForm::Raw
+            } else {
+                LineForm::Record {
+                    prefix: record_prefix(name),
+                    version: (def.replication == Replication::FullTable).then_some(self.version),
+                }
+            },
             spans: SpanCache::default(),
             lines: Vec::new(),
             records: 0,
@@ -290,7 +304,6 @@ impl Emitter {
             skipped_rows: 0,
             bad: None,
             map,
-            raw: self.raw,
             userid: crate::metrics::current_userid(),
         })
     }

@@ -120,7 +120,7 @@ fn the_readme_settings_table_is_the_about_markdown_table() {
 
 /// A string as Python's `json.dumps` writes it (non-ASCII as `\\u` escapes), as
 /// scripts/sync-meltano-settings writes descriptions.
-fn python_json(text: &str) -> String {
+pub(crate) fn python_json(text: &str) -> String {
     let mut out = String::new();
     for c in serde_json::to_string(text).unwrap().chars() {
         if c.is_ascii() {

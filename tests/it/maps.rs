@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use md5::Digest as _;
 use serde_json::{json, Value};
 
-use crate::support::{sim_config, tap, Msg, Run, World};
+use crate::support::{schemas, sim_config, tap, Msg, Run, World};
 
 fn md5_hex(text: &str) -> String {
     md5::Md5::digest(text)
@@ -20,27 +20,6 @@ fn md5_hex(text: &str) -> String {
 /// A world whose config carries `maps` (settings merged into the tap's config).
 fn world(maps: Value) -> World {
     World::with_settings(sim_config(1, 20), maps)
-}
-
-/// The SCHEMA messages: stream → (schema, key properties, bookmark properties).
-fn schemas(run: &Run) -> Vec<(String, Value, Vec<String>, Vec<String>)> {
-    run.messages
-        .iter()
-        .filter_map(|m| match m {
-            Msg::Schema {
-                stream,
-                schema,
-                key_properties,
-                bookmark_properties,
-            } => Some((
-                stream.clone(),
-                schema.clone(),
-                key_properties.clone(),
-                bookmark_properties.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Every stream name any message carries.
@@ -80,7 +59,7 @@ fn devices_are_aliased_hashed_and_lose_their_mac_address() {
         assert!(r.get("mac_address").is_none(), "{r}");
         assert!(r["hash_deviceid"].is_string(), "{r}");
     }
-    let (_, schema, keys, _) = schemas(&run)
+    let (_, schema, keys, _) = schemas(&run.messages)
         .into_iter()
         .find(|(s, ..)| s == "withings_devices")
         .unwrap();
@@ -117,7 +96,7 @@ fn a_filter_a_computed_key_and_bookmarks_under_the_tap_name() {
         let key = format!("{}-1-{}", r["grpid"], r["position"]);
         assert_eq!(r["measure_key"], json!(key));
     }
-    let (_, schema, keys, bookmarks) = schemas(&run).pop().unwrap();
+    let (_, schema, keys, bookmarks) = schemas(&run.messages).pop().unwrap();
     assert_eq!(keys, ["measure_key"]);
     assert_eq!(bookmarks, ["modified"]);
     assert_eq!(schema["properties"]["kg"], json!({"type": "number"}));
@@ -182,7 +161,7 @@ fn else_null_keeps_named_properties_and_drops_unnamed_streams() {
             "{r}"
         );
     }
-    let (_, schema, ..) = schemas(&run).pop().unwrap();
+    let (_, schema, ..) = schemas(&run.messages).pop().unwrap();
     let types: Value = schema["properties"]
         .as_object()
         .unwrap()

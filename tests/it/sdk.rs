@@ -10,24 +10,9 @@ use serde_json::Value;
 
 use crate::index::requests;
 use crate::streams::ALL;
-use crate::support::{sim_config, tap, Msg, World};
+use crate::support::{schemas, sim_config, tap, Msg, World};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-
-fn schemas(messages: &[Msg]) -> Vec<(String, Value, Vec<String>)> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            Msg::Schema {
-                stream,
-                schema,
-                key_properties,
-                ..
-            } => Some((stream.clone(), schema.clone(), key_properties.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn test_schema_writes_every_streams_schema_and_nothing_else() {
@@ -175,27 +160,11 @@ fn sync_settings(files: &[&Path]) -> std::process::Output {
         .expect("scripts/sync-meltano-settings runs (python3)")
 }
 
-/// A string as Python's `json.dumps` writes it (non-ASCII as `\\u` escapes).
-fn python_json(text: &str) -> String {
-    let mut out = String::new();
-    for c in serde_json::to_string(text).unwrap().chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        }
-    }
-    out
-}
-
 /// Every --about setting is declared with its description (as the script writes it).
 fn declares_every_setting(text: &str) -> Result<(), String> {
     let about: Value = serde_json::from_str(&tap(&["--about"]).stdout).unwrap();
     for (name, setting) in about["settings"]["properties"].as_object().unwrap() {
-        let description = python_json(setting["description"].as_str().unwrap());
+        let description = crate::cli::python_json(setting["description"].as_str().unwrap());
         let entry = text
             .split("- name: ")
             .find(|e| e.starts_with(&format!("{name}\n")))

@@ -245,6 +245,27 @@ pub fn tap_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// The SCHEMA messages in order: (stream, schema, key properties, bookmark properties).
+pub fn schemas(messages: &[Msg]) -> Vec<(String, Value, Vec<String>, Vec<String>)> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Schema {
+                stream,
+                schema,
+                key_properties,
+                bookmark_properties,
+            } => Some((
+                stream.clone(),
+                schema.clone(),
+                key_properties.clone(),
+                bookmark_properties.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The discovered catalog.
 pub fn discover() -> Value {
     let run = tap(&["--discover"]);
