@@ -102,7 +102,7 @@ pub fn init(setup: &LogSetup) {
     let filter = EnvFilter::try_new(&setup.directives)
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{SPAN_TARGET}=info")));
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::secret::redact::RedactingStderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let registry = tracing_subscriber::registry()

@@ -100,7 +100,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tap-withings: {e}");
+            let line = e.to_string();
+            eprintln!(
+                "tap-withings: {}",
+                tap_withings::secret::redact::known_secrets(&line)
+            );
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -49,6 +49,40 @@ pub fn server_text(text: &str) -> String {
     sanitize(text, &secrets)
 }
 
+/// `text` with every secret value the process knows replaced by [`REDACTED`] (borrowed
+/// when it holds none): the last gate of every log line and error message on stderr, behind
+/// [`server_text`] at the places server text comes in.
+pub fn known_secrets(text: &str) -> std::borrow::Cow<'_, str> {
+    let secrets = SECRETS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if secrets
+        .iter()
+        .any(|s| !s.is_empty() && text.contains(s.as_str()))
+    {
+        std::borrow::Cow::Owned(redact(text, &secrets))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// Standard error through [`known_secrets`]: the log subscriber writes each event with one
+/// `write_all`, so a secret is never split between two writes of one line.
+pub struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let safe = known_secrets(&text);
+        std::io::stderr().write_all(safe.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// [`server_text`] with the secrets given (pure).
 pub fn sanitize(text: &str, secrets: &[String]) -> String {
     truncate(&escape(&redact(text, secrets)), MAX_SERVER_TEXT)
@@ -104,6 +138,19 @@ pub fn truncate(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use pretty_assertions::assert_eq;
+
+    #[test]
+    fn every_line_on_stderr_loses_the_registered_secrets() {
+        register("a-registered-secret-for-the-stderr-gate");
+        assert_eq!(
+            known_secrets("value a-registered-secret-for-the-stderr-gate in a sync error"),
+            "value [redacted] in a sync error"
+        );
+        assert!(matches!(
+            known_secrets("nothing secret here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     fn secrets(values: &[&str]) -> Vec<String> {
         values.iter().map(|s| s.to_string()).collect()
