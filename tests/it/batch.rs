@@ -292,13 +292,15 @@ fn a_failed_run_s_last_state_covers_only_handed_over_batches() {
 
 #[test]
 fn a_killed_run_s_last_state_covers_only_handed_over_batches_and_a_rerun_completes_it() {
-    let mut cfg = sim_config(1, 4);
+    // Slow replies and small pages, so the run lasts several seconds past its second STATE
+    // (STATE comes at most once a second) even on an idle machine.
+    let mut cfg = sim_config(1, 6);
     cfg.page_getmeas = 10;
     cfg.page_getactivity = 2;
     cfg.page_getsummary = 2;
     cfg.faults = Faults {
         repeat_guard_secs: 0.0,
-        delay_ms: 40,
+        delay_ms: 150,
         ..Faults::default()
     };
     let world = World::new(cfg);
@@ -313,7 +315,11 @@ fn a_killed_run_s_last_state_covers_only_handed_over_batches_and_a_rerun_complet
             .count()
             >= 2
     });
-    assert_eq!(killed.code, None, "the run was killed: {}", killed.stderr);
+    assert_eq!(
+        killed.code, None,
+        "the run ended before its kill (after its second STATE): {}",
+        killed.stderr
+    );
     let (expanded, files) = expand(&killed.messages);
     assert!(!files.is_empty());
     assert_states_never_pass_records(&expanded, None);
