@@ -17,7 +17,7 @@ empty_tables=$(pgq "select table_name from information_schema.tables where table
   fail "a run without records: tables [$empty_tables] in $empty_schema, expected every stream's [$expected_tables]"
 with_rows=$(for t in ${empty_tables//,/ }; do
   n=$(pgq "select count(*) from $empty_schema.\"$t\"")
-  [ "$n" -gt 0 ] && echo "$t"
+  if [ "$n" -gt 0 ]; then echo "$t"; fi
 done | paste -sd, -)
 [ "$with_rows" = "devices,goals" ] ||
   fail "a run without records: rows in [$with_rows], expected only the full-table streams [devices,goals]"
