@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# The dbt package through Meltano: the `dbt-postgres` utility of meltano/meltano.yml (Meltano's
+# dbt extension with the pins of transform/requirements/dbt-postgres.txt), installed by
+# `meltano install` and run as `meltano invoke dbt-postgres:build` on the `withings` schema
+# target-postgres loaded above. Its committed project_dir and profiles_dir are
+# $MELTANO_PROJECT_ROOT/../transform: this copy of the project lives in $E2E_DIR/project, so
+# the package is copied to $E2E_DIR/transform (a symlink would not do: dbt clean, which the
+# extension runs first, finds target/ outside a project reached through one) and the committed
+# values are used as they are; dbt's target/ and logs/ stay out of the repository. Only the port (this run's PostgreSQL) and the schema (one of its own, so the
+# models checked are the ones this build made) are set here, by `meltano config`.
+say "meltano invoke dbt-postgres:build (the dbt package as the project of Meltano's dbt extension)"
+rm -rf "${E2E_DIR:?}/transform"
+mkdir "$E2E_DIR/transform"
+tar -C "$repo/transform" --exclude=./target --exclude=./logs --exclude=./dbt_packages -cf - . |
+  tar -C "$E2E_DIR/transform" -xf - || fail "cannot copy transform/ to $E2E_DIR/transform"
+run_logged install-dbt-postgres "$meltano" install --plugin-type utility dbt-postgres
+dbt_ext_venv=$project/.meltano/utilities/dbt-postgres/venv
+[ -x "$dbt_ext_venv/bin/dbt_invoker" ] || fail "meltano install did not put dbt_invoker into $dbt_ext_venv"
+"$dbt_ext_venv/bin/python" - "$repo/transform/requirements/dbt-postgres.txt" <<'EOF' || fail "the dbt-postgres utility's venv does not hold the pins of transform/requirements/dbt-postgres.txt"
+import sys
+from importlib.metadata import version
+pins = [l.split("#")[0].strip() for l in open(sys.argv[1])]
+wrong = [p for p in pins if p and version(p.split("==")[0]) != p.split("==")[1]]
+if wrong:
+    sys.exit(f"  FAIL: {wrong} (installed: {[version(p.split('==')[0]) for p in wrong]})")
+EOF
+dbt_schema=analytics_meltano
+run_logged config-dbt-postgres "$meltano" config set dbt-postgres port "$pg_port"
+run_logged config-dbt-postgres "$meltano" config set dbt-postgres schema "$dbt_schema"
+pgq "set client_min_messages = warning; drop schema if exists ${dbt_schema}_staging cascade; drop schema if exists ${dbt_schema}_marts cascade" >/dev/null
+DBT_SEND_ANONYMOUS_USAGE_STATS=false DBT_VERSION_CHECK=false run_logged invoke-dbt-postgres "$meltano" invoke dbt-postgres:build
+"$python" - "$E2E_DIR/transform/target/run_results.json" <<'EOF' || fail "dbt-postgres:build: not every node passed ($run/invoke-dbt-postgres.log)"
+import collections, json, sys
+res = json.load(open(sys.argv[1]))
+assert res["args"]["which"] == "build", res["args"]["which"]
+by = collections.Counter(r["status"] for r in res["results"])
+bad = [(r["unique_id"], r["status"]) for r in res["results"] if r["status"] not in ("success", "pass")]
+kinds = collections.Counter(r["unique_id"].split(".")[0] for r in res["results"])
+if bad or not res["results"] or not {"model", "test", "seed"} <= set(kinds):
+    sys.exit(f"  FAIL run_results.json: {dict(by)}, kinds {dict(kinds)}, not passed: {bad[:10]}")
+print(f"  ok meltano invoke dbt-postgres:build: {len(res['results'])} nodes ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}) all success/pass", file=sys.stderr)
+EOF
+# Rows per user in a mart, and every mart equal row for row to the one scripts/e2e-dbt (40-dbt.sh)
+# built with dbt on its own on the same data (schema analytics).
+for u in ${userids//,/ }; do
+  n=$(pgq "select count(*) from ${dbt_schema}_marts.fct_body_composition_daily where userid = $u")
+  [ "$n" -gt 0 ] || fail "${dbt_schema}_marts.fct_body_composition_daily has no row for user $u"
+  echo "  ok dbt-postgres marts for user $u: $n days in fct_body_composition_daily" >&2
+done
+marts=$(pgq "select table_name from information_schema.tables where table_schema = '${dbt_schema}_marts' order by 1")
+[ -n "$marts" ] || fail "no table in ${dbt_schema}_marts"
+for m in $marts; do
+  # Rows as text: a json column has no equality operator for EXCEPT.
+  d=$(pgq "with a as (select t::text r from ${dbt_schema}_marts.$m t), b as (select t::text r from analytics_marts.$m t)
+           select (select count(*) from (select r from a except all select r from b) x)
+                + (select count(*) from (select r from b except all select r from a) y)") ||
+    fail "cannot compare ${dbt_schema}_marts.$m with analytics_marts.$m (built by 40-dbt.sh)"
+  [ "$d" -eq 0 ] || fail "${dbt_schema}_marts.$m differs from analytics_marts.$m in $d rows"
+done
+echo "  ok dbt-postgres marts equal row for row to dbt's own build on the same data: $(echo "$marts" | paste -sd' ' -)" >&2
