@@ -168,7 +168,7 @@ fn clean(message: &str) -> String {
 
 /// One token of the Python-style source.
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(super) enum Tok {
     Ident(String),
     Str(String),
     Num(String),
@@ -180,7 +180,7 @@ const OPS: &[&str] = &[
     ".", "&", "|", "^",
 ];
 
-fn tokens(source: &str) -> Result<Vec<Tok>, String> {
+pub(super) fn tokens(source: &str) -> Result<Vec<Tok>, String> {
     let chars: Vec<char> = source.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;

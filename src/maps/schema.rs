@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use super::expr::Tok;
+
 /// The parts of an expression that decide its type, in order: a chain of names and calls
 /// (`datetime.datetime.fromisoformat(x).date()`), or `None` when the expression is anything
 /// else at its top level (arithmetic, a comparison, ...).
@@ -18,38 +20,18 @@ enum Shape {
 }
 
 fn shape(source: &str) -> Shape {
-    // A tokenizer that only needs strings, names, parentheses and operators.
-    let chars: Vec<char> = source.trim().chars().collect();
-    let mut toks: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '\'' || c == '"' {
-            i += 1;
-            while i < chars.len() && chars[i] != c {
-                i += if chars[i] == '\\' { 2 } else { 1 };
-            }
-            i += 1;
-            toks.push("'".into());
-        } else if c.is_alphanumeric() || c == '_' {
-            let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                i += 1;
-            }
-            toks.push(chars[start..i].iter().collect());
-        } else {
-            let two: String = chars[i..chars.len().min(i + 2)].iter().collect();
-            let op = if ["==", "!=", "<=", ">=", "**", "//"].contains(&two.as_str()) {
-                two
-            } else {
-                c.to_string()
-            };
-            i += op.chars().count();
-            toks.push(op);
-        }
-    }
+    // The expression's own tokens, a string literal as `'` (its text does not matter here).
+    let Ok(tokens) = super::expr::tokens(source.trim()) else {
+        return Shape::Other;
+    };
+    let toks: Vec<String> = tokens
+        .into_iter()
+        .map(|t| match t {
+            Tok::Ident(name) | Tok::Num(name) => name,
+            Tok::Str(_) => "'".into(),
+            Tok::Op(op) => op.into(),
+        })
+        .collect();
     if toks.len() == 1 && toks[0] == "'" {
         return Shape::Literal;
     }
