@@ -7,6 +7,7 @@ pub mod about;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod conform;
 pub mod error;

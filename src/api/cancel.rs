@@ -3,17 +3,38 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// A cloneable cancellation flag.
-#[derive(Debug, Clone, Default)]
+use crate::clock::{self, SharedClock};
+
+/// A cloneable cancellation flag; its sleeps run on its clock (the real one unless given).
+#[derive(Debug, Clone)]
 pub struct Cancel {
     inner: Arc<(AtomicBool, Notify)>,
+    clock: SharedClock,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel::with_clock(clock::system())
+    }
 }
 
 impl Cancel {
+    /// A cancellation flag whose `sleep` runs on `clock`.
+    pub fn with_clock(clock: SharedClock) -> Self {
+        Cancel {
+            inner: Arc::default(),
+            clock,
+        }
+    }
+
+    /// The clock this flag sleeps on.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Trips the flag and wakes every waiter.
     pub fn cancel(&self) {
         self.inner.0.store(true, Ordering::SeqCst);
@@ -45,7 +66,7 @@ impl Cancel {
             return true;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => true,
+            _ = self.clock.sleep(secs) => true,
             _ = self.cancelled() => false,
         }
     }
@@ -54,6 +75,8 @@ impl Cancel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn cancelling_wakes_a_sleeper_at_once() {
@@ -66,5 +89,18 @@ mod tests {
         assert!(!sleeper.await.unwrap());
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(!c.sleep(0.0).await);
+    }
+
+    #[tokio::test]
+    async fn on_a_manual_clock_a_long_sleep_is_virtual() {
+        let m = crate::clock::ManualClock::new(chrono::Utc::now());
+        let c = Cancel::with_clock(m.shared());
+        let started = std::time::Instant::now();
+        assert!(c.sleep(3600.0).await);
+        assert_eq!(m.elapsed(), 3600.0);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        c.cancel();
+        assert!(!c.sleep(10.0).await);
+        assert_eq!(m.elapsed(), 3600.0);
     }
 }
