@@ -16,6 +16,7 @@ use super::cancel::Cancel;
 use super::envelope::{classify_owned, ApiFailure, Endpoint, FailKind, Outcome, Reply};
 use super::rate_limit::Pacer;
 use super::retry::{Admit, RepeatGuard, RetryPolicy};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -60,7 +61,8 @@ pub struct ApiClient {
     /// Woken when a reserved request is released.
     released: tokio::sync::Notify,
     stats: Mutex<ClientStats>,
-    epoch: Instant,
+    /// The clock's monotonic seconds when the client was made (`now` counts from it).
+    epoch: f64,
     rng: Mutex<u64>,
     cancel: Cancel,
     /// The largest reply body (decompressed) accepted: `max_reply_megabytes`.
@@ -109,7 +111,7 @@ impl ApiClient {
             sent: Mutex::new(RepeatGuard::new(cfg.repeat_guard_seconds)),
             released: tokio::sync::Notify::new(),
             stats: Mutex::new(ClientStats::default()),
-            epoch: Instant::now(),
+            epoch: cancel.clock().elapsed(),
             rng: Mutex::new(u64::from_le_bytes(seed) | 1),
             cancel,
             connect_fails_fast: false,
@@ -141,7 +143,8 @@ impl ApiClient {
     }
 
     fn now(&self) -> f64 {
-        self.epoch.elapsed().as_secs_f64()
+        // The Cancel's clock: virtual in tests, so the guard and pacer logic takes no real time.
+        self.cancel.clock().elapsed() - self.epoch
     }
 
     fn jitter(&self) -> f64 {
