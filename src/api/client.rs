@@ -16,7 +16,6 @@ use super::cancel::Cancel;
 use super::envelope::{classify_owned, ApiFailure, Endpoint, FailKind, Outcome, Reply};
 use super::rate_limit::Pacer;
 use super::retry::{Admit, RepeatGuard, RetryPolicy};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics;
