@@ -574,6 +574,81 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
+    /// A client on a virtual clock against `url` with extra settings.
+    fn virtual_client(
+        url: &str,
+        extra: serde_json::Value,
+    ) -> (ApiClient, crate::clock::ManualClock) {
+        let mut settings = serde_json::json!({"client_id": "i", "client_secret": "s",
+            "refresh_token": "r", "api_url": url});
+        for (k, v) in extra.as_object().unwrap() {
+            settings[k] = v.clone();
+        }
+        let mut raw = crate::config::RawConfig::default();
+        raw.add_file("c.json", &settings.to_string()).unwrap();
+        let cfg = raw.validate(&BTreeMap::new(), chrono::Utc::now()).unwrap();
+        let clock = crate::clock::ManualClock::new(chrono::Utc::now());
+        let client = ApiClient::new(&cfg, Cancel::with_clock(clock.shared())).unwrap();
+        (client, clock)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_virtual_clock_a_long_repeat_guard_takes_no_real_time() {
+        use crate::clock::Clock;
+        let (url, arrivals) = slow_server(Duration::from_millis(20));
+        let (client, clock) = virtual_client(
+            &url,
+            json!({"repeat_guard_seconds": 30, "max_requests_per_minute": 100000}),
+        );
+        let client = Arc::new(client);
+        let real = Instant::now();
+        let params = [("action", "getdevice".to_string())];
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let (client, params) = (Arc::clone(&client), params.clone());
+                tokio::spawn(async move {
+                    client
+                        .request("/v2/user", &params, None, Endpoint::Data)
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), Ok(json!({})));
+        }
+        assert_eq!(lock(&arrivals).len(), 3);
+        // Two 30 s guards between three identical requests, in virtual seconds only.
+        assert!(clock.elapsed() >= 60.0, "{} virtual s", clock.elapsed());
+        assert!(
+            real.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            real.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn on_a_virtual_clock_the_request_budget_paces_in_virtual_seconds() {
+        use crate::clock::Clock;
+        let (url, arrivals) = slow_server(Duration::ZERO);
+        let (client, clock) = virtual_client(&url, json!({"max_requests_per_minute": 6}));
+        let real = Instant::now();
+        for i in 0..4 {
+            let params = [("action", "getdevice".to_string()), ("n", i.to_string())];
+            client
+                .request("/v2/user", &params, None, Endpoint::Data)
+                .await
+                .unwrap();
+        }
+        assert_eq!(lock(&arrivals).len(), 4);
+        // 6 a minute: three 10 s (+1 %) slots after the first request.
+        assert!(clock.elapsed() >= 30.0, "{} virtual s", clock.elapsed());
+        assert!(
+            real.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            real.elapsed()
+        );
+    }
+
     #[test]
     fn secrets_are_left_out_of_logged_params() {
         let params = [
