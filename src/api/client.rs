@@ -495,6 +495,15 @@ mod tests {
     /// A loopback server answering every request with an empty status-0 body after `delay`;
     /// gives its URL and the arrival times of the requests.
     fn slow_server(delay: Duration) -> (String, Arc<Mutex<Vec<Instant>>>) {
+        scripted_server(delay, &[r#"{"status":0,"body":{}}"#])
+    }
+
+    /// As [`slow_server`], answering the n-th request with `replies[n]` (the last one after).
+    fn scripted_server(
+        delay: Duration,
+        replies: &[&'static str],
+    ) -> (String, Arc<Mutex<Vec<Instant>>>) {
+        let replies = replies.to_vec();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let arrivals = Arc::new(Mutex::new(Vec::new()));
@@ -502,6 +511,7 @@ mod tests {
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(|s| s.ok()) {
                 let seen = Arc::clone(&seen);
+                let replies = replies.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream);
                     let mut length = 0;
@@ -516,9 +526,13 @@ mod tests {
                     }
                     let mut body = vec![0; length];
                     let _ = reader.read_exact(&mut body);
-                    lock(&seen).push(Instant::now());
+                    let n = {
+                        let mut seen = lock(&seen);
+                        seen.push(Instant::now());
+                        seen.len() - 1
+                    };
                     std::thread::sleep(delay);
-                    let reply = r#"{"status":0,"body":{}}"#;
+                    let reply = replies[n.min(replies.len() - 1)];
                     let _ = write!(
                         reader.into_inner(),
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
@@ -642,6 +656,35 @@ mod tests {
         assert_eq!(lock(&arrivals).len(), 4);
         // 6 a minute: three 10 s (+1 %) slots after the first request.
         assert!(clock.elapsed() >= 30.0, "{} virtual s", clock.elapsed());
+        assert!(
+            real.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            real.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn on_a_virtual_clock_a_601_waits_its_wait_seconds_once() {
+        use crate::clock::Clock;
+        let (url, arrivals) = scripted_server(
+            Duration::ZERO,
+            &[
+                r#"{"status":601,"body":{"wait_seconds":45}}"#,
+                r#"{"status":0,"body":{}}"#,
+            ],
+        );
+        let (client, clock) = virtual_client(&url, json!({"max_requests_per_minute": 100000}));
+        let real = Instant::now();
+        let params = [("action", "getdevice".to_string())];
+        let got = client
+            .request("/v2/user", &params, None, Endpoint::Data)
+            .await;
+        assert_eq!(got, Ok(json!({})));
+        assert_eq!(lock(&arrivals).len(), 2);
+        assert_eq!(client.stats().retries, 1);
+        // 45 s asked, waited once (not twice: pacer pause and backoff overlap).
+        let waited = clock.elapsed();
+        assert!((45.0..90.0).contains(&waited), "{waited} virtual s");
         assert!(
             real.elapsed() < Duration::from_secs(3),
             "{:?}",
