@@ -692,6 +692,32 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn on_a_virtual_clock_retries_stop_within_max_retry_seconds() {
+        use crate::clock::Clock;
+        // An empty body is retryable, every time.
+        let (url, arrivals) = scripted_server(Duration::ZERO, &[""]);
+        let (client, clock) = virtual_client(
+            &url,
+            json!({"max_requests_per_minute": 100000, "max_retries": 100, "max_retry_seconds": 100}),
+        );
+        let real = Instant::now();
+        let params = [("action", "getdevice".to_string())];
+        let got = client
+            .request("/v2/user", &params, None, Endpoint::Data)
+            .await;
+        assert!(matches!(got, Err(CallError::Exhausted { .. })), "{got:?}");
+        let waited = clock.elapsed();
+        // It retried for a while (10 s guards, growing backoff) but never past the bound.
+        assert!((40.0..=100.0).contains(&waited), "{waited} virtual s");
+        assert!(lock(&arrivals).len() >= 4);
+        assert!(
+            real.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            real.elapsed()
+        );
+    }
+
     #[test]
     fn secrets_are_left_out_of_logged_params() {
         let params = [
