@@ -547,26 +547,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_identical_requests_go_one_at_a_time_a_guard_apart() {
         let (url, arrivals) = slow_server(Duration::from_millis(300));
-        let mut raw = crate::config::RawConfig::default();
-        let settings = serde_json::json!({"client_id": "i", "client_secret": "s", "refresh_token": "r",
-            "api_url": url, "repeat_guard_seconds": 1, "max_requests_per_minute": 100000});
-        raw.add_file("c.json", &settings.to_string()).unwrap();
-        let cfg = raw.validate(&BTreeMap::new(), chrono::Utc::now()).unwrap();
+        let cfg = test_config(
+            &url,
+            json!({"repeat_guard_seconds": 1, "max_requests_per_minute": 100000}),
+        );
         let client = Arc::new(ApiClient::new(&cfg, Cancel::default()).unwrap());
-        let params = [("action", "getdevice".to_string())];
-        let calls: Vec<_> = (0..3)
-            .map(|_| {
-                let (client, params) = (Arc::clone(&client), params.clone());
-                tokio::spawn(async move {
-                    client
-                        .request("/v2/user", &params, None, Endpoint::Data)
-                        .await
-                })
-            })
-            .collect();
-        for call in calls {
-            assert_eq!(call.await.unwrap(), Ok(json!({})));
-        }
+        three_identical_calls(&client).await;
         let mut at = lock(&arrivals).clone();
         at.sort();
         assert_eq!(at.len(), 3);
@@ -588,11 +574,8 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
-    /// A client on a virtual clock against `url` with extra settings.
-    fn virtual_client(
-        url: &str,
-        extra: serde_json::Value,
-    ) -> (ApiClient, crate::clock::ManualClock) {
+    /// A config for a client of `url` with `extra` settings.
+    fn test_config(url: &str, extra: serde_json::Value) -> crate::config::Config {
         let mut settings = serde_json::json!({"client_id": "i", "client_secret": "s",
             "refresh_token": "r", "api_url": url});
         for (k, v) in extra.as_object().unwrap() {
@@ -600,7 +583,33 @@ mod tests {
         }
         let mut raw = crate::config::RawConfig::default();
         raw.add_file("c.json", &settings.to_string()).unwrap();
-        let cfg = raw.validate(&BTreeMap::new(), chrono::Utc::now()).unwrap();
+        raw.validate(&BTreeMap::new(), chrono::Utc::now()).unwrap()
+    }
+
+    /// Three identical requests sent at once; each must get the empty status-0 body.
+    async fn three_identical_calls(client: &Arc<ApiClient>) {
+        let params = [("action", "getdevice".to_string())];
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let (client, params) = (Arc::clone(client), params.clone());
+                tokio::spawn(async move {
+                    client
+                        .request("/v2/user", &params, None, Endpoint::Data)
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), Ok(json!({})));
+        }
+    }
+
+    /// A client on a virtual clock against `url` with extra settings.
+    fn virtual_client(
+        url: &str,
+        extra: serde_json::Value,
+    ) -> (ApiClient, crate::clock::ManualClock) {
+        let cfg = test_config(url, extra);
         let clock = crate::clock::ManualClock::new(chrono::Utc::now());
         let client = ApiClient::new(&cfg, Cancel::with_clock(clock.shared())).unwrap();
         (client, clock)
@@ -616,20 +625,7 @@ mod tests {
         );
         let client = Arc::new(client);
         let real = Instant::now();
-        let params = [("action", "getdevice".to_string())];
-        let calls: Vec<_> = (0..3)
-            .map(|_| {
-                let (client, params) = (Arc::clone(&client), params.clone());
-                tokio::spawn(async move {
-                    client
-                        .request("/v2/user", &params, None, Endpoint::Data)
-                        .await
-                })
-            })
-            .collect();
-        for call in calls {
-            assert_eq!(call.await.unwrap(), Ok(json!({})));
-        }
+        three_identical_calls(&client).await;
         assert_eq!(lock(&arrivals).len(), 3);
         // Two 30 s guards between three identical requests, in virtual seconds only.
         assert!(clock.elapsed() >= 60.0, "{} virtual s", clock.elapsed());
