@@ -78,7 +78,11 @@ fn informational(written: std::io::Result<()>) -> Result<()> {
     }
 }
 
-/// Runs the tap: `--about`, `--discover`, `--test` or a sync.
+/// Runs the tap: `--about`, `--discover`, `--test` or a sync. Its I/O is `stdout`; its time is
+/// `cancel`'s clock ([`Cancel::with_clock`]): config validation, token expiry, extraction
+/// times, the STATE throttle, the table version, request pacing and every sleep read that
+/// clock, so a test on a virtual clock waits no real time. METRIC timings (request and sync
+/// durations) stay on real time: they measure this process, not the run's logic.
 pub async fn run<W: Write>(
     cli: &Cli,
     env: &BTreeMap<String, String>,
@@ -97,10 +101,11 @@ pub async fn run<W: Write>(
         // Discovery needs no credentials and ignores --catalog/--state (Meltano passes them).
         return informational(write_json_line(&mut stdout, &build_catalog()));
     }
-    let now = chrono::Utc::now();
+    let clock = cancel.clock().clone();
+    let now = clock.now();
     let mut cfg = load_raw_config(cli, env)?.validate(env, now)?;
     if cli.test == Some(TestMode::Schema) {
-        return write_schemas(&cfg, stdout);
+        return write_schemas(&cfg, stdout, clock);
     }
     let connection_test = cli.test == Some(TestMode::All);
     if connection_test {
@@ -161,13 +166,23 @@ pub async fn run<W: Write>(
 
 /// `--test schema`: the SCHEMA message of every stream, as a sync sends it (with the
 /// config's flattening), and nothing else (the Meltano SDK's `--test=schema`).
-fn write_schemas<W: Write>(cfg: &config::Config, stdout: W) -> Result<()> {
+fn write_schemas<W: Write>(
+    cfg: &config::Config,
+    stdout: W,
+    clock: clock::SharedClock,
+) -> Result<()> {
     let flattening = conform::Flattening {
         enabled: cfg.flattening_enabled,
         max_depth: cfg.flattening_max_depth,
     };
     let writer = singer::message::MessageWriter::new(stdout);
-    let mut out = output::Output::new(writer, State::default(), &Selection::all(), flattening)?;
+    let mut out = output::Output::new(
+        writer,
+        State::default(),
+        &Selection::all(),
+        flattening,
+        clock,
+    )?;
     out.announce()?;
     out.into_writer().map(|_| ())
 }

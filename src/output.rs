@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::clock::SharedClock;
 use crate::conform::{ConformError, Fields, Flattening, OutputPlan, SpanCache};
 use crate::error::{Error, Result};
 use crate::maps::{Maps, Route, StreamMapper};
@@ -427,8 +428,10 @@ pub struct Output<W: Write> {
     counts: BTreeMap<&'static str, StreamCounts>,
     /// Records per stream and user (`record_count`).
     user_records: BTreeMap<(&'static str, Option<i64>), u64>,
-    /// When a STATE was last written.
-    state_written: std::time::Instant,
+    /// The run's clock (virtual in tests): the STATE throttle and the table version read it.
+    clock: SharedClock,
+    /// When a STATE was last written (the clock's monotonic seconds).
+    state_written: f64,
     /// The table version of full-table streams in this run (milliseconds since the epoch).
     version: i64,
     /// With `batch_config`: records go to batch files (see [`Output::batch_into`]).
@@ -437,15 +440,16 @@ pub struct Output<W: Write> {
 
 /// The longest a changed state waits before it is written (a killed run re-reads at most
 /// this much; writing every window's STATE would multiply the output).
-const STATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const STATE_INTERVAL: f64 = 1.0;
 
 impl<W: Write> Output<W> {
-    /// Compiles an output plan for every selected stream.
+    /// Compiles an output plan for every selected stream; `clock` is the run's.
     pub fn new(
         writer: MessageWriter<W>,
         state: State,
         selection: &Selection,
         flattening: Flattening,
+        clock: SharedClock,
     ) -> Result<Self> {
         let mut plans = BTreeMap::new();
         for def in STREAMS.iter().filter(|d| selection.is_selected(d.name)) {
@@ -466,8 +470,9 @@ impl<W: Write> Output<W> {
             schema_sent: HashSet::new(),
             counts: BTreeMap::new(),
             user_records: BTreeMap::new(),
-            state_written: std::time::Instant::now(),
-            version: chrono::Utc::now().timestamp_millis(),
+            state_written: clock.elapsed(),
+            version: clock.now().timestamp_millis(),
+            clock,
             batches: None,
         })
     }
@@ -673,8 +678,9 @@ impl<W: Write> Output<W> {
     /// Writes STATE now if the last one is older than [`STATE_INTERVAL`], else later. Any
     /// STATE written covers only records already written, since events arrive in order.
     fn state_changed(&mut self) -> Result<()> {
-        if self.state_written.elapsed() >= STATE_INTERVAL {
-            self.state_written = std::time::Instant::now();
+        let now = self.clock.elapsed();
+        if now - self.state_written >= STATE_INTERVAL {
+            self.state_written = now;
             self.hand_over(false)?;
             self.writer.state(&self.state.to_value())?;
         }
@@ -751,5 +757,110 @@ fn sent_name(routes: &BTreeMap<&'static str, Route>, stream: &str) -> String {
     match routes.get(stream) {
         Some(Route::Mapped(m)) => m.alias.clone(),
         _ => stream.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::streams::find;
+    use chrono::TimeZone;
+
+    fn output(clock: &ManualClock) -> Output<Vec<u8>> {
+        let flattening = Flattening {
+            enabled: false,
+            max_depth: 0,
+        };
+        let writer = MessageWriter::new(Vec::new());
+        Output::new(
+            writer,
+            State::default(),
+            &Selection::all(),
+            flattening,
+            clock.shared(),
+        )
+        .unwrap()
+    }
+
+    fn messages(out: Output<Vec<u8>>) -> Vec<Value> {
+        let bytes = out.into_writer().unwrap();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The bookmark of user 1's measures in each STATE message written.
+    fn state_bookmarks(messages: &[Value]) -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m["type"] == "STATE")
+            .map(|m| {
+                let partitions = m["value"]["bookmarks"]["measures"]["partitions"]
+                    .as_array()
+                    .unwrap();
+                assert_eq!(partitions.len(), 1, "{m}");
+                partitions[0]["replication_key_value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn state_is_written_at_most_once_a_second_of_the_run_clock() {
+        let clock = ManualClock::new(chrono::Utc.timestamp_opt(1_700_000_000, 0).unwrap());
+        let mut out = output(&clock);
+        let def = find("measures").unwrap();
+        let advance = |out: &mut Output<Vec<u8>>, epoch: i64| {
+            out.handle(Event::Advance {
+                def,
+                userid: 1,
+                epoch,
+            })
+            .unwrap()
+        };
+        // Within the first second: held back.
+        advance(&mut out, 1_000);
+        clock.advance(0.5);
+        advance(&mut out, 2_000);
+        // 1.1 virtual seconds since the start: written, with everything so far.
+        clock.advance(0.6);
+        advance(&mut out, 3_000);
+        // At once again: held back until a second has passed since that STATE.
+        advance(&mut out, 4_000);
+        clock.advance(0.9);
+        advance(&mut out, 5_000);
+        clock.advance(0.1);
+        advance(&mut out, 6_000);
+        let sent = messages(out);
+        assert_eq!(
+            state_bookmarks(&sent),
+            vec!["1970-01-01T00:50:00Z", "1970-01-01T01:40:00Z"],
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn the_table_version_is_the_run_clock_in_milliseconds() {
+        let start = chrono::Utc
+            .timestamp_opt(1_700_000_000, 250_000_000)
+            .unwrap();
+        let clock = ManualClock::new(start);
+        let mut out = output(&clock);
+        // Later readings of the clock do not change the run's version.
+        clock.advance(30.0);
+        out.activate_version(find("devices").unwrap()).unwrap();
+        let sent = messages(out);
+        let activate: Vec<&Value> = sent
+            .iter()
+            .filter(|m| m["type"] == "ACTIVATE_VERSION")
+            .collect();
+        assert_eq!(activate.len(), 1, "{sent:?}");
+        assert_eq!(activate[0]["stream"], "devices");
+        assert_eq!(activate[0]["version"], 1_700_000_000_250_i64);
     }
 }

@@ -125,13 +125,19 @@ impl ApiClient {
         self.cancel.cancel();
     }
 
-    /// The API root.
     /// The client of a connection test: a refused connection is not retried.
     pub fn failing_fast_on_connect(mut self) -> Self {
         self.connect_fails_fast = true;
         self
     }
 
+    /// The run's clock (the one its [`Cancel`] carries): token expiry and extraction times
+    /// read it, so they follow a virtual clock in tests.
+    pub fn clock(&self) -> &crate::clock::SharedClock {
+        self.cancel.clock()
+    }
+
+    /// The API root.
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -278,10 +278,6 @@ fn random_state() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn now_epoch() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 fn rfc3339(epoch: i64) -> String {
     chrono::DateTime::from_timestamp(epoch, 0).map_or_else(
         || epoch.to_string(),
@@ -319,9 +315,10 @@ where
             "`tap-withings auth` takes only --config and its own flags (not --discover, --about or --test)".into(),
         ));
     }
-    let cfg = crate::load_raw_config(cli, env)?.validate(env, chrono::Utc::now())?;
+    let now = cancel.clock().now();
+    let cfg = crate::load_raw_config(cli, env)?.validate(env, now)?;
     let result = if args.status {
-        status(&cfg)?
+        status(&cfg, now.timestamp())?
     } else if args.refresh {
         let client = ApiClient::new(&cfg, cancel)?;
         refresh(&cfg, &client, env, args.user).await?
@@ -401,7 +398,12 @@ async fn consent<R: BufRead + Send + 'static>(
     debug_pause(pause_point(env), "token_reply").await;
     let stored = {
         let _store_lock = token_store::lock(&cfg.token_store).await?;
-        store_reply(&cfg.token_store, &reply, fingerprint(&reply.refresh_token))?
+        store_reply(
+            &cfg.token_store,
+            &reply,
+            fingerprint(&reply.refresh_token),
+            client.clock().now().timestamp(),
+        )?
     };
     debug_pause(pause_point(env), "store_written").await;
     let granted = split_scopes(&reply.scope);
@@ -865,15 +867,19 @@ async fn refresh_one(
         return Ok(Refreshed::Duplicate(reply.userid));
     }
     debug_pause(pause_point(env), "token_reply").await;
-    let stored = store_reply(&target.store, &reply, target.seeded_from.clone())?;
+    let stored = store_reply(
+        &target.store,
+        &reply,
+        target.seeded_from.clone(),
+        client.clock().now().timestamp(),
+    )?;
     debug_pause(pause_point(env), "store_written").await;
     Ok(Refreshed::Stored(stored))
 }
 
 /// `auth --status`: per token store and stored user, the userid, scopes, access-token expiry
 /// and last update.
-fn status(cfg: &Config) -> Result<Value> {
-    let now = now_epoch();
+fn status(cfg: &Config, now: i64) -> Result<Value> {
     let mut configured: Vec<&str> = cfg.refresh_token.iter().map(|rt| rt.expose()).collect();
     configured.extend(
         cfg.users

@@ -33,6 +33,8 @@ pub fn pause_point(env: &BTreeMap<String, String>) -> Option<&str> {
 }
 
 /// Sleeps [`DEBUG_PAUSE`] at `point` when it is the chosen one (see [`DEBUG_PAUSE_VAR`]).
+/// Real time on purpose, not the run's clock: the hook exists so a test can kill the real
+/// process while it waits.
 pub(crate) async fn debug_pause(chosen: Option<&str>, point: &str) {
     if chosen == Some(point) {
         eprintln!("tap-withings: debug pause at {point}");
@@ -156,9 +158,13 @@ pub(crate) fn token_call_error(what: &str, e: CallError) -> Error {
 /// Writes a token reply into the store (keeping the other users), atomically, mode 0600,
 /// under the caller's store lock. A chain replaced this way (a new consent) leaves its seed
 /// behind as superseded, so an older configured token of that chain gives way to the stored
-/// one.
-pub fn store_reply(path: &Path, reply: &TokenReply, seeded_from: String) -> Result<StoredUser> {
-    let now = chrono::Utc::now().timestamp();
+/// one. `now` (epoch seconds, the run's clock) dates the reply and its expiry.
+pub fn store_reply(
+    path: &Path,
+    reply: &TokenReply,
+    seeded_from: String,
+    now: i64,
+) -> Result<StoredUser> {
     let mut file = token_store::load(path)?;
     let stored = file.put(StoredUser {
         userid: reply.userid,

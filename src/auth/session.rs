@@ -158,8 +158,9 @@ impl Drop for TrialGuard<'_> {
     }
 }
 
-fn now_epoch() -> i64 {
-    chrono::Utc::now().timestamp()
+/// The run's wall time in epoch seconds (the client's clock, virtual in tests).
+fn now_epoch(client: &ApiClient) -> i64 {
+    client.clock().now().timestamp()
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -263,7 +264,7 @@ impl Session {
         if let Some(e) = self.failed() {
             return Err(e);
         }
-        if !tokens.superseded && !usable(&tokens) {
+        if !tokens.superseded && !usable(&tokens, now_epoch(client)) {
             self.refresh_locked(client, &mut tokens).await?;
         }
         tokens
@@ -302,7 +303,7 @@ impl Session {
                     "Withings refused the access token again right after a refresh; run `tap-withings auth` again to re-link the account".into(),
                 ));
             }
-            if is_refused || !usable(&tokens) {
+            if is_refused || !usable(&tokens, now_epoch(client)) {
                 self.refresh_locked(client, &mut tokens).await?;
                 refreshed = true;
             }
@@ -401,7 +402,8 @@ impl Session {
                     "Another process rotated this user's refresh token; using the stored one."
                 );
                 tokens.refresh = Secret::new(u.refresh_token.clone());
-                if tokens.userid.is_none_or(|id| id == u.userid) && u.expires_at > now_epoch() + 300
+                if tokens.userid.is_none_or(|id| id == u.userid)
+                    && u.expires_at > now_epoch(client) + 300
                 {
                     tokens.userid = Some(u.userid);
                     tokens.access = Some(Secret::new(u.access_token));
@@ -447,8 +449,13 @@ impl Session {
         // Users of one run may share a store: one writer at a time.
         let stored = {
             let _guard = STORE_LOCK.lock().await;
-            refresh::store_reply(&self.store, &reply, tokens.seeded_from.clone())
-                .map_err(|e| SessionError::Failed(e.to_string()))?
+            refresh::store_reply(
+                &self.store,
+                &reply,
+                tokens.seeded_from.clone(),
+                now_epoch(client),
+            )
+            .map_err(|e| SessionError::Failed(e.to_string()))?
         };
         drop(store_lock);
         debug_pause(self.run.pause.as_deref(), "store_written").await;
@@ -564,10 +571,8 @@ impl Session {
 }
 
 /// An access token that can be used now (not expiring within [`EXPIRY_MARGIN`]).
-fn usable(tokens: &Tokens) -> bool {
-    tokens.access.is_some()
-        && tokens.userid.is_some()
-        && tokens.expires_at - EXPIRY_MARGIN > now_epoch()
+fn usable(tokens: &Tokens, now: i64) -> bool {
+    tokens.access.is_some() && tokens.userid.is_some() && tokens.expires_at - EXPIRY_MARGIN > now
 }
 
 /// A failed token refresh (see [`refresh::rotate`]) as a session failure: a refused token

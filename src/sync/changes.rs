@@ -82,7 +82,7 @@ pub(super) async fn read_changes(
     let (mut index_max, mut index_without_modified) = (None::<i64>, false);
     let mut emitted = Emitted::default();
     while let Some(body) = pages.next_value().await? {
-        let time_extracted = now_text();
+        let time_extracted = ctx.now_text();
         let records = (spec.build)(&body, userid)?;
         recent.next_page();
         pages.advance(

@@ -48,13 +48,22 @@ pub async fn sync<W: Write>(
     stdout: W,
     now: i64,
 ) -> Result<()> {
+    // METRIC durations are real time (they measure this process); the run's logic reads the
+    // client's clock.
     let started = Instant::now();
     let flattening = Flattening {
         enabled: cfg.flattening_enabled,
         max_depth: cfg.flattening_max_depth,
     };
-    let mut out = Output::new(MessageWriter::new(stdout), state, selection, flattening)?
-        .with_maps(cfg.stream_maps.as_ref())?;
+    let clock = client.clock().clone();
+    let mut out = Output::new(
+        MessageWriter::new(stdout),
+        state,
+        selection,
+        flattening,
+        clock.clone(),
+    )?
+    .with_maps(cfg.stream_maps.as_ref())?;
     if let Some(batch) = &cfg.batch_config {
         out.batch_into(crate::singer::batch::Batcher::new(batch.clone())?);
     }
@@ -155,7 +164,8 @@ pub async fn sync<W: Write>(
     }
     drop(emitter);
     // The single writer: events of one task arrive in order, so STATE follows its records.
-    let clock = Instant::now();
+    // record_count's 60 s cadence follows the run's clock (virtual in tests).
+    let counted_from = clock.elapsed();
     let mut record_count = RecordCounter::new(0.0, RECORD_COUNT_INTERVAL);
     while let Some(event) = events.recv().await {
         if let Err(e) = out.handle(event) {
@@ -164,7 +174,7 @@ pub async fn sync<W: Write>(
             break;
         }
         let totals = out.user_records().iter().map(|(k, n)| (*k, *n));
-        for point in record_count.poll(clock.elapsed().as_secs_f64(), totals) {
+        for point in record_count.poll(clock.elapsed() - counted_from, totals) {
             metrics::log(&point);
         }
     }

@@ -142,7 +142,7 @@ pub(super) async fn sync_measures(
             let mut page = MeasurePage {
                 ctx,
                 def,
-                time_extracted: now_text(),
+                time_extracted: ctx.now_text(),
                 batch: out.batch(def),
                 recent: &mut recent,
                 emitted: &mut emitted,

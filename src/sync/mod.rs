@@ -147,8 +147,11 @@ fn stream_def(name: &str) -> Result<&'static StreamDef, StreamFail> {
     find(name).ok_or_else(|| StreamFail::Unknown(name.to_string()))
 }
 
-fn now_text() -> String {
-    timefmt::rfc3339(chrono::Utc::now().timestamp()).unwrap_or_default()
+impl SyncCtx {
+    /// The extraction time of records read now (RFC 3339, the run's clock).
+    fn now_text(&self) -> String {
+        timefmt::rfc3339(self.client.clock().now().timestamp()).unwrap_or_default()
+    }
 }
 
 fn hash_value(v: &Value, h: &mut impl Hasher) {

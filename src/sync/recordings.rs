@@ -57,7 +57,7 @@ pub(super) async fn sync_relisted(
     let (mut max_rec, mut max_sig): (Option<i64>, Option<i64>) = (None, None);
     let mut oldest: Option<i64> = None;
     while let Some(body) = pages.next_value().await? {
-        let time_extracted = now_text();
+        let time_extracted = ctx.now_text();
         let records = (spec.build)(&body, userid)?;
         recent.next_page();
         let rows = pages.rows(&body);
@@ -120,7 +120,7 @@ pub(super) async fn sync_relisted(
             for s in &mut srecs {
                 s.insert("timestamp".into(), timestamp.clone().unwrap_or(Value::Null));
             }
-            out.emit(signals, srecs, &now_text()).await?;
+            out.emit(signals, srecs, &ctx.now_text()).await?;
             fetched.insert(signalid, t.unwrap_or(ctx.now));
             if let Some(t) = t {
                 max_sig = Some(max_sig.map_or(t, |m| m.max(t)));

@@ -64,7 +64,7 @@ pub(super) async fn reconcile_after(
         .iter()
         .filter_map(|k| tombstone(def, userid, k, ctx.now))
         .collect();
-    out.emit(def, tombstones, &now_text()).await?;
+    out.emit(def, tombstones, &ctx.now_text()).await?;
     out.partition(
         def,
         userid,

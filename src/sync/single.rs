@@ -39,6 +39,6 @@ pub(super) async fn sync_single(
             "The reply listed a key more than once; kept the first row of each."
         );
     }
-    out.emit(def, unique, &now_text()).await?;
+    out.emit(def, unique, &ctx.now_text()).await?;
     Ok(())
 }

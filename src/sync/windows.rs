@@ -38,7 +38,7 @@ pub(super) async fn sync_windows(
             ("data_fields", spec.data_fields.join(",")),
         ];
         let body = ctx.session.call(&ctx.client, spec.path, &params).await?;
-        let time_extracted = now_text();
+        let time_extracted = ctx.now_text();
         for (i, ws_def) in selected.iter().enumerate() {
             let def = stream_def(ws_def.stream)?;
             let (fresh, max_seen) = window_records(
@@ -94,7 +94,7 @@ pub(super) async fn read_windows(
             ctx.session.call(&ctx.client, spec.path, &params),
         )
         .await?;
-        let time_extracted = now_text();
+        let time_extracted = ctx.now_text();
         for (i, ws_def) in streams.iter().enumerate() {
             let def = stream_def(ws_def.stream)?;
             // Late data lies before the bookmark: nothing is filtered by it.

@@ -7,6 +7,7 @@ mod bad_input;
 mod batch;
 mod captures;
 mod cli;
+mod clock;
 mod discover;
 mod faults;
 mod first_hour;
