@@ -284,6 +284,8 @@ fn kind_of(schema: &Value) -> (Kind, bool) {
             Some("date") => Kind::Date,
             _ => Kind::String,
         },
+        // A type naming only "null": nothing but null fits (properties or not).
+        [] if !types.is_empty() => Kind::Any(vec!["null".into()]),
         // `properties` without a `type` still describes an object.
         [] if schema["properties"].is_object() => Kind::Object(
             schema["properties"]
@@ -344,7 +346,11 @@ fn flatten_fields(
         };
         let mut f = field(name, schema);
         f.path = format!("{path}{name}");
-        let inner = schema["properties"].as_object();
+        // The SDK flattens a property whose `type` names "object" and that lists properties;
+        // one without a type, or typed only "null", is one column even with `properties`.
+        let inner = schema["properties"]
+            .as_object()
+            .filter(|_| type_names(schema).contains(&"object"));
         if let (Kind::Object(_), Some(inner), true) = (
             &f.kind,
             inner,
@@ -1212,6 +1218,29 @@ mod tests {
             plan.schema()["properties"],
             json!({"a__b": {"type": ["integer", "null"]}})
         );
+    }
+
+    #[test]
+    fn only_a_type_naming_object_is_flattened() {
+        // Found by the flatten fuzz target: `properties` under a type of only "null", or
+        // under no type, is one column (the SDK flattens only what `type` calls an object).
+        let s = json!({"type": "object", "properties": {
+            "n": {"type": ["null"], "properties": {"b": {"type": "integer"}}},
+            "u": {"properties": {"b": {"type": "integer"}}},
+            "o": {"type": ["object", "null"], "properties": {"b": {"type": "integer"}}}}});
+        let plan = OutputPlan::new(&s, &[], None, ON).unwrap();
+        let columns: Vec<&String> = plan.schema()["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(columns, vec!["n", "u", "o__b"]);
+        let written = write(&plan, json!({"n": null, "u": {"b": 1}, "o": {"b": 2}}));
+        assert_eq!(written, json!({"n": null, "u": {"b": 1}, "o__b": 2}));
+        // Nothing but null fits a null-only type: an object there is refused, not passed on
+        // against a SCHEMA that says null.
+        let err = refusal(&plan, json!({"n": {"b": 1}, "u": null, "o": null}));
+        assert!(err.to_string().contains('n'), "{err}");
     }
 
     #[test]
