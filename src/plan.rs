@@ -69,24 +69,28 @@ impl Pager {
 }
 
 /// De-duplicates records by key across neighbouring pages or windows with bounded memory:
-/// it remembers the keys of the current and the previous page only.
+/// it remembers the keys of the current and the previous page only. The current page's keys
+/// are a hash set (looked up per record); the previous page's a sorted vector, a third of the
+/// set's size at full pages (8 bytes a key against ~18 at the set's load), searched in
+/// log time.
 #[derive(Debug, Default)]
 pub struct RecentKeys {
     current: HashSet<u64, BuildHasherDefault<KeyHasher>>,
-    previous: HashSet<u64, BuildHasherDefault<KeyHasher>>,
+    previous: Vec<u64>,
 }
 
 impl RecentKeys {
-    /// Starts a new page: the current keys become the previous ones. The sets keep their
+    /// Starts a new page: the current keys become the previous ones. Both keep their
     /// capacity, so a chain of full pages grows them once, not on every page.
     pub fn next_page(&mut self) {
-        std::mem::swap(&mut self.previous, &mut self.current);
-        self.current.clear();
+        self.previous.clear();
+        self.previous.extend(self.current.drain());
+        self.previous.sort_unstable();
     }
 
     /// True the first time a key (hash) is seen in the current or previous page.
     pub fn insert(&mut self, key: u64) -> bool {
-        if self.previous.contains(&key) {
+        if self.previous.binary_search(&key).is_ok() {
             return false;
         }
         self.current.insert(key)
@@ -358,6 +362,24 @@ mod tests {
         k.next_page();
         k.next_page();
         assert!(k.insert(1));
+    }
+
+    #[test]
+    fn recent_keys_match_a_model_of_two_pages_over_many_pages() {
+        // The sorted previous page answers as a set would: a model with two plain sets.
+        let mut k = RecentKeys::default();
+        let (mut cur, mut prev) = (HashSet::new(), HashSet::new());
+        let mut x: u64 = 7;
+        for page in 0..40 {
+            for _ in 0..(page * 13 % 97) {
+                x = mix(x);
+                let key = x % 300;
+                let want = !prev.contains(&key) && cur.insert(key);
+                assert_eq!(k.insert(key), want, "page {page} key {key}");
+            }
+            k.next_page();
+            prev = std::mem::take(&mut cur);
+        }
     }
 
     #[test]
