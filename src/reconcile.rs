@@ -93,6 +93,11 @@ pub fn cap_newest(keys: &mut KeySet, max: usize) {
     }
 }
 
+/// How many keys [`Emitted`] holds before it drops all but the [`MAX_KEYS`] newest: a power of
+/// two, so the list's capacity stops at it (8,192 × 40 bytes, 0.3 MB) instead of doubling
+/// past it.
+const PRUNE_AT: usize = 8_192;
+
 /// Keys emitted during a run that lie in the window, capped to the newest as they come: once
 /// capped, a key older than every kept one is not even built (it would be dropped anyway).
 /// A plain list pruned by selection, so remembering costs no ordered-map insert per record.
@@ -104,7 +109,7 @@ pub struct Emitted {
 
 /// A key as it is remembered during a run: up to three integers as they are (the measures'
 /// key: no text built per record), any other key as its [`KeySet`] text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EmittedKey {
     /// Integer key values (the first `len` of them).
     Ints { values: [i64; 3], len: u8 },
@@ -151,18 +156,33 @@ impl Emitted {
         if self.floor.is_some_and(|f| t < f) {
             return;
         }
-        self.keys.push((t, key().into()));
-        if self.keys.len() > 2 * MAX_KEYS {
+        if self.keys.len() >= PRUNE_AT {
             // The MAX_KEYS newest first (ties in any order), the rest dropped.
             self.keys
                 .select_nth_unstable_by(MAX_KEYS - 1, |a, b| b.0.cmp(&a.0));
             self.keys.truncate(MAX_KEYS);
             self.floor = self.keys.iter().map(|(t, _)| *t).min();
+            if self.floor.is_some_and(|f| t < f) {
+                return;
+            }
         }
+        self.keys.push((t, key().into()));
     }
 
-    /// The keys with their latest time (at most 2 × [`MAX_KEYS`]; [`remember`] caps them).
-    pub fn into_keys(self) -> KeySet {
+    /// The keys with their latest time: the [`MAX_KEYS`] newest (and any tied with the
+    /// oldest of them, which [`remember`] settles as it always does), so no text is built for a
+    /// key capping would drop.
+    pub fn into_keys(mut self) -> KeySet {
+        // One entry per key, its latest time: sorted by key, the latest first, in place.
+        self.keys
+            .sort_unstable_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+        self.keys.dedup_by(|later, first| later.1 == first.1);
+        if self.keys.len() > MAX_KEYS {
+            self.keys
+                .select_nth_unstable_by(MAX_KEYS - 1, |a, b| b.0.cmp(&a.0));
+            let cutoff = self.keys[MAX_KEYS - 1].0;
+            self.keys.retain(|(t, _)| *t >= cutoff);
+        }
         let mut out = KeySet::new();
         for (t, k) in self.keys {
             let kept = out.entry(k.into_text()).or_insert(t);
@@ -196,8 +216,8 @@ pub struct Reconciled {
 }
 
 /// Remembered keys plus those emitted this run, pruned to `since`.
-pub fn remember(mut remembered: KeySet, emitted: &KeySet, since: i64) -> KeySet {
-    remembered.extend(emitted.iter().map(|(k, t)| (k.clone(), *t)));
+pub fn remember(mut remembered: KeySet, emitted: KeySet, since: i64) -> KeySet {
+    remembered.extend(emitted);
     remembered.retain(|_, t| *t >= since);
     cap_newest(&mut remembered, MAX_KEYS);
     remembered
@@ -247,9 +267,15 @@ mod tests {
             });
             all.insert(format!("[{i}]"), *t);
         }
+        // Pruned before it would grow: the list never doubles past PRUNE_AT.
+        assert!(
+            emitted.keys.capacity() <= PRUNE_AT,
+            "{}",
+            emitted.keys.capacity()
+        );
         let since = 0;
-        let kept = remember(KeySet::new(), &emitted.into_keys(), since);
-        let expected = remember(KeySet::new(), &all, since);
+        let kept = remember(KeySet::new(), emitted.into_keys(), since);
+        let expected = remember(KeySet::new(), all.clone(), since);
         let newest = |k: &KeySet| {
             let mut t: Vec<i64> = k.values().copied().collect();
             t.sort_unstable();
@@ -261,6 +287,32 @@ mod tests {
             built < times.len(),
             "keys older than the kept ones are not built"
         );
+    }
+
+    #[test]
+    fn a_key_emitted_twice_is_remembered_once_with_its_latest_time() {
+        let mut emitted = Emitted::default();
+        emitted.insert_with(100, || EmittedKey::ints(&[7, 1]));
+        emitted.insert_with(300, || EmittedKey::ints(&[8, 1]));
+        emitted.insert_with(200, || EmittedKey::ints(&[7, 1]));
+        assert_eq!(emitted.into_keys(), set(&[("[7,1]", 200), ("[8,1]", 300)]));
+    }
+
+    #[test]
+    fn only_the_newest_keys_get_a_text_and_ties_at_the_cutoff_are_kept_for_remember() {
+        let mut emitted = Emitted::default();
+        // MAX_KEYS + 100 keys at distinct times, then 10 more at the time of the cutoff.
+        for i in 0..(MAX_KEYS as i64 + 100) {
+            emitted.insert_with(1_000 + i, || EmittedKey::ints(&[i]));
+        }
+        let cutoff = 1_000 + 100;
+        for i in 0..10 {
+            emitted.insert_with(cutoff, || EmittedKey::ints(&[-1 - i]));
+        }
+        let keys = emitted.into_keys();
+        assert_eq!(keys.len(), MAX_KEYS + 10);
+        assert!(keys.values().all(|t| *t >= cutoff));
+        assert_eq!(remember(KeySet::new(), keys, 0).len(), MAX_KEYS);
     }
 
     #[test]
@@ -313,7 +365,7 @@ mod tests {
     fn remembering_adds_this_runs_keys_and_forgets_old_ones() {
         let r = remember(
             set(&[("[1]", 10), ("[2]", 100)]),
-            &set(&[("[3]", 120), ("[4]", 5)]),
+            set(&[("[3]", 120), ("[4]", 5)]),
             50,
         );
         assert_eq!(r, set(&[("[2]", 100), ("[3]", 120)]));
@@ -330,7 +382,7 @@ mod tests {
         let big: KeySet = (0..(MAX_KEYS as i64 + 10))
             .map(|i| (format!("[{i}]"), i))
             .collect();
-        let r = remember(big, &KeySet::new(), 0);
+        let r = remember(big, KeySet::new(), 0);
         assert_eq!(r.len(), MAX_KEYS);
         assert_eq!(r.values().min(), Some(&10));
     }

@@ -21,7 +21,7 @@ pub(super) async fn reconcile_after(
     let prior = keys_from_state(stored.as_ref());
     // Nothing remembered from earlier runs: nothing can have been deleted (first sync).
     let nothing_to_check = prior.values().all(|t| *t < since);
-    let remembered = remember(prior, &emitted, since);
+    let remembered = remember(prior, emitted, since);
     let last = out
         .partition_field(def.name, userid, FIELD_RECONCILED_AT)
         .and_then(|v| v.as_i64());
