@@ -1,14 +1,20 @@
 # shellcheck shell=bash
 # The dbt package through Meltano: the `dbt-postgres` utility of meltano/meltano.yml (Meltano's
 # dbt extension with the pins of transform/requirements/dbt-postgres.txt), installed by
-# `meltano install` and run as `meltano invoke dbt-postgres:build` on the `withings` schema
-# target-postgres loaded above. Its committed project_dir and profiles_dir are
-# $MELTANO_PROJECT_ROOT/../transform: this copy of the project lives in $E2E_DIR/project, so
-# the package is copied to $E2E_DIR/transform (a symlink would not do: dbt clean, which the
-# extension runs first, finds target/ outside a project reached through one) and the committed
-# values are used as they are; dbt's target/ and logs/ stay out of the repository. Only the port (this run's PostgreSQL) and the schema (one of its own, so the
-# models checked are the ones this build made) are set here, by `meltano config`.
-say "meltano invoke dbt-postgres:build (the dbt package as the project of Meltano's dbt extension)"
+# `meltano install` and run in the pipeline the README gives, `meltano run tap-withings
+# target-postgres dbt-postgres:build`: an incremental sync (this job's state, from the runs
+# above) into the `withings` schema target-postgres loaded, then dbt on it. Its committed
+# project_dir and profiles_dir are $MELTANO_PROJECT_ROOT/../transform: this copy of the project
+# lives in $E2E_DIR/project, so the package is copied to $E2E_DIR/transform (a symlink would
+# not do: dbt clean, which the extension runs first, finds target/ outside a project reached
+# through one) and the committed values are used as they are; dbt's target/ and logs/ stay out
+# of the repository. Only the port (this run's PostgreSQL) and the schema (one of its own, so
+# the models checked are the ones this build made) are set here, by `meltano config`.
+# The marts are compared row for row with the ones 40-dbt.sh built with plain dbt on this
+# schema, so the sync must leave the data they read as it was: since this job's last run the
+# simulator changed only devices (30-batch.sh removed one), which the marts do not read, and
+# the sync sends nothing new but the full-table devices and goals; checked here.
+say "meltano run tap-withings target-postgres dbt-postgres:build (the dbt package as the project of Meltano's dbt extension)"
 rm -rf "${E2E_DIR:?}/transform"
 mkdir "$E2E_DIR/transform"
 tar -C "$repo/transform" --exclude=./target --exclude=./logs --exclude=./dbt_packages -cf - . |
@@ -28,8 +34,29 @@ dbt_schema=analytics_meltano
 run_logged config-dbt-postgres "$meltano" config set dbt-postgres port "$pg_port"
 run_logged config-dbt-postgres "$meltano" config set dbt-postgres schema "$dbt_schema"
 pgq "set client_min_messages = warning; drop schema if exists ${dbt_schema}_staging cascade; drop schema if exists ${dbt_schema}_marts cascade" >/dev/null
-DBT_SEND_ANONYMOUS_USAGE_STATS=false DBT_VERSION_CHECK=false run_logged invoke-dbt-postgres "$meltano" invoke dbt-postgres:build
-"$python" - "$E2E_DIR/transform/target/run_results.json" <<'EOF' || fail "dbt-postgres:build: not every node passed ($run/invoke-dbt-postgres.log)"
+# A fingerprint of the live rows of every table the sync may write, but its metadata columns
+# (_sdc_*: the batch, the time), per table; devices and goals, full-table streams that the marts
+# do not read, are re-sent as a new table version by every run and left out.
+fingerprint() {
+  local t cols
+  for t in $(pgq "select table_name from information_schema.tables where table_schema = 'withings'
+                  and table_name not in ('devices', 'goals') order by 1"); do
+    cols=$(pgq "select string_agg(quote_ident(column_name), ', ' order by column_name) from information_schema.columns
+                where table_schema = 'withings' and table_name = '$t' and column_name not like '\_sdc\_%'")
+    pgq "select '$t ' || count(*) || ' ' || coalesce(md5(string_agg(r, '|' order by r)), '-')
+         from (select row($cols)::text r from withings.\"$t\" where _sdc_deleted_at is null) x"
+  done
+}
+fingerprint >"$run/withings-before-dbt-postgres.txt"
+DBT_SEND_ANONYMOUS_USAGE_STATS=false DBT_VERSION_CHECK=false \
+  run_logged run-dbt-postgres "$meltano" run tap-withings target-postgres dbt-postgres:build
+fingerprint >"$run/withings-after-dbt-postgres.txt"
+if ! diff "$run/withings-before-dbt-postgres.txt" "$run/withings-after-dbt-postgres.txt" >"$run/withings-dbt-postgres.diff"; then
+  cat "$run/withings-dbt-postgres.diff" >&2
+  fail "the sync of meltano run tap-withings target-postgres dbt-postgres:build changed the data 40-dbt.sh's marts were built on"
+fi
+echo "  ok meltano run tap-withings target-postgres: the live rows the marts read are unchanged ($(wc -l <"$run/withings-after-dbt-postgres.txt") tables)" >&2
+"$python" - "$E2E_DIR/transform/target/run_results.json" <<'EOF' || fail "dbt-postgres:build: not every node passed ($run/run-dbt-postgres.log)"
 import collections, json, sys
 res = json.load(open(sys.argv[1]))
 assert res["args"]["which"] == "build", res["args"]["which"]
@@ -38,7 +65,7 @@ bad = [(r["unique_id"], r["status"]) for r in res["results"] if r["status"] not 
 kinds = collections.Counter(r["unique_id"].split(".")[0] for r in res["results"])
 if bad or not res["results"] or not {"model", "test", "seed"} <= set(kinds):
     sys.exit(f"  FAIL run_results.json: {dict(by)}, kinds {dict(kinds)}, not passed: {bad[:10]}")
-print(f"  ok meltano invoke dbt-postgres:build: {len(res['results'])} nodes ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}) all success/pass", file=sys.stderr)
+print(f"  ok meltano run ... dbt-postgres:build: {len(res['results'])} nodes ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}) all success/pass", file=sys.stderr)
 EOF
 # Rows per user in a mart, and every mart equal row for row to the one scripts/e2e-dbt (40-dbt.sh)
 # built with dbt on its own on the same data (schema analytics).
