@@ -5,31 +5,19 @@
 # target-postgres dbt-postgres:build`: an incremental sync (this job's state, from the runs
 # above) into the `withings` schema target-postgres loaded, then dbt on it. Its committed
 # project_dir and profiles_dir are $MELTANO_PROJECT_ROOT/../transform: this copy of the project
-# lives in $E2E_DIR/project, so the package is copied to $E2E_DIR/transform (a symlink would
-# not do: dbt clean, which the extension runs first, finds target/ outside a project reached
-# through one) and the committed values are used as they are; dbt's target/ and logs/ stay out
-# of the repository. Only the port (this run's PostgreSQL) and the schema (one of its own, so
+# lives in $E2E_DIR/project, so the package is copied to $E2E_DIR/transform (why a copy:
+# scripts/lib/meltano-dbt.sh, the steps this part shares with 46) and the committed values are
+# used as they are. Only the port (this run's PostgreSQL) and the schema (one of its own, so
 # the models checked are the ones this build made) are set here, by `meltano config`.
 # The marts are compared row for row with the ones 40-dbt.sh built with plain dbt on this
 # schema, so the sync must leave the data they read as it was: since this job's last run the
 # simulator changed only devices (30-batch.sh removed one), which the marts do not read, and
 # the sync sends nothing new but the full-table devices and goals; checked here.
 say "meltano run tap-withings target-postgres dbt-postgres:build (the dbt package as the project of Meltano's dbt extension)"
-rm -rf "${E2E_DIR:?}/transform"
-mkdir "$E2E_DIR/transform"
-tar -C "$repo/transform" --exclude=./target --exclude=./logs --exclude=./dbt_packages -cf - . |
-  tar -C "$E2E_DIR/transform" -xf - || fail "cannot copy transform/ to $E2E_DIR/transform"
-run_logged install-dbt-postgres "$meltano" install --plugin-type utility dbt-postgres
-dbt_ext_venv=$project/.meltano/utilities/dbt-postgres/venv
-[ -x "$dbt_ext_venv/bin/dbt_invoker" ] || fail "meltano install did not put dbt_invoker into $dbt_ext_venv"
-"$dbt_ext_venv/bin/python" - "$repo/transform/requirements/dbt-postgres.txt" <<'EOF' || fail "the dbt-postgres utility's venv does not hold the pins of transform/requirements/dbt-postgres.txt"
-import sys
-from importlib.metadata import version
-pins = [l.split("#")[0].strip() for l in open(sys.argv[1])]
-wrong = [p for p in pins if p and version(p.split("==")[0]) != p.split("==")[1]]
-if wrong:
-    sys.exit(f"  FAIL: {wrong} (installed: {[version(p.split('==')[0]) for p in wrong]})")
-EOF
+# shellcheck source=../lib/meltano-dbt.sh
+. "$repo/scripts/lib/meltano-dbt.sh"
+meltano_dbt_copy_package
+meltano_dbt_install dbt-postgres
 dbt_schema=analytics_meltano
 run_logged config-dbt-postgres "$meltano" config set dbt-postgres port "$pg_port"
 run_logged config-dbt-postgres "$meltano" config set dbt-postgres schema "$dbt_schema"
@@ -56,17 +44,7 @@ if ! diff "$run/withings-before-dbt-postgres.txt" "$run/withings-after-dbt-postg
   fail "the sync of meltano run tap-withings target-postgres dbt-postgres:build changed the data 40-dbt.sh's marts were built on"
 fi
 echo "  ok meltano run tap-withings target-postgres: the live rows the marts read are unchanged ($(wc -l <"$run/withings-after-dbt-postgres.txt") tables)" >&2
-"$python" - "$E2E_DIR/transform/target/run_results.json" <<'EOF' || fail "dbt-postgres:build: not every node passed ($run/run-dbt-postgres.log)"
-import collections, json, sys
-res = json.load(open(sys.argv[1]))
-assert res["args"]["which"] == "build", res["args"]["which"]
-by = collections.Counter(r["status"] for r in res["results"])
-bad = [(r["unique_id"], r["status"]) for r in res["results"] if r["status"] not in ("success", "pass")]
-kinds = collections.Counter(r["unique_id"].split(".")[0] for r in res["results"])
-if bad or not res["results"] or not {"model", "test", "seed"} <= set(kinds):
-    sys.exit(f"  FAIL run_results.json: {dict(by)}, kinds {dict(kinds)}, not passed: {bad[:10]}")
-print(f"  ok meltano run ... dbt-postgres:build: {len(res['results'])} nodes ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}) all success/pass", file=sys.stderr)
-EOF
+meltano_dbt_check_build dbt-postgres "$run/run-dbt-postgres.log"
 # Rows per user in a mart, and every mart equal row for row to the one scripts/e2e-dbt (40-dbt.sh)
 # built with dbt on its own on the same data (schema analytics).
 for u in ${userids//,/ }; do

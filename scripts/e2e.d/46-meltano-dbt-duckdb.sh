@@ -10,23 +10,11 @@
 # committed default (target-duckdb's file), only `schema` is set, so the models checked are
 # the ones this build made.
 say "meltano run tap-withings target-duckdb dbt-duckdb:build (the dbt package on DuckDB through Meltano)"
-rm -rf "${E2E_DIR:?}/transform"
-mkdir "$E2E_DIR/transform"
-tar -C "$repo/transform" --exclude=./target --exclude=./logs --exclude=./dbt_packages -cf - . |
-  tar -C "$E2E_DIR/transform" -xf - || fail "cannot copy transform/ to $E2E_DIR/transform"
-run_logged install-dbt-duckdb "$meltano" install --plugin-type utility dbt-duckdb
-dbt_duckdb_venv=$project/.meltano/utilities/dbt-duckdb/venv
-[ -x "$dbt_duckdb_venv/bin/dbt_invoker" ] || fail "meltano install did not put dbt_invoker into $dbt_duckdb_venv"
-"$dbt_duckdb_venv/bin/python" - "$repo/transform/requirements/dbt-duckdb.txt" <<'EOF' || fail "the dbt-duckdb utility's venv does not hold the pins of transform/requirements/dbt-duckdb.txt"
-import sys
-from importlib.metadata import version
-pins = [l.split("#")[0].strip() for l in open(sys.argv[1])]
-pins = [p for p in pins if p]
-wrong = [p for p in pins if version(p.split("==")[0]) != p.split("==")[1]]
-if wrong:
-    sys.exit(f"  FAIL: {wrong} (installed: {[version(p.split('==')[0]) for p in wrong]})")
-print(f"  ok dbt-duckdb utility venv: {', '.join(pins)}", file=sys.stderr)
-EOF
+# shellcheck source=../lib/meltano-dbt.sh
+. "$repo/scripts/lib/meltano-dbt.sh"
+meltano_dbt_copy_package
+meltano_dbt_install dbt-duckdb
+dbt_duckdb_venv=$meltano_dbt_venv
 dbt_duckdb_schema=analytics_meltano
 run_logged config-dbt-duckdb "$meltano" config set dbt-duckdb schema "$dbt_duckdb_schema"
 duckdb_file=$project/output/withings.duckdb
@@ -34,17 +22,7 @@ rm -f "$duckdb_file"
 DBT_SEND_ANONYMOUS_USAGE_STATS=false DBT_VERSION_CHECK=false \
   run_logged run-dbt-duckdb "$meltano" run --full-refresh tap-withings target-duckdb dbt-duckdb:build
 [ -s "$duckdb_file" ] || fail "meltano run did not write $duckdb_file (dbt-duckdb's default path)"
-"$python" - "$E2E_DIR/transform/target/run_results.json" <<'EOF' || fail "dbt-duckdb:build: not every node passed ($run/run-dbt-duckdb.log)"
-import collections, json, sys
-res = json.load(open(sys.argv[1]))
-assert res["args"]["which"] == "build", res["args"]["which"]
-by = collections.Counter(r["status"] for r in res["results"])
-bad = [(r["unique_id"], r["status"]) for r in res["results"] if r["status"] not in ("success", "pass")]
-kinds = collections.Counter(r["unique_id"].split(".")[0] for r in res["results"])
-if bad or not res["results"] or not {"model", "test", "seed"} <= set(kinds):
-    sys.exit(f"  FAIL run_results.json: {dict(by)}, kinds {dict(kinds)}, not passed: {bad[:10]}")
-print(f"  ok meltano run ... dbt-duckdb:build: {len(res['results'])} nodes ({', '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))}) all success/pass", file=sys.stderr)
-EOF
+meltano_dbt_check_build dbt-duckdb "$run/run-dbt-duckdb.log"
 # Rows per user, then every mart against the simulator's truth (check_marts.py: weigh-ins,
 # nights, stage hours, daily steps, every user in every mart the simulator fills).
 "$dbt_duckdb_venv/bin/python" - "$duckdb_file" "${dbt_duckdb_schema}_marts" "$userids" <<'EOF' || fail "the dbt-duckdb marts lack a user"
