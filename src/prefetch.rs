@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::api::client::{ApiClient, Body};
+use crate::api::client::{ApiClient, Body, ReadReply};
 use crate::auth::session::{Session, SessionError};
 
 /// A call in flight, whose reply is read with a typed reader first (see
@@ -20,7 +20,7 @@ impl<T: Send + 'static> Prefetch<T> {
         client: &Arc<ApiClient>,
         path: &'static str,
         params: Vec<(&'static str, String)>,
-        read: fn(&[u8]) -> Option<T>,
+        read: impl ReadReply<Out = T> + 'static,
     ) -> Self {
         let (session, client) = (Arc::clone(session), Arc::clone(client));
         let call = async move { session.call_read(&client, path, &params, read).await };
@@ -34,7 +34,7 @@ impl<T: Send + 'static> Prefetch<T> {
         client: &Arc<ApiClient>,
         path: &'static str,
         params: Vec<(&'static str, String)>,
-        read: fn(&[u8]) -> Option<T>,
+        read: impl ReadReply<Out = T> + 'static,
     ) -> Self {
         let (session, client) = (Arc::clone(session), Arc::clone(client));
         let call = async move { session.call_read(&client, path, &params, read).await };
@@ -45,6 +45,13 @@ impl<T: Send + 'static> Prefetch<T> {
 
     /// The reply.
     pub async fn reply(mut self) -> Result<Body<T>, SessionError> {
+        self.wait().await
+    }
+
+    /// The reply, waited for without giving the call up (cancel-safe: in a `select!`, a
+    /// wait that loses leaves the call running). Not to be awaited again once it gave the
+    /// reply.
+    pub async fn wait(&mut self) -> Result<Body<T>, SessionError> {
         match (&mut self.0).await {
             Ok(result) => result,
             Err(e) if e.is_cancelled() => Err(SessionError::Cancelled),

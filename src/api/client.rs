@@ -66,6 +66,8 @@ pub struct ApiClient {
     cancel: Cancel,
     /// The largest reply body (decompressed) accepted: `max_reply_megabytes`.
     max_reply: usize,
+    /// How long one request may take, its body included: `request_timeout_seconds`.
+    timeout: Duration,
     /// A refused connection fails at once instead of being retried (a connection test:
     /// a server that is down does not come up within its retries).
     connect_fails_fast: bool,
@@ -114,6 +116,7 @@ impl ApiClient {
             rng: Mutex::new(u64::from_le_bytes(seed) | 1),
             cancel,
             connect_fails_fast: false,
+            timeout: Duration::from_secs(cfg.request_timeout_seconds),
             max_reply: usize::try_from(cfg.max_reply_megabytes)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(1 << 20),
@@ -135,6 +138,12 @@ impl ApiClient {
     /// read it, so they follow a virtual clock in tests.
     pub fn clock(&self) -> &crate::clock::SharedClock {
         self.cancel.clock()
+    }
+
+    /// How long one request may take, its body included (real time, as the HTTP client
+    /// counts it).
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The API root.
@@ -197,14 +206,14 @@ impl ApiClient {
         self.cancel.sleep(wait).await.then_some(reservation)
     }
 
-    async fn send_once<T>(
+    async fn send_once<R: ReadReply>(
         &self,
         path: &str,
         params: &[(&str, String)],
         bearer: Option<&Secret>,
         endpoint: Endpoint,
-        read: &impl Fn(&[u8]) -> Option<T>,
-    ) -> Outcome<Body<T>> {
+        read: &mut R,
+    ) -> Outcome<Body<R::Out>> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.post(&url).form(params);
         if let Some(token) = bearer {
@@ -216,37 +225,29 @@ impl ApiClient {
                 let status = resp.status().as_u16();
                 (Some(status), redirected(status, &resp))
             }
-            Ok(resp) => {
+            Ok(resp) if !resp.status().is_success() => {
                 let status = resp.status().as_u16();
-                match read_body(resp, self.max_reply).await {
-                    // The caller's typed reader first: a reply it accepts is a complete
-                    // status-0 envelope, read in one pass; anything else is classified.
-                    Ok(body) => match (200..300).contains(&status).then(|| read(&body)) {
-                        Some(Some(typed)) => {
-                            crate::prefetch::BODIES.give(body);
-                            (Some(status), Outcome::Ok(Body::Typed(typed)))
-                        }
-                        _ => (
-                            Some(status),
-                            classify_owned(status, body, endpoint).map(Body::Reply),
-                        ),
-                    },
-                    Err(BodyError::TooLarge) => (
-                        Some(status),
-                        Outcome::Fail(ApiFailure {
-                            kind: FailKind::Fatal,
-                            status: i64::from(status),
-                            message: format!(
-                                "the reply is larger than max_reply_megabytes ({} MiB); refused without retrying (raise the setting if the reply is genuine)",
-                                self.max_reply >> 20
-                            ),
-                        }),
-                    ),
-                    Err(BodyError::Cut(e)) => (
-                        Some(status),
-                        Outcome::Retry(format!("reply body cut off ({})", short(&e))),
-                    ),
-                }
+                let outcome = match read_body(resp, self.max_reply).await {
+                    Ok(body) => classify_owned(status, body, endpoint).map(Body::Reply),
+                    Err(e) => self.body_failure(status, e),
+                };
+                (Some(status), outcome)
+            }
+            Ok(resp) => {
+                // The caller's reader sees the body as it arrives: a reply it reads is a
+                // complete status-0 envelope of the shape it knows; it hands anything else
+                // back whole, to be classified.
+                let status = resp.status().as_u16();
+                let outcome = match feed_body(resp, self.max_reply, started, read).await {
+                    Ok(End::Read(typed)) => Outcome::Ok(Body::Typed(typed)),
+                    Ok(End::Whole(body)) => classify_owned(status, body, endpoint).map(Body::Reply),
+                    Ok(End::Retry(reason)) | Err(FeedFailure::Retry(reason)) => {
+                        Outcome::Retry(reason)
+                    }
+                    Ok(End::Fail(f)) | Err(FeedFailure::Fail(f)) => Outcome::Fail(f),
+                    Err(FeedFailure::Body(e)) => self.body_failure(status, e),
+                };
+                (Some(status), outcome)
             }
             Err(e) if e.is_timeout() => (None, Outcome::Retry("request timed out".into())),
             Err(e) if e.is_connect() && self.connect_fails_fast => (
@@ -274,6 +275,21 @@ impl ApiClient {
         result.1
     }
 
+    /// A reply body that was not read whole.
+    fn body_failure<T>(&self, status: u16, e: BodyError) -> Outcome<T> {
+        match e {
+            BodyError::TooLarge => Outcome::Fail(ApiFailure {
+                kind: FailKind::Fatal,
+                status: i64::from(status),
+                message: format!(
+                    "the reply is larger than max_reply_megabytes ({} MiB); refused without retrying (raise the setting if the reply is genuine)",
+                    self.max_reply >> 20
+                ),
+            }),
+            BodyError::Cut(e) => Outcome::Retry(format!("reply body cut off ({})", short(&e))),
+        }
+    }
+
     /// Calls `path` with form `params`, retrying transient failures within the policy; the
     /// reply's body as a value.
     pub async fn request(
@@ -283,9 +299,9 @@ impl ApiClient {
         bearer: Option<&Secret>,
         endpoint: Endpoint,
     ) -> std::result::Result<Value, CallError> {
-        let no_reader = |_: &[u8]| None::<Infallible>;
+        let mut no_reader = Whole::new(|_: &[u8]| None::<Infallible>);
         match self
-            .request_read(path, params, bearer, endpoint, no_reader)
+            .request_read(path, params, bearer, endpoint, &mut no_reader)
             .await?
         {
             Body::Typed(never) => match never {},
@@ -293,18 +309,18 @@ impl ApiClient {
         }
     }
 
-    /// As [`ApiClient::request`], reading a reply with `read` first: `read` takes the
-    /// whole reply text and gives a value only for a complete status-0 envelope of the shape
-    /// it knows (e.g. a typed getmeas page, read in one pass); every other reply (errors, 601,
+    /// As [`ApiClient::request`], reading a 2xx reply with `read` as it arrives (see
+    /// [`ReadReply`]): it gives a value only for a complete status-0 envelope of the shape it
+    /// knows (e.g. a typed getmeas page, read in one pass); every other reply (errors, 601,
     /// truncated bodies, other shapes) is classified and retried as usual.
-    pub async fn request_read<T>(
+    pub async fn request_read<R: ReadReply>(
         &self,
         path: &str,
         params: &[(&str, String)],
         bearer: Option<&Secret>,
         endpoint: Endpoint,
-        read: impl Fn(&[u8]) -> Option<T>,
-    ) -> std::result::Result<Body<T>, CallError> {
+        read: &mut R,
+    ) -> std::result::Result<Body<R::Out>, CallError> {
         let fp = Self::fingerprint(path, params, bearer);
         let started = self.now();
         let mut attempt = 0u32;
@@ -314,7 +330,7 @@ impl ApiClient {
             };
             debug!(path, action = action_of(params), params = %loggable(params), "Request.");
             let outcome = tokio::select! {
-                outcome = self.send_once(path, params, bearer, endpoint, &read) => outcome,
+                outcome = self.send_once(path, params, bearer, endpoint, read) => outcome,
                 _ = self.cancel.cancelled() => return Err(CallError::Cancelled),
             };
             // The API times its repeat guard from when it took the request, which is after
@@ -377,37 +393,145 @@ impl ApiClient {
 /// still arrives whole: the buffer grows as its chunks come).
 const RESERVE_MAX: usize = 16 << 20;
 
-/// A reply's body in one buffer, filled chunk by chunk as they arrive, each chunk dropped
-/// once copied: at most the body and one chunk are alive (reqwest's `bytes()` keeps every
-/// chunk until the body is complete and then copies them into one buffer, twice the body).
-/// The buffer is sized from Content-Length when the reply gives one; a page-sized reply
-/// reuses a spare buffer (see `prefetch::BODIES`, given back once a typed reader read it).
 /// Why a reply body was not read whole.
-enum BodyError {
+pub enum BodyError {
     /// The transfer broke off.
     Cut(reqwest::Error),
     /// It grew past the cap (decompressed: a small gzip bomb is caught as it inflates).
     TooLarge,
 }
 
+/// A reply's body in one buffer (see [`Whole`]), for replies no reader reads (errors).
 async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
     let expected = resp.content_length().unwrap_or(0);
     if usize::try_from(expected).map_or(true, |n| n > cap) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = if expected >= crate::prefetch::POOLED_BODY {
-        crate::prefetch::BODIES.take()
-    } else {
-        Vec::new()
-    };
-    body.reserve_exact(usize::try_from(expected).map_or(0, |n| n.min(RESERVE_MAX)));
+    let mut whole = Whole::new(|_: &[u8]| None::<Infallible>);
+    whole.begin(expected, Instant::now());
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Cut)? {
-        if body.len() + chunk.len() > cap {
+        if whole.body.len() + chunk.len() > cap {
             return Err(BodyError::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        whole.body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(whole.body)
+}
+
+/// Feeds a reply's body to `read` chunk by chunk as it arrives, each chunk dropped once fed
+/// (reqwest's `bytes()` keeps every chunk until the body is complete and then copies them
+/// into one buffer, twice the body), stopping at `cap` bytes.
+async fn feed_body<R: ReadReply>(
+    mut resp: reqwest::Response,
+    cap: usize,
+    sent: Instant,
+    read: &mut R,
+) -> Result<End<R::Out>, FeedFailure> {
+    let expected = resp.content_length().unwrap_or(0);
+    if usize::try_from(expected).map_or(true, |n| n > cap) {
+        return Err(FeedFailure::Body(BodyError::TooLarge));
+    }
+    read.begin(expected, sent);
+    let mut fed = 0usize;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FeedFailure::Body(BodyError::Cut(e)))?
+    {
+        fed += chunk.len();
+        if fed > cap {
+            return Err(FeedFailure::Body(BodyError::TooLarge));
+        }
+        read.feed(&chunk).await?;
+    }
+    Ok(read.end())
+}
+
+/// How a reply's reader ended (see [`ReadReply::end`]).
+pub enum End<T> {
+    /// Read: a complete status-0 reply of the reader's shape.
+    Read(T),
+    /// Not read: the whole body, to be classified.
+    Whole(Vec<u8>),
+    /// The reply was cut off or is not JSON, after the reader gave some of it away: retry.
+    Retry(String),
+    /// The reply is refused for good, after the reader gave some of it away.
+    Fail(ApiFailure),
+}
+
+/// Why feeding a reply stopped before its end.
+pub enum FeedFailure {
+    /// The transfer broke off or the reply is too large.
+    Body(BodyError),
+    /// Transient: the reply is not JSON after all (retry).
+    Retry(String),
+    /// Withings' reply is refused for good (a value no reader can take).
+    Fail(ApiFailure),
+}
+
+/// A reader of 2xx reply bodies, fed as they arrive. Every attempt of a request starts with
+/// [`ReadReply::begin`] (what an earlier, failed attempt fed is void) and, when the body
+/// arrived whole, ends with [`ReadReply::end`].
+pub trait ReadReply: Send {
+    type Out: Send;
+    /// A body begins (`expected`: its Content-Length, 0 when unknown), of a request sent at
+    /// `sent` (real time: the request's timeout counts from then).
+    fn begin(&mut self, expected: u64, sent: Instant);
+    /// The next chunk of the body.
+    fn feed(
+        &mut self,
+        chunk: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), FeedFailure>> + Send;
+    /// The body is complete.
+    fn end(&mut self) -> End<Self::Out>;
+}
+
+/// A reader of whole bodies: the body is gathered in one buffer and handed to a function
+/// reading it in one pass (a typed reader of one shape), else handed back to be classified.
+/// The buffer is sized from Content-Length when the reply gives one; a page-sized reply
+/// reuses a spare buffer (see `prefetch::BODIES`, given back once the function read it).
+pub struct Whole<F> {
+    read: F,
+    body: Vec<u8>,
+}
+
+impl<F> Whole<F> {
+    pub fn new(read: F) -> Self {
+        Whole {
+            read,
+            body: Vec::new(),
+        }
+    }
+}
+
+impl<T: Send, F: Fn(&[u8]) -> Option<T> + Send> ReadReply for Whole<F> {
+    type Out = T;
+
+    fn begin(&mut self, expected: u64, _sent: Instant) {
+        self.body = if expected >= crate::prefetch::POOLED_BODY {
+            crate::prefetch::BODIES.take()
+        } else {
+            Vec::new()
+        };
+        self.body
+            .reserve_exact(usize::try_from(expected).map_or(0, |n| n.min(RESERVE_MAX)));
+    }
+
+    async fn feed(&mut self, chunk: &[u8]) -> Result<(), FeedFailure> {
+        self.body.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn end(&mut self) -> End<T> {
+        let body = std::mem::take(&mut self.body);
+        match (self.read)(&body) {
+            Some(typed) => {
+                crate::prefetch::BODIES.give(body);
+                End::Read(typed)
+            }
+            None => End::Whole(body),
+        }
+    }
 }
 
 /// An identical request in flight: dropping it records when its reply came (or when it was

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use super::refresh::{self, debug_pause, App};
 use super::roster::{self, Start};
 use super::token_store::{self, StoredUser};
-use crate::api::client::{ApiClient, Body, CallError};
+use crate::api::client::{ApiClient, Body, CallError, ReadReply, Whole};
 use crate::api::envelope::{ApiFailure, Endpoint, FailKind, Reply};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -505,7 +505,7 @@ impl Session {
         path: &str,
         params: &[(&str, String)],
     ) -> std::result::Result<Value, SessionError> {
-        let no_reader = |_: &[u8]| None::<std::convert::Infallible>;
+        let no_reader = Whole::new(|_: &[u8]| None::<std::convert::Infallible>);
         match self.call_read(client, path, params, no_reader).await? {
             Body::Typed(never) => match never {},
             Body::Reply(reply) => Self::reply_value(reply),
@@ -522,13 +522,13 @@ impl Session {
     /// As [`Session::call`], reading the reply with `read` first (see
     /// [`ApiClient::request_read`]); a reply it does not read is kept as a [`Reply`] (an
     /// object body as text, for a typed parser).
-    pub async fn call_read<T>(
+    pub async fn call_read<R: ReadReply>(
         &self,
         client: &ApiClient,
         path: &str,
         params: &[(&str, String)],
-        read: impl Fn(&[u8]) -> Option<T>,
-    ) -> std::result::Result<Body<T>, SessionError> {
+        mut read: R,
+    ) -> std::result::Result<Body<R::Out>, SessionError> {
         let mut token = self.checkout(client, None, true).await?;
         let mut own_refresh = token.refreshed;
         let mut swaps = 0;
@@ -539,7 +539,7 @@ impl Session {
                 done: false,
             });
             let result = client
-                .request_read(path, params, Some(&token.access), Endpoint::Data, &read)
+                .request_read(path, params, Some(&token.access), Endpoint::Data, &mut read)
                 .await;
             if let Some(guard) = guard {
                 guard.settle(match &result {

@@ -145,37 +145,49 @@ pub fn measures_records(
     let timezone = body.get("timezone").cloned().unwrap_or(Value::Null);
     let mut records = Vec::new();
     for (i, group) in groups.iter().enumerate() {
-        let at = format!("measuregrps[{i}]");
-        let Some(g) = group.as_object() else {
-            return Err(refused(&at, "", shape::kind(group), "an object"));
-        };
-        let grpid = required(g, &at, "grpid")?;
-        // The sync filters and bookmarks by these before the output plan sees them: an epoch
-        // no date-time can hold is refused here (text is left to the plan to read or refuse).
-        for field in EPOCH_FIELDS {
-            if let Some(Ok(Some(secs))) = g.get(*field).map(read_integer) {
-                if !timefmt::representable(secs) {
-                    let found = "a number out of the date-time range";
-                    return Err(refused(&at, field, found, "epoch seconds"));
-                }
-            }
-        }
-        let measures: &[Value] = match g.get("measures") {
-            Some(Value::Array(m)) => m,
-            None | Some(Value::Null) => &[],
-            Some(Value::Object(o)) if o.is_empty() => &[],
-            Some(other) => return Err(refused(&at, "measures", shape::kind(other), "a list")),
-        };
-        for (j, measure) in measures.iter().enumerate() {
-            let at = format!("{at}.measures[{j}]");
-            let Some(m) = measure.as_object() else {
-                return Err(refused(&at, "", shape::kind(measure), "an object"));
-            };
-            let kind = required(m, &at, "type")?;
-            records.push(measure_record(userid, grpid, kind, g, m, &timezone, &at)?);
-        }
+        group_records(group, i, &timezone, userid, &mut records)?;
     }
     Ok((records, Vec::new()))
+}
+
+/// The records of group `i` of a page whose timezone is `timezone` (see [`measures_records`]).
+pub fn group_records(
+    group: &Value,
+    i: usize,
+    timezone: &Value,
+    userid: i64,
+    records: &mut Vec<Record>,
+) -> Result<(), ReplyError> {
+    let at = format!("measuregrps[{i}]");
+    let Some(g) = group.as_object() else {
+        return Err(refused(&at, "", shape::kind(group), "an object"));
+    };
+    let grpid = required(g, &at, "grpid")?;
+    // The sync filters and bookmarks by these before the output plan sees them: an epoch
+    // no date-time can hold is refused here (text is left to the plan to read or refuse).
+    for field in EPOCH_FIELDS {
+        if let Some(Ok(Some(secs))) = g.get(*field).map(read_integer) {
+            if !timefmt::representable(secs) {
+                let found = "a number out of the date-time range";
+                return Err(refused(&at, field, found, "epoch seconds"));
+            }
+        }
+    }
+    let measures: &[Value] = match g.get("measures") {
+        Some(Value::Array(m)) => m,
+        None | Some(Value::Null) => &[],
+        Some(Value::Object(o)) if o.is_empty() => &[],
+        Some(other) => return Err(refused(&at, "measures", shape::kind(other), "a list")),
+    };
+    for (j, measure) in measures.iter().enumerate() {
+        let at = format!("{at}.measures[{j}]");
+        let Some(m) = measure.as_object() else {
+            return Err(refused(&at, "", shape::kind(measure), "an object"));
+        };
+        let kind = required(m, &at, "type")?;
+        records.push(measure_record(userid, grpid, kind, g, m, timezone, &at)?);
+    }
+    Ok(())
 }
 
 /// "getmeas reply: `<at>.<field>` is <found>, expected <expected>".
@@ -277,6 +289,8 @@ fn measure_record(
 /// is dropped (see [`Pool`]).
 #[derive(Debug)]
 pub struct FastPage {
+    /// The page's number in the run (see [`MeasureRow`]'s shared columns).
+    id: u64,
     pub measuregrps: Vec<FastGroup>,
     pub timezone: Option<String>,
     /// Every measure of the page, group after group (see [`MeasureSpan`]).
@@ -290,6 +304,12 @@ impl Drop for FastPage {
         GROUPS.give(std::mem::take(&mut self.measuregrps));
         MEASURE_LISTS.give(std::mem::take(&mut self.measures));
     }
+}
+
+/// A number for a new [`FastPage`], unique in the run (from 1).
+fn next_page_id() -> u64 {
+    static PAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    PAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Spare lists of groups and of measures (see [`FastPage`]).
@@ -672,6 +692,7 @@ fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option
         return None;
     };
     Some(FastPage {
+        id: next_page_id(),
         measuregrps: page.measuregrps,
         timezone: page.timezone,
         measures,
@@ -707,19 +728,169 @@ pub fn fast_reply(text: &[u8]) -> Option<FastPage> {
 /// value the lenient reader refuses (a unit no power of ten scales by, an epoch no date-time
 /// can hold) is left to it too, so both readers fail alike.
 fn accept(page: FastPage) -> Option<FastPage> {
-    let epoch_ok = |t: Option<i64>| t.is_none_or(timefmt::representable);
     page.measuregrps
         .iter()
-        .all(|g| {
-            epoch_ok(g.date)
-                && epoch_ok(g.created())
-                && epoch_ok(g.modified())
-                && page
-                    .measures_of(g)
-                    .iter()
-                    .all(|m| m.value().is_none() || m.unit().is_none_or(|u| scalable(u.into())))
-        })
+        .all(|g| acceptable(g, page.measures_of(g)))
         .then_some(page)
+}
+
+/// Whether the typed reader keeps a group with these measures (see [`accept`]).
+fn acceptable(group: &FastGroup, measures: &[FastMeasure]) -> bool {
+    let epoch_ok = |t: Option<i64>| t.is_none_or(timefmt::representable);
+    epoch_ok(group.date)
+        && epoch_ok(group.created())
+        && epoch_ok(group.modified())
+        && measures
+            .iter()
+            .all(|m| m.value().is_none() || m.unit().is_none_or(|u| scalable(u.into())))
+}
+
+/// What the envelope around a page's groups says, read once the reply is complete (the
+/// reply with its list emptied: [`crate::streams::frame::ListFramer::finish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skeleton {
+    /// A whole status-0 envelope, each of its fields once.
+    Whole,
+    /// Not JSON: the reply was cut off after its list, or damaged.
+    NotJson,
+    /// JSON, but not one page: `status`, `timezone` or the list given twice (a reader of
+    /// the whole reply would take another of them than the one read), or a status not 0.
+    Ambiguous,
+}
+
+/// Reads a page's skeleton (see [`Skeleton`]).
+pub fn page_skeleton(skeleton: &[u8]) -> Skeleton {
+    // Derived readers refuse a field given twice.
+    #[derive(Deserialize)]
+    struct Envelope {
+        status: i64,
+        #[serde(rename = "body")]
+        _body: Body,
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(rename = "timezone")]
+        _timezone: Option<de::IgnoredAny>,
+        #[serde(rename = "measuregrps")]
+        _groups: de::IgnoredAny,
+    }
+    if serde_json::from_slice::<de::IgnoredAny>(skeleton).is_err() {
+        return Skeleton::NotJson;
+    }
+    match serde_json::from_slice::<Envelope>(skeleton) {
+        Ok(envelope) if envelope.status == 0 => Skeleton::Whole,
+        _ => Skeleton::Ambiguous,
+    }
+}
+
+/// A part of a page read group by group (see [`read_groups`]).
+#[derive(Debug)]
+pub enum Part {
+    /// Groups in a row read typed.
+    Typed(FastPage),
+    /// Records of groups in a row read leniently (another shape than the usual one).
+    Records(Vec<Record>),
+}
+
+/// Why [`read_groups`] refused a page's groups.
+#[derive(Debug)]
+pub enum GroupsError {
+    /// A group is not JSON (the reply is damaged: read it again).
+    NotJson,
+    /// A group holds a value no reader takes (as [`measures_records`] refuses it).
+    Refused(ReplyError),
+}
+
+/// The most groups in one [`Part`]: a part is the unit handed from a page's download to its
+/// writing, so this bounds what one part holds (about 70 KB).
+pub const PART_GROUPS: usize = 256;
+
+/// Reads the texts of a page's groups (`first`: the index of the first in the page), whose
+/// timezone is `timezone`, into parts of at most [`PART_GROUPS`] groups: groups in a row of
+/// the usual shape typed, any other leniently, giving the records [`measures_records`] gives
+/// for the same groups.
+pub fn read_groups(
+    texts: &[&[u8]],
+    first: usize,
+    timezone: &str,
+    userid: i64,
+) -> Result<Vec<Part>, GroupsError> {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < texts.len() {
+        let end = texts.len().min(i + PART_GROUPS);
+        let (page, read) = read_typed_run(&texts[i..end], timezone);
+        if read > 0 {
+            parts.push(Part::Typed(page));
+            i += read;
+            continue;
+        }
+        drop(page);
+        // Not of the usual shape: this group leniently.
+        let value: Value = serde_json::from_slice(texts[i]).map_err(|_| GroupsError::NotJson)?;
+        let mut records = match parts.pop() {
+            Some(Part::Records(records)) => records,
+            other => {
+                parts.extend(other);
+                Vec::new()
+            }
+        };
+        let tz = Value::from(timezone);
+        group_records(&value, first + i, &tz, userid, &mut records)
+            .map_err(GroupsError::Refused)?;
+        parts.push(Part::Records(records));
+        i += 1;
+    }
+    Ok(parts)
+}
+
+/// Reads the leading groups of `texts` that are of the usual shape into one page (sharing
+/// texts and one list of measures, as [`read_page`] does); how many it read.
+fn read_typed_run(texts: &[&[u8]], timezone: &str) -> (FastPage, usize) {
+    TEXTS.with(|t| {
+        let (index, list) = &mut *t.borrow_mut();
+        index.clear();
+        list.clear();
+    });
+    let mut measures = MEASURE_LISTS.take();
+    measures.reserve_exact(texts.iter().map(|t| t.len()).sum::<usize>() / 128);
+    MEASURES.with(|m| *m.borrow_mut() = measures);
+    let mut groups = GROUPS.take();
+    for text in texts {
+        let mark = MEASURES.with(|m| m.borrow().len());
+        let group = std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| serde_json::from_str::<FastGroup>(t).ok())
+            .filter(|g| {
+                MEASURES.with(|m| {
+                    let m = m.borrow();
+                    acceptable(g, m.get(g.measures.range()).unwrap_or(&[]))
+                })
+            });
+        match group {
+            Some(g) => groups.push(g),
+            None => {
+                MEASURES.with(|m| m.borrow_mut().truncate(mark));
+                break;
+            }
+        }
+    }
+    let texts_of_page = TEXTS.with(|t| {
+        let (index, list) = &mut *t.borrow_mut();
+        index.clear();
+        index.shrink_to(64);
+        std::mem::take(list)
+    });
+    let measures = MEASURES.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    let read = groups.len();
+    let page = FastPage {
+        id: next_page_id(),
+        measuregrps: groups,
+        timezone: Some(timezone.to_string()),
+        measures,
+        texts: texts_of_page,
+    };
+    (page, read)
 }
 
 impl FastPage {
@@ -736,23 +907,30 @@ impl FastPage {
     /// Every measure of the page as a record, in reply order.
     pub fn rows(&self, userid: i64) -> impl Iterator<Item = MeasureRow<'_>> {
         let timezone = self.timezone.as_deref();
-        self.measuregrps.iter().flat_map(move |group| {
-            self.measures_of(group)
-                .iter()
-                .map(move |measure| MeasureRow {
-                    userid,
-                    group,
-                    measure,
-                    timezone,
-                    texts: &self.texts,
-                })
-        })
+        self.measuregrps
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, group)| {
+                // The page's number and the group's place in it: unique in the run, even
+                // when a later page's lists reuse this one's memory.
+                let shared = (self.id << 32) | (i as u64 & 0xffff_ffff);
+                self.measures_of(group)
+                    .iter()
+                    .map(move |measure| MeasureRow {
+                        userid,
+                        group,
+                        measure,
+                        timezone,
+                        texts: &self.texts,
+                        shared,
+                    })
+            })
     }
 }
 
 /// One measure record of a [`FastPage`], written by the output plan through [`Fields`]
 /// with exactly the values [`measures_records`] gives.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct MeasureRow<'p> {
     pub userid: i64,
     pub group: &'p FastGroup,
@@ -760,6 +938,21 @@ pub struct MeasureRow<'p> {
     pub timezone: Option<&'p str>,
     /// The page's texts (see [`FastPage::text`]).
     pub texts: &'p [Arc<str>],
+    /// The id of the group's shared columns (see [`Fields::shared`]).
+    shared: u64,
+}
+
+/// The record's values (not which page it came from).
+impl std::fmt::Debug for MeasureRow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeasureRow")
+            .field("userid", &self.userid)
+            .field("group", self.group)
+            .field("measure", self.measure)
+            .field("timezone", &self.timezone)
+            .field("texts", &self.texts)
+            .finish()
+    }
 }
 
 impl<'p> MeasureRow<'p> {
@@ -798,9 +991,10 @@ const SHARED_GROUP_COLUMNS: &[&str] = &[
 ];
 
 impl Fields for MeasureRow<'_> {
-    /// The group's columns, identified by the group (its place in the page being written).
+    /// The group's columns, identified by the group (its page and place in it: not its
+    /// address, which a later page's group may have once this page is freed).
     fn shared(&self) -> Option<(u64, &'static [&'static str])> {
-        Some((self.group as *const FastGroup as u64, SHARED_GROUP_COLUMNS))
+        Some((self.shared, SHARED_GROUP_COLUMNS))
     }
 
     fn get(&self, name: &str) -> Val<'_> {
@@ -1027,6 +1221,148 @@ mod tests {
                     .collect()
             });
         (fast, lenient)
+    }
+
+    /// Every record of `body` (a getmeas body) as written through [`read_groups`], its
+    /// groups framed from the whole reply pushed in chunks of `chunk` bytes.
+    fn part_lines(body: &str, chunk: usize) -> Result<(Vec<String>, usize), String> {
+        use crate::conform::{Flattening, OutputPlan};
+        use crate::streams::frame::{ListFramer, Step};
+        let def = crate::streams::find("measures").unwrap();
+        let flattening = Flattening {
+            enabled: true,
+            max_depth: 10,
+        };
+        let plan = OutputPlan::new(&def.schema(), def.keys, None, flattening).unwrap();
+        let reply = format!(r#"{{"status":0,"body":{body}}}"#);
+        let mut framer = ListFramer::new("measuregrps");
+        let (mut lines, mut groups, mut parts) = (Vec::new(), 0, 0);
+        for bytes in reply.as_bytes().chunks(chunk) {
+            let mut step = framer.push(bytes).unwrap();
+            while step == Step::ListStarts {
+                step = framer.push(&[]).unwrap();
+            }
+            let texts: Vec<&[u8]> = framer.elements().collect();
+            let read = read_groups(&texts, groups, "Europe/Paris", 9);
+            groups += texts.len();
+            drop(texts);
+            framer.consume();
+            for part in read.map_err(|e| format!("{e:?}"))? {
+                parts += 1;
+                match part {
+                    Part::Typed(page) => {
+                        let cache = RefCell::new(crate::conform::SpanCache::default());
+                        for row in page.rows(9) {
+                            let mut out = Vec::new();
+                            plan.write_cached(&row, &mut out, &mut cache.borrow_mut())
+                                .map_err(|e| e.to_string())?;
+                            lines.push(String::from_utf8(out).unwrap());
+                        }
+                    }
+                    Part::Records(records) => {
+                        for r in &records {
+                            let mut out = Vec::new();
+                            plan.write(r, &mut out).map_err(|e| e.to_string())?;
+                            lines.push(String::from_utf8(out).unwrap());
+                        }
+                    }
+                }
+            }
+        }
+        framer.finish().unwrap();
+        Ok((lines, parts))
+    }
+
+    #[test]
+    fn a_later_part_in_the_memory_of_an_earlier_one_writes_its_own_group_columns() {
+        use crate::conform::{Flattening, OutputPlan, SpanCache};
+        let def = crate::streams::find("measures").unwrap();
+        let flattening = Flattening {
+            enabled: true,
+            max_depth: 10,
+        };
+        let plan = OutputPlan::new(&def.schema(), def.keys, None, flattening).unwrap();
+        let group = |grpid: i64, device: &str| {
+            format!(
+                r#"{{"grpid":{grpid},"date":1700000000,"category":1,"deviceid":"{device}","measures":[{{"type":1,"value":5,"unit":0}}]}}"#
+            )
+        };
+        // One span cache for the batch the parts are written into, as a page's batch is.
+        let mut cache = SpanCache::default();
+        let mut written = Vec::new();
+        for (grpid, device) in [(1, "first"), (2, "second"), (3, "third")] {
+            let text = group(grpid, device);
+            let parts = read_groups(&[text.as_bytes()], 0, "UTC", 9).unwrap();
+            let [Part::Typed(page)] = &parts[..] else {
+                panic!("one typed part");
+            };
+            for row in page.rows(9) {
+                let mut out = Vec::new();
+                plan.write_cached(&row, &mut out, &mut cache).unwrap();
+                written.push(serde_json::from_slice::<Value>(&out).unwrap());
+            }
+            // Freed before the next part is read: its lists go back to the pool and the
+            // next part reuses them (its group at the same address).
+        }
+        let devices: Vec<_> = written.iter().map(|r| r["deviceid"].clone()).collect();
+        assert_eq!(devices, [json!("first"), json!("second"), json!("third")]);
+        let grpids: Vec<_> = written.iter().map(|r| r["grpid"].clone()).collect();
+        assert_eq!(grpids, [json!(1), json!(2), json!(3)]);
+    }
+
+    #[test]
+    fn groups_read_one_by_one_write_what_the_whole_page_writes() {
+        let capture = include_str!("../../tests/fixtures/aiowithings/measurement_list.json");
+        let groups: Vec<Value> = serde_json::from_str(capture).unwrap();
+        // More groups than a part holds, with groups of other shapes among them (each read
+        // leniently, between typed parts).
+        let mut many: Vec<Value> = groups
+            .iter()
+            .cycle()
+            .take(3 * PART_GROUPS)
+            .cloned()
+            .collect();
+        for (i, g) in many.iter_mut().enumerate() {
+            g["grpid"] = json!(i);
+        }
+        many[5]["grpid"] = json!("5");
+        many[6]["measures"][0]["value"] = json!("12");
+        many[300]["deviceid"] = json!(77);
+        let body =
+            json!({"updatetime": 1, "timezone": "Europe/Paris", "measuregrps": many, "more": 0})
+                .to_string();
+        let (_, lenient) = both_readers(&body);
+        let lenient = lenient.unwrap();
+        assert!(lenient.len() > 3 * PART_GROUPS);
+        for chunk in [7, 1000, 64 * 1024, body.len() + 40] {
+            let (lines, parts) = part_lines(&body, chunk).unwrap();
+            assert_eq!(lines, lenient, "chunks of {chunk} bytes");
+            assert!(
+                parts >= 3 + 3,
+                "{parts} parts: at most {PART_GROUPS} groups each"
+            );
+        }
+        // A value both readers refuse fails the groups, naming the group's place in the page.
+        let mut bad = groups.clone();
+        bad[3]["measures"][0]["value"] = json!("abc");
+        let body = json!({"timezone": "Europe/Paris", "measuregrps": bad}).to_string();
+        let (_, lenient) = both_readers(&body);
+        let expected = lenient.unwrap_err();
+        assert!(expected.contains("measuregrps[3]"), "{expected}");
+        for chunk in [5, 100_000] {
+            let refused = part_lines(&body, chunk).unwrap_err();
+            assert!(refused.contains(&expected), "{refused}");
+        }
+        // A group that is not JSON (framed, but its number is damaged).
+        let damaged = r#"{"status":0,"body":{"timezone":"UTC","measuregrps":[{"grpid":1-2}]}}"#;
+        let mut framer = crate::streams::frame::ListFramer::new("measuregrps");
+        framer.push(damaged.as_bytes()).unwrap();
+        framer.push(&[]).unwrap();
+        let texts: Vec<&[u8]> = framer.elements().collect();
+        assert!(matches!(
+            read_groups(&texts, 0, "UTC", 9),
+            Err(GroupsError::NotJson)
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! pure functions that turn reply bodies into records.
 
 pub mod activity;
+pub mod frame;
 pub mod heart;
 pub mod local_dates;
 pub mod measure;

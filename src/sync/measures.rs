@@ -129,16 +129,8 @@ pub(super) async fn sync_measures(
             ("category", category.to_string()),
             ("lastupdate", since.to_string()),
         ];
-        let mut pages = Pages::new(
-            ctx,
-            "/measure",
-            params,
-            "measuregrps",
-            def.name,
-            None,
-            measure::fast_reply,
-        );
-        while let Some(reply) = pages.next().await? {
+        let mut chain = MeasureChain::new(ctx, def, "/measure", params, "measuregrps");
+        while chain.next_page() {
             let mut page = MeasurePage {
                 ctx,
                 def,
@@ -149,57 +141,26 @@ pub(super) async fn sync_measures(
                 max_seen,
             };
             page.recent.next_page();
-            // The usual shape is read typed (as the reply arrives, in one pass); anything else
-            // leniently. The next page is asked for as soon as this one's rows are known,
-            // before they are written.
-            let (fast, reply) = match reply {
-                Body::Typed(page) => (Some(page), None),
-                Body::Reply(reply) => (reply.raw_body().and_then(measure::fast_page), Some(reply)),
-            };
-            let lenient = match (&fast, reply) {
-                (Some(_), _) | (None, None) => None,
-                (None, Some(reply)) => {
-                    let body = reply
-                        .to_value()
-                        .map_err(|m| ReplyError(format!("getmeas reply: {m}")))?;
-                    let (records, skipped) = measures_records(&body, userid)?;
-                    for reason in skipped {
-                        warn!(userid, "measures: skipped {reason}");
+            // The page's parts are written as they arrive (see `streamed`).
+            while let Some(part) = chain.part().await? {
+                match part {
+                    Part::Typed(fast) => {
+                        let mut left: usize =
+                            fast.measuregrps.iter().map(|g| g.measures.len()).sum();
+                        page.reserve(left);
+                        for row in fast.rows(userid) {
+                            page.take(&row);
+                            left -= 1;
+                            page.send_if_full(out, left).await?;
+                        }
                     }
-                    Some((page_rows(&body, "measuregrps"), records))
-                }
-            };
-            let (rows, first, last) = match (&fast, &lenient) {
-                (Some(fast), _) => (
-                    fast.measuregrps.len(),
-                    fast.rows(userid).next().map(|r| r.key_hash(def)),
-                    fast.rows(userid).last().map(|r| r.key_hash(def)),
-                ),
-                (None, Some((rows, records))) => (
-                    *rows,
-                    records.first().map(|r| r.key_hash(def)),
-                    records.last().map(|r| r.key_hash(def)),
-                ),
-                (None, None) => (0, None, None),
-            };
-            pages.advance(rows, first, last, true);
-            match (&fast, &lenient) {
-                (Some(fast), _) => {
-                    let mut left: usize = fast.measuregrps.iter().map(|g| g.measures.len()).sum();
-                    page.reserve(left);
-                    for row in fast.rows(userid) {
-                        page.take(&row);
-                        left -= 1;
-                        page.send_if_full(out, left).await?;
+                    Part::Records(records) => {
+                        for (i, r) in records.iter().enumerate() {
+                            page.take(r);
+                            page.send_if_full(out, records.len() - i - 1).await?;
+                        }
                     }
                 }
-                (None, Some((_, records))) => {
-                    for (i, r) in records.iter().enumerate() {
-                        page.take(r);
-                        page.send_if_full(out, records.len() - i - 1).await?;
-                    }
-                }
-                (None, None) => {}
             }
             if let Some(batch) = page.batch {
                 out.send(batch).await?;

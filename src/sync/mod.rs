@@ -27,7 +27,7 @@ use crate::reconcile::{
 };
 use crate::singer::fields::*;
 use crate::streams::local_dates::{row_tz, Bounds};
-use crate::streams::measure::{self, measures_records, MeasureRow};
+use crate::streams::measure::{self, measures_records, MeasureRow, Part};
 use crate::streams::sources::{
     fed_by, source_def, task_source, Builder, Changes, Read, Recordings, Scan, WindowStream,
     Windows, SOURCES,
@@ -43,6 +43,7 @@ mod pages;
 mod recordings;
 mod rescan;
 mod single;
+mod streamed;
 mod windows;
 
 use changes::*;
@@ -52,6 +53,7 @@ use pages::*;
 use recordings::*;
 use rescan::*;
 use single::*;
+use streamed::*;
 use windows::*;
 
 /// The fixed inputs of one user's stream tasks.

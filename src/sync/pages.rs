@@ -6,6 +6,7 @@
 //! ([`Pages::advance`]), in a task of its own, so it downloads while this one is written.
 
 use super::*;
+use crate::api::client::Whole;
 
 /// A chain of pages of one module for one user.
 pub(super) struct Pages<'c, T: Send + 'static> {
@@ -85,10 +86,15 @@ impl<'c, T: Send + 'static> Pages<'c, T> {
         }
         let (session, client) = (&self.ctx.session, &self.ctx.client);
         self.next = Some(match self.scope {
-            Some(stream) => {
-                Prefetch::start_for(stream, session, client, self.path, params, self.read)
-            }
-            None => Prefetch::start(session, client, self.path, params, self.read),
+            Some(stream) => Prefetch::start_for(
+                stream,
+                session,
+                client,
+                self.path,
+                params,
+                Whole::new(self.read),
+            ),
+            None => Prefetch::start(session, client, self.path, params, Whole::new(self.read)),
         });
     }
 

@@ -153,8 +153,9 @@ pub(super) async fn scan_window(
     Ok(current)
 }
 
-/// The getmeas re-scan: pages of the usual shape are read typed, as the sync reads them (a
-/// 4096-group page read as a JSON tree would cost tens of megabytes), others leniently.
+/// The getmeas re-scan: pages are read part by part and typed where they have the usual
+/// shape, as the sync reads them (a 4096-group page read as a JSON tree would cost tens of
+/// megabytes), others leniently.
 async fn scan_measures(
     ctx: &SyncCtx,
     userid: i64,
@@ -163,42 +164,23 @@ async fn scan_measures(
     params: Vec<(&'static str, String)>,
     current: &mut KeySet,
 ) -> Result<(), StreamFail> {
-    let mut pages = Pages::new(
-        ctx,
-        scan.path,
-        params,
-        scan.list_key,
-        def.name,
-        None,
-        measure::fast_reply,
-    );
-    while let Some(reply) = pages.next().await? {
-        match reply {
-            Body::Typed(page) => {
-                pages.advance(
-                    page.measuregrps.len(),
-                    page.rows(userid).next().map(|r| r.key_hash(def)),
-                    page.rows(userid).last().map(|r| r.key_hash(def)),
-                    true,
-                );
-                for r in page.rows(userid) {
-                    if let Some(t) = r.date() {
-                        current.insert(r.key(def).into_text(), t);
+    let def = stream_def(def.name)?;
+    let mut chain = MeasureChain::new(ctx, def, scan.path, params, scan.list_key);
+    while chain.next_page() {
+        while let Some(part) = chain.part().await? {
+            match part {
+                Part::Typed(page) => {
+                    for r in page.rows(userid) {
+                        if let Some(t) = r.date() {
+                            current.insert(r.key(def).into_text(), t);
+                        }
                     }
                 }
-            }
-            Body::Reply(reply) => {
-                let body = Session::reply_value(reply)?;
-                let records = (scan.build)(&body, userid)?;
-                pages.advance(
-                    pages.rows(&body),
-                    records.first().map(|r| record_key(def, r)),
-                    records.last().map(|r| record_key(def, r)),
-                    true,
-                );
-                for r in &records {
-                    if let Some(t) = r.get(scan.time_field).and_then(integer) {
-                        current.insert(key_text(def, r), t);
+                Part::Records(records) => {
+                    for r in &records {
+                        if let Some(t) = r.get(scan.time_field).and_then(integer) {
+                            current.insert(key_text(def, r), t);
+                        }
                     }
                 }
             }

@@ -207,3 +207,92 @@ fn a_measure_dated_after_the_run_started_is_kept_when_no_end_date_is_set() {
     let want = tap_withings::timefmt::rfc3339(ahead).unwrap();
     assert!(dates.contains(&want), "{want} not in {dates:?}");
 }
+
+/// The simulator's truth with `measures_per_user` measures: more than two pages of the
+/// API's real size (4,096 groups), the simulator's default.
+fn several_full_pages(extra: Value) -> World {
+    let mut cfg = sim_config(1, 30);
+    cfg.measures_per_user = Some(40_000);
+    let world = World::with_settings(cfg, extra);
+    let groups = world
+        .sim
+        .truth("getmeas", world.userid())
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["category"] == 1)
+        .count();
+    assert!(groups > 2 * 4096, "{groups} groups");
+    world
+}
+
+/// Pages are written as they arrive: a 4,096-group reply cut off halfway is asked again
+/// after its first half was written, and every record still comes once, none missing.
+#[test]
+fn a_full_size_page_cut_off_halfway_gives_each_record_once() {
+    let mut cfg = sim_config(1, 30);
+    cfg.measures_per_user = Some(40_000);
+    cfg.faults.truncated_every = Some(2);
+    let world = World::new(cfg);
+    let truth = truth_measures(&world, &[1]);
+    let run = world.sync(&["measures"], None);
+    let records = run.records("measures");
+    let got = emitted(&records);
+    assert_eq!(records.len(), got.len(), "a record written twice");
+    assert_eq!(got, truth);
+    let cut = world
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.action == "getmeas" && r.fault.as_deref() == Some("truncated"))
+        .count();
+    assert!(cut >= 3, "{cut} getmeas replies cut");
+    assert!(run.stderr.contains("reply body cut off"), "{}", run.stderr);
+}
+
+/// A writer that stalls (a target flushing) for longer than the request timeout while a
+/// page downloads: the download waits for it at most half the timeout and then goes on, so
+/// the request is neither timed out nor retried, and nothing is lost.
+#[test]
+fn a_writer_stalling_past_the_request_timeout_costs_no_retry() {
+    use std::io::Read;
+    let world = several_full_pages(json!({"request_timeout_seconds": 2}));
+    let truth = truth_measures(&world, &[1]);
+    let catalog = world.catalog(&["measures"]);
+    let mut child = crate::support::tap_command(&[
+        "--config".as_ref(),
+        world.config.as_os_str(),
+        "--catalog".as_ref(),
+        catalog.as_os_str(),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut out = vec![0; 256 * 1024];
+    stdout.read_exact(&mut out).unwrap();
+    // The first page is mid-way: 256 KiB of its ~5 MB of records are out.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    stdout.read_to_end(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    let errors = errors.join().unwrap();
+    assert!(status.success(), "{errors}");
+    assert!(!errors.contains("Retrying"), "{errors}");
+    let records: Vec<Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|m| m["type"] == "RECORD" && m["stream"] == "measures")
+        .map(|m| m["record"].clone())
+        .collect();
+    let got = emitted(&records);
+    assert_eq!(records.len(), got.len(), "a record written twice");
+    assert_eq!(got, truth);
+}
