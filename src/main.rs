@@ -54,17 +54,27 @@ async fn on_signals(cancel: Cancel) {
 /// One malloc arena for every thread: glibc gives each thread that allocates its own arena,
 /// and each keeps the pages of freed page buffers; with one arena the tap's peak RSS is
 /// ~20% lower at no measurable cost (the threads hand buffers to each other anyway).
-fn limit_malloc_arenas() {
+///
+/// And a fixed mmap threshold (glibc's default, 128 KiB, without its adjustment): glibc
+/// raises the threshold to the size of each large block freed, so after the first page the
+/// HTTP library's read buffers (~400 KiB) and the parts' lists come from the heap, where the
+/// holes they leave keep their pages; mapped, they are returned when freed. Measured at
+/// 4,096-group pages: peak RSS 12.1 → 11.0 MB at 1,000,000 measures (9.8 MB at 10,000).
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc parameter; it is called before any other thread
+    // SAFETY: mallopt only sets malloc parameters; it is called before any other thread
     // exists, and a refusal (return value 0) just leaves the default.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // A threshold set for glibc in the environment is left as it is.
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        }
     }
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     tap_withings::logging::init(&tap_withings::logging::choose(

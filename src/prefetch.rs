@@ -75,15 +75,15 @@ impl<T> Drop for Prefetch<T> {
 /// holes in the heap (with glibc's default threshold such buffers come from the heap after
 /// the first page, and the holes they left raised peak RSS by ~3 MB).
 ///
-/// At most [`Pool::KEEP`] buffers of at most [`Pool::MAX_BYTES`] each are kept: what a run
-/// may hold beyond its pages in flight is that, per kind of buffer, for as long as it runs.
-pub struct Pool<T> {
+/// At most `KEEP` buffers of at most [`Pool::MAX_BYTES`] each are kept: what a run may hold
+/// beyond its pages in flight is that, per kind of buffer, for as long as it runs.
+pub struct Pool<T, const KEEP: usize = 2> {
     spare: std::sync::Mutex<Vec<Vec<T>>>,
 }
 
-impl<T> Pool<T> {
+impl<T, const KEEP: usize> Pool<T, KEEP> {
     /// Spare buffers kept.
-    pub const KEEP: usize = 2;
+    pub const KEEP: usize = KEEP;
     /// The largest buffer kept (bytes of capacity): a larger one is freed.
     pub const MAX_BYTES: usize = 8 << 20;
 
@@ -126,7 +126,7 @@ impl<T> Pool<T> {
     }
 }
 
-impl<T> Default for Pool<T> {
+impl<T, const KEEP: usize> Default for Pool<T, KEEP> {
     fn default() -> Self {
         Self::new()
     }
