@@ -232,18 +232,26 @@ impl ListFramer {
         }
     }
 
+    /// A byte inside a string: true when it is the closing quote.
+    fn string_byte(&mut self, b: u8) -> bool {
+        if self.escaped {
+            self.escaped = false;
+        } else if b == b'\\' {
+            self.escaped = true;
+        } else if b == b'"' {
+            self.in_string = false;
+            return true;
+        }
+        false
+    }
+
     /// Scans the head; true when the list starts (at `pos`, just after its `[`).
     fn scan_head(&mut self) -> Result<bool, Malformed> {
         while self.pos < self.buf.len() {
             let b = self.buf[self.pos];
             self.pos += 1;
             if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
+                if self.string_byte(b) {
                     self.reading_key = false;
                     continue;
                 }
@@ -333,15 +341,8 @@ impl ListFramer {
                 let b = self.buf[self.pos];
                 self.pos += 1;
                 if self.in_string {
-                    if self.escaped {
-                        self.escaped = false;
-                    } else if b == b'\\' {
-                        self.escaped = true;
-                    } else if b == b'"' {
-                        self.in_string = false;
-                        if depth == 0 {
-                            self.end_element(start, self.pos);
-                        }
+                    if self.string_byte(b) && depth == 0 {
+                        self.end_element(start, self.pos);
                     }
                     continue;
                 }

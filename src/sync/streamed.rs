@@ -94,6 +94,32 @@ fn head_timezone(head: &[u8]) -> Option<String> {
 }
 
 impl PageReader {
+    /// A reader for one page's requests, queueing its parts on `parts` within `slots`,
+    /// waiting for the writer at most `patience` after a request was sent.
+    fn new(
+        def: &'static StreamDef,
+        userid: i64,
+        list_key: &'static str,
+        parts: mpsc::UnboundedSender<Queued>,
+        slots: Arc<Semaphore>,
+        patience: Duration,
+    ) -> Self {
+        PageReader {
+            def,
+            userid,
+            list_key,
+            parts,
+            slots,
+            patience,
+            deadline: Instant::now(),
+            state: State::Whole(Vec::new()),
+            timezone: String::new(),
+            rows: 0,
+            first: None,
+            last: None,
+        }
+    }
+
     fn keys(&mut self, part: &Part) {
         let (first, last) = match part {
             Part::Typed(page) => (
@@ -326,20 +352,14 @@ impl<'c> MeasureChain<'c> {
             params.push(("offset", self.pager.offset().to_string()));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let reader = PageReader {
-            def: self.def,
-            userid: self.ctx.userid,
-            list_key: self.list_key,
-            parts: tx,
-            slots: Arc::clone(&self.slots),
-            patience: self.ctx.client.request_timeout() / 2,
-            deadline: Instant::now(),
-            state: State::Whole(Vec::new()),
-            timezone: String::new(),
-            rows: 0,
-            first: None,
-            last: None,
-        };
+        let reader = PageReader::new(
+            self.def,
+            self.ctx.userid,
+            self.list_key,
+            tx,
+            Arc::clone(&self.slots),
+            self.ctx.client.request_timeout() / 2,
+        );
         let call = Prefetch::start(
             &self.ctx.session,
             &self.ctx.client,
@@ -434,20 +454,9 @@ mod tests {
 
     fn reader(patience: Duration) -> (PageReader, mpsc::UnboundedReceiver<Queued>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let reader = PageReader {
-            def: find("measures").unwrap(),
-            userid: 9,
-            list_key: "measuregrps",
-            parts: tx,
-            slots: Arc::new(Semaphore::new(SLOTS)),
-            patience,
-            deadline: Instant::now(),
-            state: State::Whole(Vec::new()),
-            timezone: String::new(),
-            rows: 0,
-            first: None,
-            last: None,
-        };
+        let def = find("measures").unwrap();
+        let slots = Arc::new(Semaphore::new(SLOTS));
+        let reader = PageReader::new(def, 9, "measuregrps", tx, slots, patience);
         (reader, rx)
     }
 

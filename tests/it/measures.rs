@@ -64,14 +64,16 @@ fn emitted(records: &[Value]) -> BTreeMap<Key, (i64, i64)> {
         .collect()
 }
 
+/// The groups of category 1 in the simulator's truth.
+fn real_groups(world: &World) -> Vec<Value> {
+    let truth = world.sim.truth("getmeas", world.userid());
+    let groups = truth.as_array().unwrap().iter();
+    groups.filter(|g| g["category"] == 1).cloned().collect()
+}
+
 fn max_modified(world: &World) -> i64 {
-    world
-        .sim
-        .truth("getmeas", world.userid())
-        .as_array()
-        .unwrap()
+    real_groups(world)
         .iter()
-        .filter(|g| g["category"] == 1)
         .filter_map(|g| g["modified"].as_i64())
         .max()
         .unwrap()
@@ -157,14 +159,7 @@ fn a_lying_more_on_full_pages_loses_nothing() {
     let truth = truth_measures(&world, &[1]);
     let run = world.sync(&["measures"], None);
     assert_eq!(emitted(&run.records("measures")), truth);
-    let groups = world
-        .sim
-        .truth("getmeas", world.userid())
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["category"] == 1)
-        .count();
+    let groups = real_groups(&world).len();
     let pages = world
         .sim
         .requests()
@@ -208,20 +203,14 @@ fn a_measure_dated_after_the_run_started_is_kept_when_no_end_date_is_set() {
     assert!(dates.contains(&want), "{want} not in {dates:?}");
 }
 
-/// The simulator's truth with `measures_per_user` measures: more than two pages of the
-/// API's real size (4,096 groups), the simulator's default.
-fn several_full_pages(extra: Value) -> World {
+/// A simulator with `faults` and more than two pages of the API's real size (4,096 groups,
+/// the simulator's default), and a tap config with `extra` settings.
+fn several_full_pages(faults: Faults, extra: Value) -> World {
     let mut cfg = sim_config(1, 30);
     cfg.measures_per_user = Some(40_000);
+    cfg.faults = faults;
     let world = World::with_settings(cfg, extra);
-    let groups = world
-        .sim
-        .truth("getmeas", world.userid())
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| g["category"] == 1)
-        .count();
+    let groups = real_groups(&world).len();
     assert!(groups > 2 * 4096, "{groups} groups");
     world
 }
@@ -230,10 +219,11 @@ fn several_full_pages(extra: Value) -> World {
 /// after its first half was written, and every record still comes once, none missing.
 #[test]
 fn a_full_size_page_cut_off_halfway_gives_each_record_once() {
-    let mut cfg = sim_config(1, 30);
-    cfg.measures_per_user = Some(40_000);
-    cfg.faults.truncated_every = Some(2);
-    let world = World::new(cfg);
+    let faults = Faults {
+        truncated_every: Some(2),
+        ..sim_config(1, 1).faults
+    };
+    let world = several_full_pages(faults, json!({}));
     let truth = truth_measures(&world, &[1]);
     let run = world.sync(&["measures"], None);
     let records = run.records("measures");
@@ -256,7 +246,10 @@ fn a_full_size_page_cut_off_halfway_gives_each_record_once() {
 #[test]
 fn a_writer_stalling_past_the_request_timeout_costs_no_retry() {
     use std::io::Read;
-    let world = several_full_pages(json!({"request_timeout_seconds": 2}));
+    let world = several_full_pages(
+        sim_config(1, 1).faults,
+        json!({"request_timeout_seconds": 2}),
+    );
     let truth = truth_measures(&world, &[1]);
     let catalog = world.catalog(&["measures"]);
     let mut child = crate::support::tap_command(&[
