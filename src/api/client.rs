@@ -225,29 +225,18 @@ impl ApiClient {
                 let status = resp.status().as_u16();
                 (Some(status), redirected(status, &resp))
             }
-            Ok(resp) if !resp.status().is_success() => {
-                let status = resp.status().as_u16();
-                let outcome = match read_body(resp, self.max_reply).await {
-                    Ok(body) => classify_owned(status, body, endpoint).map(Body::Reply),
-                    Err(e) => self.body_failure(status, e),
-                };
-                (Some(status), outcome)
-            }
             Ok(resp) => {
-                // The caller's reader sees the body as it arrives: a reply it reads is a
-                // complete status-0 envelope of the shape it knows; it hands anything else
-                // back whole, to be classified.
+                // A 2xx reply goes to the caller's reader as it arrives: a reply it reads is
+                // a complete status-0 envelope of the shape it knows; it hands anything else
+                // back whole, to be classified. Any other reply is read whole and classified.
                 let status = resp.status().as_u16();
-                let outcome = match feed_body(resp, self.max_reply, started, read).await {
-                    Ok(End::Read(typed)) => Outcome::Ok(Body::Typed(typed)),
-                    Ok(End::Whole(body)) => classify_owned(status, body, endpoint).map(Body::Reply),
-                    Ok(End::Retry(reason)) | Err(FeedFailure::Retry(reason)) => {
-                        Outcome::Retry(reason)
-                    }
-                    Ok(End::Fail(f)) | Err(FeedFailure::Fail(f)) => Outcome::Fail(f),
-                    Err(FeedFailure::Body(e)) => self.body_failure(status, e),
+                let fed = if resp.status().is_success() {
+                    feed_body(resp, self.max_reply, started, read).await
+                } else {
+                    let mut plain = Whole::new(|_: &[u8]| None::<R::Out>);
+                    feed_body(resp, self.max_reply, started, &mut plain).await
                 };
-                (Some(status), outcome)
+                (Some(status), self.outcome(status, endpoint, fed))
             }
             Err(e) if e.is_timeout() => (None, Outcome::Retry("request timed out".into())),
             Err(e) if e.is_connect() && self.connect_fails_fast => (
@@ -275,10 +264,19 @@ impl ApiClient {
         result.1
     }
 
-    /// A reply body that was not read whole.
-    fn body_failure<T>(&self, status: u16, e: BodyError) -> Outcome<T> {
-        match e {
-            BodyError::TooLarge => Outcome::Fail(ApiFailure {
+    /// What a reply fed to a reader comes to.
+    fn outcome<T>(
+        &self,
+        status: u16,
+        endpoint: Endpoint,
+        fed: Result<End<T>, FeedFailure>,
+    ) -> Outcome<Body<T>> {
+        match fed {
+            Ok(End::Read(typed)) => Outcome::Ok(Body::Typed(typed)),
+            Ok(End::Whole(body)) => classify_owned(status, body, endpoint).map(Body::Reply),
+            Ok(End::Retry(reason)) | Err(FeedFailure::Retry(reason)) => Outcome::Retry(reason),
+            Ok(End::Fail(f)) | Err(FeedFailure::Fail(f)) => Outcome::Fail(f),
+            Err(FeedFailure::Body(BodyError::TooLarge)) => Outcome::Fail(ApiFailure {
                 kind: FailKind::Fatal,
                 status: i64::from(status),
                 message: format!(
@@ -286,7 +284,9 @@ impl ApiClient {
                     self.max_reply >> 20
                 ),
             }),
-            BodyError::Cut(e) => Outcome::Retry(format!("reply body cut off ({})", short(&e))),
+            Err(FeedFailure::Body(BodyError::Cut(e))) => {
+                Outcome::Retry(format!("reply body cut off ({})", short(&e)))
+            }
         }
     }
 
@@ -399,23 +399,6 @@ pub enum BodyError {
     Cut(reqwest::Error),
     /// It grew past the cap (decompressed: a small gzip bomb is caught as it inflates).
     TooLarge,
-}
-
-/// A reply's body in one buffer (see [`Whole`]), for replies no reader reads (errors).
-async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
-    let expected = resp.content_length().unwrap_or(0);
-    if usize::try_from(expected).map_or(true, |n| n > cap) {
-        return Err(BodyError::TooLarge);
-    }
-    let mut whole = Whole::new(|_: &[u8]| None::<Infallible>);
-    whole.begin(expected, Instant::now());
-    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Cut)? {
-        if whole.body.len() + chunk.len() > cap {
-            return Err(BodyError::TooLarge);
-        }
-        whole.body.extend_from_slice(&chunk);
-    }
-    Ok(whole.body)
 }
 
 /// Feeds a reply's body to `read` chunk by chunk as it arrives, each chunk dropped once fed

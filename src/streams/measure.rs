@@ -666,7 +666,9 @@ fn shared_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error>
 /// Reads one page of `text` with `parse` (which gives its groups, from a body or a whole
 /// reply), sharing its texts (see [`shared_text`]) and gathering its measures in one list
 /// (see [`page_measures`]).
-fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option<FastPage> {
+/// Starts gathering one page's texts and measures on this thread (see [`shared_text`] and
+/// [`page_measures`]), for `bytes` of group text.
+fn start_reading(bytes: usize) {
     TEXTS.with(|texts| {
         let (index, list) = &mut *texts.borrow_mut();
         index.clear();
@@ -677,9 +679,12 @@ fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option
         // the list is trimmed to its length below.
         let mut m = m.borrow_mut();
         *m = MEASURE_LISTS.take();
-        m.reserve_exact(text.len() / 128);
+        m.reserve_exact(bytes / 128);
     });
-    let page = parse(text);
+}
+
+/// The texts and measures gathered on this thread since [`start_reading`].
+fn finish_reading() -> (Vec<Arc<str>>, Vec<FastMeasure>) {
     let texts = TEXTS.with(|texts| {
         let (index, list) = &mut *texts.borrow_mut();
         index.clear();
@@ -687,6 +692,13 @@ fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option
         std::mem::take(list)
     });
     let measures = MEASURES.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    (texts, measures)
+}
+
+fn read_page(text: &str, parse: impl FnOnce(&str) -> Option<PageText>) -> Option<FastPage> {
+    start_reading(text.len());
+    let page = parse(text);
+    let (texts, measures) = finish_reading();
     let Some(page) = page else {
         MEASURE_LISTS.give(measures);
         return None;
@@ -743,6 +755,23 @@ fn acceptable(group: &FastGroup, measures: &[FastMeasure]) -> bool {
         && measures
             .iter()
             .all(|m| m.value().is_none() || m.unit().is_none_or(|u| scalable(u.into())))
+}
+
+/// The page's timezone, from the reply before its groups closed as JSON
+/// ([`crate::streams::frame::ListFramer::head`]) when it says status 0 and gives the
+/// timezone (its groups can then be read as they arrive; None: read the reply whole).
+pub fn page_head_timezone(head: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Head {
+        status: i64,
+        body: HeadBody,
+    }
+    #[derive(Deserialize)]
+    struct HeadBody {
+        timezone: Option<String>,
+    }
+    let head: Head = serde_json::from_slice(head).ok()?;
+    (head.status == 0).then_some(head.body.timezone).flatten()
 }
 
 /// What the envelope around a page's groups says, read once the reply is complete (the
@@ -847,14 +876,7 @@ pub fn read_groups(
 /// Reads the leading groups of `texts` that are of the usual shape into one page (sharing
 /// texts and one list of measures, as [`read_page`] does); how many it read.
 fn read_typed_run(texts: &[&[u8]], timezone: &str) -> (FastPage, usize) {
-    TEXTS.with(|t| {
-        let (index, list) = &mut *t.borrow_mut();
-        index.clear();
-        list.clear();
-    });
-    let mut measures = MEASURE_LISTS.take();
-    measures.reserve_exact(texts.iter().map(|t| t.len()).sum::<usize>() / 128);
-    MEASURES.with(|m| *m.borrow_mut() = measures);
+    start_reading(texts.iter().map(|t| t.len()).sum());
     let mut groups = GROUPS.take();
     for text in texts {
         let mark = MEASURES.with(|m| m.borrow().len());
@@ -875,13 +897,7 @@ fn read_typed_run(texts: &[&[u8]], timezone: &str) -> (FastPage, usize) {
             }
         }
     }
-    let texts_of_page = TEXTS.with(|t| {
-        let (index, list) = &mut *t.borrow_mut();
-        index.clear();
-        index.shrink_to(64);
-        std::mem::take(list)
-    });
-    let measures = MEASURES.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    let (texts_of_page, measures) = finish_reading();
     let read = groups.len();
     let page = FastPage {
         id: next_page_id(),

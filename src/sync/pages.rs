@@ -1,15 +1,20 @@
-//! The one offset-paging loop of every paged read (getmeas, getactivity, getworkouts, sleep
+//! The offset paging of every paged read (getmeas, getactivity, getworkouts, sleep
 //! getsummary, heart and stetho lists, the deletion re-scan). It distrusts the API: pages are
 //! asked for until one comes back empty, whatever `more` says; the next offset is the previous
 //! one plus the rows received; a page that repeats the previous one ends the chain with a
-//! warning. The next page is requested as soon as the caller has counted this one's rows
+//! warning ([`next_page`], [`page_params`]: shared with the getmeas chains of `streamed.rs`,
+//! which read pages part by part). [`Pages`] reads the other modules' pages as JSON values:
+//! the next page is requested as soon as the caller has counted this one's rows
 //! ([`Pages::advance`]), in a task of its own, so it downloads while this one is written.
 
 use super::*;
+use std::convert::Infallible;
+
 use crate::api::client::Whole;
 
-/// A chain of pages of one module for one user.
-pub(super) struct Pages<'c, T: Send + 'static> {
+/// A chain of pages of one module for one user, read as JSON values (getmeas chains, read
+/// part by part, are `streamed::MeasureChain`s on the same rules).
+pub(super) struct Pages<'c> {
     ctx: &'c SyncCtx,
     path: &'static str,
     params: Vec<(&'static str, String)>,
@@ -18,18 +23,31 @@ pub(super) struct Pages<'c, T: Send + 'static> {
     stream: &'static str,
     /// The stream its requests count for, when not the task's own.
     scope: Option<&'static str>,
-    read: fn(&[u8]) -> Option<T>,
     pager: Pager,
-    next: Option<Prefetch<T>>,
+    next: Option<Prefetch<Infallible>>,
 }
 
-/// The reader of pages read leniently (as JSON values).
-pub(super) fn no_reader(_: &[u8]) -> Option<()> {
+/// The reader of pages read leniently (as JSON values): it reads no reply itself.
+fn no_reader(_: &[u8]) -> Option<Infallible> {
     None
 }
 
-impl<'c> Pages<'c, ()> {
-    /// A chain whose pages are read as JSON values ([`Pages::next_value`]).
+/// A chain's parameters for the page at the pager's offset.
+pub(super) fn page_params(
+    params: &[(&'static str, String)],
+    pager: &Pager,
+) -> Vec<(&'static str, String)> {
+    let mut params = params.to_vec();
+    if pager.offset() > 0 {
+        params.push(("offset", pager.offset().to_string()));
+    }
+    params
+}
+
+impl<'c> Pages<'c> {
+    /// A chain whose pages are read as JSON values ([`Pages::next_value`]); the first page is
+    /// requested now. Its requests count for `scope` when given (a stream the chain serves),
+    /// else for the task's own stream.
     pub(super) fn values(
         ctx: &'c SyncCtx,
         path: &'static str,
@@ -38,32 +56,6 @@ impl<'c> Pages<'c, ()> {
         stream: &'static str,
         scope: Option<&'static str>,
     ) -> Self {
-        Pages::new(ctx, path, params, list_key, stream, scope, no_reader)
-    }
-
-    /// The next page's body as a JSON value; `None` once the chain is complete.
-    pub(super) async fn next_value(&mut self) -> Result<Option<Value>, StreamFail> {
-        match self.next().await? {
-            None => Ok(None),
-            Some(Body::Typed(())) => Ok(None),
-            Some(Body::Reply(reply)) => Ok(Some(Session::reply_value(reply)?)),
-        }
-    }
-}
-
-impl<'c, T: Send + 'static> Pages<'c, T> {
-    /// A chain whose pages are read with `read` first (a typed reader of the usual shape),
-    /// else leniently; the first page is requested now. Its requests count for `scope` when
-    /// given (a stream the chain serves), else for the task's own stream.
-    pub(super) fn new(
-        ctx: &'c SyncCtx,
-        path: &'static str,
-        params: Vec<(&'static str, String)>,
-        list_key: &'static str,
-        stream: &'static str,
-        scope: Option<&'static str>,
-        read: fn(&[u8]) -> Option<T>,
-    ) -> Self {
         let mut pages = Pages {
             ctx,
             path,
@@ -71,7 +63,6 @@ impl<'c, T: Send + 'static> Pages<'c, T> {
             list_key,
             stream,
             scope,
-            read,
             pager: Pager::new(),
             next: None,
         };
@@ -80,29 +71,23 @@ impl<'c, T: Send + 'static> Pages<'c, T> {
     }
 
     fn request(&mut self) {
-        let mut params = self.params.clone();
-        if self.pager.offset() > 0 {
-            params.push(("offset", self.pager.offset().to_string()));
-        }
+        let params = page_params(&self.params, &self.pager);
         let (session, client) = (&self.ctx.session, &self.ctx.client);
+        let read = Whole::new(no_reader);
         self.next = Some(match self.scope {
-            Some(stream) => Prefetch::start_for(
-                stream,
-                session,
-                client,
-                self.path,
-                params,
-                Whole::new(self.read),
-            ),
-            None => Prefetch::start(session, client, self.path, params, Whole::new(self.read)),
+            Some(stream) => Prefetch::start_for(stream, session, client, self.path, params, read),
+            None => Prefetch::start(session, client, self.path, params, read),
         });
     }
 
-    /// The next page's reply; `None` once the chain is complete.
-    pub(super) async fn next(&mut self) -> Result<Option<Body<T>>, StreamFail> {
-        match self.next.take() {
-            Some(call) => Ok(Some(call.reply().await?)),
-            None => Ok(None),
+    /// The next page's body as a JSON value; `None` once the chain is complete.
+    pub(super) async fn next_value(&mut self) -> Result<Option<Value>, StreamFail> {
+        let Some(call) = self.next.take() else {
+            return Ok(None);
+        };
+        match call.reply().await? {
+            Body::Typed(never) => match never {},
+            Body::Reply(reply) => Ok(Some(Session::reply_value(reply)?)),
         }
     }
 

@@ -75,24 +75,6 @@ struct PageReader {
     last: Option<u64>,
 }
 
-/// The envelope before the list: a page is read part by part only when it says status 0
-/// and gives the page's timezone before its groups.
-#[derive(serde::Deserialize)]
-struct Head {
-    status: i64,
-    body: HeadBody,
-}
-
-#[derive(serde::Deserialize)]
-struct HeadBody {
-    timezone: Option<String>,
-}
-
-fn head_timezone(head: &[u8]) -> Option<String> {
-    let head: Head = serde_json::from_slice(head).ok()?;
-    (head.status == 0).then_some(head.body.timezone).flatten()
-}
-
 impl PageReader {
     /// A reader for one page's requests, queueing its parts on `parts` within `slots`,
     /// waiting for the writer at most `patience` after a request was sent.
@@ -117,6 +99,14 @@ impl PageReader {
             rows: 0,
             first: None,
             last: None,
+        }
+    }
+
+    /// From now on the reply is gathered whole (nothing of it was given away).
+    fn whole(&mut self) {
+        let state = std::mem::replace(&mut self.state, State::Whole(Vec::new()));
+        if let State::Framing(framer) = state {
+            self.state = State::Whole(framer.into_bytes().unwrap_or_default());
         }
     }
 
@@ -217,7 +207,7 @@ impl ReadReply for PageReader {
             loop {
                 match step {
                     Ok(Step::More) => break,
-                    Ok(Step::ListStarts) => match head_timezone(&framer.head()) {
+                    Ok(Step::ListStarts) => match measure::page_head_timezone(&framer.head()) {
                         Some(tz) => {
                             self.timezone = tz;
                             step = framer.push(&[]);
@@ -286,16 +276,6 @@ impl ReadReply for PageReader {
     }
 }
 
-impl PageReader {
-    /// From now on the reply is gathered whole (nothing of it was given away).
-    fn whole(&mut self) {
-        let state = std::mem::replace(&mut self.state, State::Whole(Vec::new()));
-        if let State::Framing(framer) = state {
-            self.state = State::Whole(framer.into_bytes().unwrap_or_default());
-        }
-    }
-}
-
 /// A page being read: its request (until it ended) and the parts it queued.
 struct InFlight {
     call: Option<Prefetch<PageRead>>,
@@ -347,10 +327,7 @@ impl<'c> MeasureChain<'c> {
     }
 
     fn request(&mut self) {
-        let mut params = self.params.clone();
-        if self.pager.offset() > 0 {
-            params.push(("offset", self.pager.offset().to_string()));
-        }
+        let params = page_params(&self.params, &self.pager);
         let (tx, rx) = mpsc::unbounded_channel();
         let reader = PageReader::new(
             self.def,
